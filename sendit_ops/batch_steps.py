@@ -1,0 +1,464 @@
+"""The per-batch steps of a run, in plain Python (the Airflow tasks are thin wrappers).
+
+Each step loads the batch record, checks the batch is at the stage it expects, does its work
+in the batch's work folder, and saves the record. A BatchError moves that batch to ERROR with
+its reason and the other batches go on; any other exception does the same with a generic,
+PHI-free reason (the stack is logged without exception text, which may quote header values).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from sendit_ops import __version__
+from sendit_ops.anonymize import (
+    anonymize_dataset,
+    load_recipe,
+    recipe_checksum,
+    recipe_variables,
+    uid_remapper,
+)
+from sendit_ops.dicom_io import NotDicomError, read_full, read_header, text
+from sendit_ops.discovery import FoundBatch, list_files
+from sendit_ops.errors import BatchError, DeliveryError, LeakError, ProviderError
+from sendit_ops.filters import FilterRules, load_filter_recipe, skip_reason
+from sendit_ops.identifiers import Needles, collect_needles, dicom_date_to_iso
+from sendit_ops.ledger import (
+    DONE,
+    DONEPROCESSING,
+    EMPTY,
+    ERROR,
+    PROCESSING,
+    QUEUE,
+    BatchRecord,
+    Ledger,
+    read_json,
+    write_json,
+)
+from sendit_ops.package import (
+    archive_name,
+    metadata_row,
+    object_name,
+    read_archive_headers,
+    shared_header,
+    write_archive,
+)
+from sendit_ops.pseudonyms import (
+    LocalKeyedProvider,
+    Pseudonym,
+    PseudonymProvider,
+    StudyIdentity,
+    build_request,
+    parse_response,
+    sanitize_id,
+)
+from sendit_ops.settings import Settings
+from sendit_ops.verify import LeakScanner
+
+log = logging.getLogger("sendit")
+
+# stages inside PROCESSING, in order
+FILTERED, PSEUDONYMIZED, ANONYMIZED = "filtered", "pseudonymized", "anonymized"
+PACKAGED = "packaged"
+
+
+@dataclass
+class Pipeline:
+    """Everything the steps of one DAG run share: settings, key, ledger, parsed recipes."""
+
+    settings: Settings
+    secret_key: bytes
+    dag_id: str
+    run_id: str = ""
+    provider: PseudonymProvider | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The batch records of this DAG."""
+        return Ledger(self.settings.work_root, self.dag_id)
+
+    @cached_property
+    def filter_rules(self) -> FilterRules:
+        """Filter recipes, parsed once."""
+        s = self.settings
+        return FilterRules(
+            load_filter_recipe(s.study_deid), s.modality_allowlist, s.image_type_required
+        )
+
+    @cached_property
+    def recipe(self):  # noqa: ANN201 - deid's DeidRecipe
+        """The header recipe, parsed once."""
+        return load_recipe(self.settings.recipe)
+
+    @cached_property
+    def remap(self) -> Callable[[str], str]:
+        """The keyed UID remapper (one cache per task)."""
+        return uid_remapper(self.secret_key)
+
+    # ---- bookkeeping -------------------------------------------------------------------
+
+    def register(self, found: Iterable[FoundBatch]) -> list[str]:
+        """Put the chosen batches in QUEUE for this run (work files of earlier tries removed)."""
+        keys = []
+        for batch in found:
+            old = self.ledger.get(batch.key)
+            record = BatchRecord(
+                key=batch.key,
+                dag_id=self.dag_id,
+                source_path=batch.path,
+                fingerprint=batch.fingerprint,
+                finished_at=batch.finished_at,
+                run_id=self.run_id,
+                history=old.history if old else [],
+            )
+            work = self.ledger.batch_dir(batch.key)
+            for name in ("anonymized", "archive"):
+                shutil.rmtree(work / name, ignore_errors=True)
+            record.set_state(QUEUE)
+            self.ledger.save(record)
+            keys.append(batch.key)
+        return keys
+
+    def _each(self, keys: Iterable[str], step: str, want: tuple[str, ...], fn: Callable) -> None:
+        for key in keys:
+            record = self.ledger.get(key)
+            if record is None:
+                log.warning("batch %s: no record, skipped by %s", key, step)
+                continue
+            stage = record.outputs.get("stage", "")
+            if (record.state, stage) not in want and record.state not in want:
+                continue
+            record.run_id = self.run_id or record.run_id
+            record.start(step)
+            try:
+                fn(record)
+            except BatchError as exc:
+                record.set_state(ERROR, f"{step}: {exc}")
+                log.error("batch %s: ERROR in %s: %s", key, step, exc)
+            except Exception as exc:  # keep the run going; never print the exception text
+                stack = "".join(traceback.format_tb(exc.__traceback__))
+                log.error("batch %s: internal error in %s (%s)\n%s", key, step,
+                          type(exc).__name__, stack)
+                record.set_state(ERROR, f"{step}: internal error ({type(exc).__name__}); "
+                                 "see the task log, then rerun the batch")
+            record.finish(step)
+            self.ledger.save(record)
+
+    def _work(self, record: BatchRecord) -> Path:
+        return self.ledger.batch_dir(record.key)
+
+    # ---- filter --------------------------------------------------------------------------
+
+    def filter(self, keys: Iterable[str]) -> None:
+        """Import and filter each image; collect identifiers. QUEUE -> PROCESSING/EMPTY/ERROR."""
+        self._each(keys, "filter", (QUEUE,), self._filter_one)
+
+    def _filter_one(self, record: BatchRecord) -> None:
+        s = self.settings
+        source = Path(record.source_path)
+        if not source.is_dir():
+            raise BatchError("the batch folder is gone (moved or deleted before processing)")
+        record.set_state(PROCESSING)
+        files = list_files(source)
+        total = len(files)
+        accepted: list[dict[str, Any]] = []
+        needles = Needles()
+        series: dict[str, dict[str, Any]] = {}
+        seen: dict[str, set[str]] = {"study_date": set(), "study": set(), "entity": set(),
+                                     "item": set()}
+        missing: dict[str, int] = {}
+        size = 0
+        for i, path in enumerate(files, 1):
+            size += path.stat().st_size
+            try:
+                ds = read_header(path)
+            except NotDicomError as exc:
+                record.warnings.append(f"file {i} of {total}: {exc}, skipped")
+                continue
+            series_uid = text(ds, "SeriesInstanceUID")
+            info = series.setdefault(series_uid, {
+                "number": text(ds, "SeriesNumber"), "modality": text(ds, "Modality"),
+                "images": 0, "removed": 0, "ordinal": len(series) + 1,
+            })
+            info["images"] += 1
+            reason = skip_reason(ds, self.filter_rules)
+            if reason:
+                info["removed"] += 1
+                record.warnings.append(f"file {i} of {total}: {reason}, skipped")
+                continue
+            entity, item = text(ds, s.entity_id), text(ds, s.item_id)
+            for keyword, value in ((s.entity_id, entity), (s.item_id, item)):
+                if not value:
+                    missing[keyword] = missing.get(keyword, 0) + 1
+            seen["entity"].add(entity)
+            seen["item"].add(item)
+            seen["study"].add(text(ds, "StudyInstanceUID"))
+            seen["study_date"].add(text(ds, "StudyDate"))
+            needles.update(collect_needles(ds, [source.name]))
+            accepted.append({
+                "file": str(path),
+                "series": text(ds, "SeriesNumber") or str(info["ordinal"]),
+                "instance": text(ds, "InstanceNumber") or str(len(accepted) + 1),
+                "item_time": self._item_timestamp(ds),
+                "birth": dicom_date_to_iso(text(ds, "PatientBirthDate")),
+            })
+        record.metrics.update({
+            "images_found": total,
+            "images_accepted": len(accepted),
+            "images_skipped": total - len(accepted),
+            "bytes_in": size,
+            "series": len(series),
+            "series_detail": sorted(series.values(), key=lambda v: v["ordinal"]),
+            "series_removed": sum(1 for v in series.values() if v["images"] == v["removed"]),
+            "study_dates": len(seen["study_date"] - {""}),
+        })
+        if not accepted:
+            why = "no image passed the filters" if total else "the batch folder has no files"
+            record.set_state(EMPTY, why)
+            return
+        if missing:
+            names = ", ".join(f"{k} in {n} image(s)" for k, n in sorted(missing.items()))
+            raise BatchError(f"required identifier missing: {names}")
+        if len(seen["study_date"]) > 1:
+            raise BatchError(f"images have {len(seen['study_date'])} different study dates")
+        for what, label in (("study", "studies (StudyInstanceUID)"),
+                            ("entity", f"patients ({s.entity_id})"),
+                            ("item", f"accession numbers ({s.item_id})")):
+            if len(seen[what]) > 1:
+                raise BatchError(f"one folder holds {len(seen[what])} different {label}; "
+                                 "split it into one folder per study")
+        first = accepted[0]
+        identity = StudyIdentity(
+            entity_id=sanitize_id(next(iter(seen["entity"]))),
+            item_id=sanitize_id(next(iter(seen["item"]))),
+            entity_source=s.entity_id_source,
+            item_source=s.item_id_source,
+            entity_timestamp=first["birth"],
+            item_timestamp=first["item_time"],
+        )
+        work = self._work(record)
+        write_json(work / "images.json", accepted)
+        write_json(work / "identifiers.json",
+                   {"identity": asdict(identity), "needles": needles.as_dict()})
+        record.outputs["stage"] = FILTERED
+        log.info("batch %s: %d of %d images accepted, %d series", record.key, len(accepted),
+                 total, len(series))
+
+    @staticmethod
+    def _item_timestamp(ds: Any) -> str | None:
+        for date_kw, time_kw in (("StudyDate", "StudyTime"), ("SeriesDate", "SeriesTime"),
+                                 ("ContentDate", "ContentTime"),
+                                 ("AcquisitionDate", "AcquisitionTime")):
+            stamp = dicom_date_to_iso(text(ds, date_kw), text(ds, time_kw))
+            if stamp:
+                return stamp
+        return None
+
+    # ---- pseudonymize --------------------------------------------------------------------
+
+    def pseudonymize(self, keys: Iterable[str]) -> None:
+        """Get pseudonyms, one request per batch."""
+        self._each(keys, "pseudonymize", ((PROCESSING, FILTERED), (PROCESSING, PSEUDONYMIZED)),
+                   self._pseudonymize_one)
+
+    def _provider(self) -> PseudonymProvider:
+        if self.provider is None:
+            if self.settings.pseudonym_provider != "local":
+                raise ProviderError("no DASHER client was given to this step")
+            self.provider = LocalKeyedProvider(self.secret_key)
+        return self.provider
+
+    def _pseudonymize_one(self, record: BatchRecord) -> None:
+        work = self._work(record)
+        identity = StudyIdentity(**read_json(work / "identifiers.json")["identity"])
+        answer = self._provider().lookup(self.settings.study_name, build_request([identity]))
+        pseudonym = parse_response(answer, identity)
+        write_json(work / "pseudonym.json", asdict(pseudonym))
+        record.outputs.update(stage=PSEUDONYMIZED, provider=self.settings.pseudonym_provider,
+                              entity_suid=pseudonym.entity_suid, item_suid=pseudonym.item_suid)
+
+    # ---- anonymize -----------------------------------------------------------------------
+
+    def anonymize(self, keys: Iterable[str]) -> None:
+        """Apply the header recipe to every accepted image; leak-check each in memory."""
+        self._each(keys, "anonymize", ((PROCESSING, PSEUDONYMIZED), (PROCESSING, ANONYMIZED)),
+                   self._anonymize_one)
+
+    def _anonymize_one(self, record: BatchRecord) -> None:
+        work = self._work(record)
+        images = read_json(work / "images.json")
+        needles = Needles.from_dict(read_json(work / "identifiers.json")["needles"])
+        pseudonym = Pseudonym(**read_json(work / "pseudonym.json"))
+        scanner = LeakScanner(needles)
+        variables = recipe_variables(pseudonym, self.remap)
+        out_dir = work / "anonymized"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        names: set[str] = set()
+        study_date = ""
+        header: dict[str, Any] | None = None
+        for image in images:
+            ds = anonymize_dataset(read_full(image["file"]), self.recipe, variables, scanner)
+            name = _file_name(image["series"], image["instance"], names)
+            ds.save_as(out_dir / name, enforce_file_format=True)
+            study_date = study_date or text(ds, "StudyDate")
+            values = shared_header([ds])
+            header = values if header is None else {
+                k: v for k, v in header.items() if values.get(k) == v}
+        write_json(work / "header.json", {"study_date": study_date, "shared": header or {}})
+        record.outputs["stage"] = ANONYMIZED
+        record.outputs["files"] = sorted(names)
+
+    # ---- package and verify --------------------------------------------------------------
+
+    def package(self, keys: Iterable[str]) -> None:
+        """Pack each batch, build its row, and verify names, row and archive headers."""
+        self._each(keys, "package", ((PROCESSING, ANONYMIZED),), self._package_one)
+
+    def _package_one(self, record: BatchRecord) -> None:
+        s = self.settings
+        work = self._work(record)
+        pseudonym = Pseudonym(**read_json(work / "pseudonym.json"))
+        needles = Needles.from_dict(read_json(work / "identifiers.json")["needles"])
+        header = read_json(work / "header.json")
+        scanner = LeakScanner(needles)
+        name = archive_name(pseudonym.entity_suid, header["study_date"], pseudonym.item_suid)
+        members = [(f"{pseudonym.item_suid}/{f}", work / "anonymized" / f)
+                   for f in record.outputs["files"]]
+        target = work / "archive" / name
+        sha = write_archive(members, target, level=s.gzip_level)
+        row = metadata_row(header["shared"], pseudonym.entity_suid, pseudonym.item_suid)
+        leaks = ["archive name"] if scanner.hits(name) else []
+        leaks += [f"member name {m}" for m, _ in members if scanner.hits(m)]
+        leaks += scanner.scan_mapping(row, "metadata row")
+        n_members = 0
+        for member, ds in read_archive_headers(target):
+            n_members += 1
+            leaks += [f"{member}: {where}" for where in scanner.scan_dataset(ds)]
+        if n_members != len(members):
+            raise BatchError("the archive does not hold every anonymized image")
+        if leaks:
+            raise LeakError("original identifier found in " + "; ".join(leaks[:5]))
+        write_json(work / "archive" / "row.json", row)
+        record.outputs.update(
+            stage=PACKAGED,
+            verified=True,
+            archive=str(target),
+            archive_name=name,
+            object_name=object_name(s.collection, pseudonym.entity_suid, name),
+            sha256=sha,
+            bytes_out=target.stat().st_size,
+            images=len(members),
+            recipe_sha256=recipe_checksum(s.recipe),
+            version=__version__,
+        )
+        record.set_state(DONEPROCESSING)
+        if not s.keep_work_files:
+            shutil.rmtree(work / "anonymized", ignore_errors=True)
+        log.info("batch %s: packaged and verified %d images", record.key, len(members))
+
+    # ---- delivery helpers ----------------------------------------------------------------
+
+    def ready_for_delivery(self, keys: Iterable[str]) -> list[BatchRecord]:
+        """Batches that may leave the machine: DONEPROCESSING, verified, with pseudonyms.
+
+        This re-checks the record rather than trusting the upstream task's result.
+        """
+        ready = []
+        for key in keys:
+            record = self.ledger.get(key)
+            if record is None or record.state != DONEPROCESSING:
+                continue
+            out = record.outputs
+            if not (out.get("verified") and out.get("entity_suid") and out.get("item_suid")
+                    and Path(out.get("archive", "")).is_file()):
+                record.set_state(ERROR, "deliver: refused, batch is not verified as anonymized")
+                self.ledger.save(record)
+                continue
+            ready.append(record)
+        return ready
+
+    def row_of(self, record: BatchRecord) -> dict[str, str]:
+        """The metadata row of a packaged batch."""
+        return read_json(self._work(record) / "archive" / "row.json")
+
+    def mark_delivered(self, record: BatchRecord, where: dict[str, Any]) -> None:
+        """DONEPROCESSING -> DONE; remove identified work files."""
+        record.outputs.update(where)
+        record.finish("deliver")
+        record.set_state(DONE)
+        work = self._work(record)
+        for name in ("identifiers.json", "images.json"):
+            (work / name).unlink(missing_ok=True)
+        if not self.settings.keep_work_files:
+            shutil.rmtree(work / "archive", ignore_errors=True)
+        self.ledger.save(record)
+
+    def mark_failed(self, record: BatchRecord, exc: Exception) -> None:
+        """A delivery failure of one batch: ERROR with the (PHI-free) reason."""
+        reason = str(exc) if isinstance(exc, BatchError) else type(exc).__name__
+        record.set_state(ERROR, f"deliver: {reason}")
+        self.ledger.save(record)
+
+    def finalize_empty(self, keys: Iterable[str]) -> None:
+        """Remove identified work files of EMPTY batches (nothing of them is kept)."""
+        for key in keys:
+            record = self.ledger.get(key)
+            if record and record.state == EMPTY:
+                work = self._work(record)
+                for name in ("identifiers.json", "images.json"):
+                    (work / name).unlink(missing_ok=True)
+
+
+def _file_name(series: str, instance: str, taken: set[str]) -> str:
+    """``<series>_<instance>.dcm`` from the (numeric) series and instance numbers."""
+
+    def num(v: str) -> str:
+        digits = "".join(c for c in str(v) if c.isdigit())
+        return digits.zfill(4)[-8:] if digits else "0000"
+
+    base = f"{num(series)}_{num(instance)}"
+    name, n = f"{base}.dcm", 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}.dcm"
+    taken.add(name)
+    return name
+
+
+def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> dict[str, int]:
+    """Deliver ready batches to the local outbox (objects, then one upsert of all rows)."""
+    from sendit_ops import outbox as box
+
+    s = pipeline.settings
+    counts = {"created": 0, "exists": 0, "failed": 0}
+    delivered: list[tuple[BatchRecord, dict[str, str]]] = []
+    for record in pipeline.ready_for_delivery(keys):
+        record.start("deliver")
+        try:
+            out = record.outputs
+            status = box.put_object(outbox, out["object_name"], Path(out["archive"]), out["sha256"])
+            counts[status] += 1
+            row = pipeline.row_of(record)
+            row["storage_download"] = (outbox / out["object_name"]).resolve().as_uri()
+            row["storage_metadataLink"] = row["storage_download"]
+            delivered.append((record, row))
+        except (BatchError, OSError) as exc:
+            counts["failed"] += 1
+            pipeline.mark_failed(record, exc if isinstance(exc, BatchError)
+                                 else DeliveryError(f"outbox write failed ({type(exc).__name__})"))
+    if delivered:
+        table = box.table_path(outbox, s.collection, s.bigquery_table)
+        counts.update(box.upsert_rows(table, [row for _, row in delivered]))
+        for record, _ in delivered:
+            pipeline.mark_delivered(record, {"delivered_to": "outbox", "delivered_at": time.time()})
+    return counts

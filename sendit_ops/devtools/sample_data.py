@@ -1,0 +1,220 @@
+"""Generate realistic identified DICOM studies for the demo, the tests and the benchmark.
+
+PHI is planted in many places (names, ids, dates, addresses, sequences, private tags, free
+text) so the de-identification and the leak check have something to find. All values are
+invented; the output is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+SOP_CLASSES = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "US": "1.2.840.10008.5.1.4.1.1.6.1",
+    "XA": "1.2.840.10008.5.1.4.1.1.12.1",
+}
+
+
+@dataclass(frozen=True)
+class Patient:
+    """An invented patient."""
+
+    name: str
+    mrn: str
+    birth: str
+    sex: str = "F"
+    address: str = "12 Elm Street, Springfield"
+
+
+PATIENTS = (
+    Patient("DOE^JANE^Q", "MRN-100234", "19710304", "F"),
+    Patient("ROE^RICHARD", "MRN-200871", "19580712", "M", "9 Oak Lane, Shelbyville"),
+    Patient("SMITH^ALEXANDRA", "MRN-300415", "19900228", "F", "77 Pine Road, Ogdenville"),
+)
+
+
+def _uid(*parts: object) -> str:
+    return generate_uid(entropy_srcs=[str(p) for p in parts])
+
+
+def make_image(
+    patient: Patient,
+    accession: str,
+    study_date: str,
+    modality: str,
+    series: int,
+    instance: int,
+    *,
+    size: int = 64,
+    burned_in: str | None = None,
+    seed: int = 0,
+    study_uid: str | None = None,
+) -> Dataset:
+    """One identified image with PHI in headers, a sequence, a private block and free text."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = SOP_CLASSES[modality]
+    study_uid = study_uid or _uid("study", accession, seed)
+    ds.SOPInstanceUID = _uid("sop", accession, series, instance, seed)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName = patient.name
+    ds.PatientID = patient.mrn
+    ds.OtherPatientIDs = patient.mrn.replace("MRN-", "ALT")
+    ds.PatientBirthDate = patient.birth
+    ds.PatientSex = patient.sex
+    ds.PatientAge = f"{int(study_date[:4]) - int(patient.birth[:4]):03d}Y"
+    ds.PatientAddress = patient.address
+    ds.PatientTelephoneNumbers = "555-0100"
+    ds.AccessionNumber = accession
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = _uid("series", accession, series, seed)
+    ds.FrameOfReferenceUID = _uid("for", accession, seed)
+    ds.StudyID = accession[-6:]
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = study_date
+    ds.StudyTime, ds.SeriesTime, ds.ContentTime = "083000", f"08{30 + series:02d}00", "083512"
+    ds.AcquisitionDateTime = f"{study_date}083512.000000"
+    ds.Modality = modality
+    ds.Manufacturer = "ACME MEDICAL"
+    ds.ManufacturerModelName = "Imager 3000"
+    ds.InstitutionName = "Springfield General Hospital"
+    ds.InstitutionAddress = "1 Hospital Drive, Springfield"
+    ds.StationName = "CT-ROOM-2"
+    ds.ReferringPhysicianName = "HOUSE^GREGORY"
+    ds.PerformingPhysicianName = "CAMERON^ALLISON"
+    ds.OperatorsName = "TECH^TOM"
+    ds.StudyDescription = f"{modality} CHEST WITH CONTRAST"
+    ds.SeriesDescription = f"AXIAL {series}"
+    ds.ImageComments = f"patient {patient.name.split('^')[0]} moved, repeat scan"
+    ds.SeriesNumber = series
+    ds.InstanceNumber = instance
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    if burned_in is not None:
+        ds.BurnedInAnnotation = burned_in
+    req = Dataset()
+    req.AccessionNumber = accession
+    req.RequestedProcedureID = "RP" + accession[-5:]
+    req.RequestedProcedureDescription = "CHEST"
+    ds.RequestAttributesSequence = Sequence([req])
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+    ref.ReferencedSOPInstanceUID = _uid("pps", accession, seed)
+    ds.ReferencedPerformedProcedureStepSequence = Sequence([ref])
+    block = ds.private_block(0x0029, "ACME PRIVATE", create=True)
+    block.add_new(0x10, "LO", patient.name)
+    block.add_new(0x11, "LO", patient.mrn)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    rng = np.random.default_rng(seed * 1_000_003 + series * 1009 + instance)
+    ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
+    return ds
+
+
+def write_study(
+    folder: Path,
+    patient: Patient,
+    accession: str,
+    study_date: str,
+    modality: str = "CT",
+    series: int = 2,
+    images: int = 3,
+    *,
+    size: int = 64,
+    burned_in: str | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """Write one study (series x images files) into ``folder``; return the file paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    study_uid = _uid("study", accession, seed)
+    for s in range(1, series + 1):
+        for i in range(1, images + 1):
+            ds = make_image(patient, accession, study_date, modality, s, i, size=size,
+                            burned_in=burned_in, seed=seed, study_uid=study_uid)
+            path = folder / f"{ds.SOPInstanceUID}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            paths.append(path)
+    return paths
+
+
+def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
+    """A demo input folder with every kind of batch sendit meets. Returns name -> expectation.
+
+    Folder names are accession numbers, as the C-MOVE script writes them.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    jane, richard, alex = PATIENTS
+    expect: dict[str, str] = {}
+    write_study(root / "ACC10001", jane, "ACC10001", "20240115", "CT", 2, 3, size=size)
+    expect["ACC10001"] = "DONE"
+    write_study(root / "ACC10002", richard, "ACC10002", "20240116", "MR", 2, 2, size=size,
+                burned_in="NO")
+    expect["ACC10002"] = "DONE"
+    mixed = root / "ACC10003"  # same patient as ACC10001, plus a corrupt and a non-DICOM file
+    files = write_study(mixed, jane, "ACC10003", "20240301", "CT", 1, 3, size=size)
+    (mixed / "corrupt.dcm").write_bytes(files[0].read_bytes()[:300])
+    (mixed / "notes.txt").write_text("C-MOVE log: transfer complete\n")
+    expect["ACC10003"] = "DONE"
+    write_study(root / "ACC10004", alex, "ACC10004", "20240302", "US", 1, 2, size=size,
+                burned_in="YES")
+    expect["ACC10004"] = "EMPTY"
+    (root / "ACC10005").mkdir(exist_ok=True)
+    expect["ACC10005"] = "EMPTY"
+    two_dates = root / "ACC10006"
+    write_study(two_dates, alex, "ACC10006", "20240303", "CT", 1, 2, size=size)
+    ds = make_image(alex, "ACC10006", "20240304", "CT", 2, 1, size=size)
+    ds.StudyInstanceUID = _uid("study", "ACC10006", 0)
+    ds.save_as(two_dates / "late.dcm", enforce_file_format=True)
+    expect["ACC10006"] = "ERROR"
+    no_acc = root / "ACC10007"
+    ds = make_image(richard, "", "20240305", "CT", 1, 1, size=size)
+    no_acc.mkdir(exist_ok=True)
+    ds.save_as(no_acc / "image.dcm", enforce_file_format=True)
+    expect["ACC10007"] = "ERROR"
+    write_study(root / "ACC10008.tmp", jane, "ACC10008", "20240306", "CT", 1, 2, size=size)
+    expect["ACC10008.tmp"] = "in progress (not picked up)"
+    return expect
+
+
+def make_bench_corpus(root: Path, studies: int, images: int, size: int = 512) -> int:
+    """CT studies of ``images`` 512x512 16-bit files each; returns total bytes."""
+    total = 0
+    for n in range(studies):
+        patient = PATIENTS[n % len(PATIENTS)]
+        acc = f"BENCH{n:05d}"
+        for p in write_study(root / acc, patient, acc, "20240115", "CT", 1, images, size=size,
+                             seed=n):
+            total += p.stat().st_size
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``sendit-sample DIR``: write the demo input folder."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--size", type=int, default=64, help="image rows/columns")
+    parser.add_argument("--force", action="store_true", help="replace an existing folder")
+    args = parser.parse_args(argv)
+    if args.output.exists() and args.force:
+        shutil.rmtree(args.output)
+    for name, what in make_demo_input(args.output, args.size).items():
+        print(f"{os.path.join(str(args.output), name)}: expect {what}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

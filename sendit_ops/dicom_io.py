@@ -1,0 +1,54 @@
+"""Reading DICOM files the way sendit does (every file tried, ``force=True``), safely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from sendit_ops.errors import BatchError
+
+
+class NotDicomError(BatchError):
+    """The file is not a readable DICOM image (reason text is PHI-free)."""
+
+
+def read_header(path: str | Path) -> Dataset:
+    """Read a file's header without pixel data; raise NotDicomError if it is not DICOM.
+
+    With ``force=True`` pydicom accepts almost any bytes, so a file is only accepted when it
+    has an SOP Instance UID (or a file meta header) after reading.
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception as exc:  # pydicom raises many types for corrupt files
+        raise NotDicomError(f"unreadable DICOM ({type(exc).__name__})") from None
+    try:
+        has_meta = bool(getattr(ds, "file_meta", None)) and "TransferSyntaxUID" in ds.file_meta
+        if "SOPInstanceUID" not in ds and not has_meta:
+            raise NotDicomError("not a DICOM file (no DICOM header found)")
+        ds.SOPInstanceUID  # noqa: B018 - force parsing of a truncated element
+    except NotDicomError:
+        raise
+    except Exception as exc:
+        raise NotDicomError(f"corrupt DICOM header ({type(exc).__name__})") from None
+    return ds
+
+
+def read_full(path: str | Path) -> Dataset:
+    """Read a whole DICOM file (pixels included)."""
+    try:
+        return pydicom.dcmread(path, force=True)
+    except Exception as exc:
+        raise NotDicomError(f"unreadable DICOM ({type(exc).__name__})") from None
+
+
+def text(ds: Dataset, keyword: str) -> str:
+    """A header value as a stripped string ('' when absent)."""
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value).strip()
+    return str(value).strip()

@@ -1,0 +1,27 @@
+"""Exceptions with messages meant for a radiology IT admin (never carrying patient values)."""
+
+from __future__ import annotations
+
+
+class SenditError(Exception):
+    """Base class: the message is safe to log (no PHI) and says what to do."""
+
+
+class ConfigError(SenditError):
+    """A setting is missing or invalid; nothing was processed."""
+
+
+class BatchError(SenditError):
+    """One batch cannot continue; it goes to ERROR with this reason, other batches go on."""
+
+
+class ProviderError(BatchError):
+    """The pseudonym provider failed or gave a doubtful answer for a batch."""
+
+
+class LeakError(BatchError):
+    """An original identifier was found in what would leave the machine."""
+
+
+class DeliveryError(BatchError):
+    """Delivery of one batch failed permanently (conflict, integrity, refusal)."""

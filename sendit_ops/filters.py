@@ -1,0 +1,90 @@
+"""Image filters: which images of a batch may be de-identified and shipped.
+
+Rules, in order (the first that applies decides):
+1. not readable as DICOM -> skipped (recorded on the batch);
+2. header ``BurnedInAnnotation`` = YES -> skipped (pixel text cannot be removed by header edits);
+3. modality not in the allow list (when one is set) -> skipped;
+4. ``ImageType`` lacks a required value (when set, e.g. AXIAL) -> skipped;
+5. deid's filter recipes (deid's default, plus ``study_deid``): a whitelist match keeps the
+   image ("accept no matter what", as in sendit); else a blacklist match rejects it; else a
+   greylist match rejects it (it would need pixel cleaning); no match keeps it.
+Reasons name rules and tags, never header values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deid.config import DeidRecipe
+from deid.dicom.pixels.detect import has_burned_pixels
+from pydicom.dataset import Dataset
+
+from sendit_ops.dicom_io import text
+from sendit_ops.errors import ConfigError
+
+DEID_DATA = Path(__import__("deid").__file__).parent / "data"
+
+
+def resolve_study_deid(study_deid: str | None) -> list[str]:
+    """Turn sendit's STUDY_DEID (a deid recipe name like ``dicom.xray.chest`` or a path) into
+    recipe paths; unknown names are a ConfigError (deid itself would exit the process)."""
+    paths = [str(DEID_DATA / "deid.dicom")]
+    if not study_deid:
+        return paths
+    candidate = Path(study_deid)
+    if candidate.is_file():
+        paths.append(str(candidate))
+        return paths
+    shipped = DEID_DATA / f"deid.{study_deid.removeprefix('deid.')}"
+    if not shipped.is_file():
+        names = sorted(p.name.removeprefix("deid.") for p in DEID_DATA.glob("deid.*"))
+        raise ConfigError(
+            f"'study_deid' {study_deid!r} is neither a file nor a deid recipe name "
+            f"(shipped with deid: {', '.join(names)})"
+        )
+    paths.append(str(shipped))
+    return paths
+
+
+def load_filter_recipe(study_deid: str | None) -> DeidRecipe:
+    """Parse the filter recipes once (deid's default plus the study one)."""
+    paths = resolve_study_deid(study_deid)
+    return DeidRecipe(paths if len(paths) > 1 else paths[0], base=False)
+
+
+@dataclass(frozen=True)
+class FilterRules:
+    """The configured image filters, parsed once per task."""
+
+    recipe: DeidRecipe
+    modality_allowlist: tuple[str, ...] = ()
+    image_type_required: tuple[str, ...] = ()
+
+
+def _deid_decision(ds: Dataset, recipe: DeidRecipe) -> str | None:
+    result = has_burned_pixels(ds, force=True, deid=recipe)
+    if not result["flagged"]:
+        return None
+    groups = {r["group"]: " ".join(r["reason"].split()) for r in result["results"]}
+    if "whitelist" in groups:
+        return None
+    if "blacklist" in groups:
+        return f"deid blacklist ({groups['blacklist']})"
+    name = "graylist" if "graylist" in groups else next(iter(groups))
+    return f"deid {name}: needs pixel cleaning ({groups[name]})"
+
+
+def skip_reason(ds: Dataset, rules: FilterRules) -> str | None:
+    """Why an image must not be shipped, or None to keep it (rules 2-5 above)."""
+    if text(ds, "BurnedInAnnotation").upper() in {"YES", "Y"}:
+        return "BurnedInAnnotation is YES (burned-in text)"
+    modality = text(ds, "Modality").upper()
+    if rules.modality_allowlist and modality not in rules.modality_allowlist:
+        return f"modality {modality or 'missing'} not in the allow list"
+    if rules.image_type_required:
+        image_type = {v.strip().upper() for v in text(ds, "ImageType").split("\\")}
+        missing = [v for v in rules.image_type_required if v not in image_type]
+        if missing:
+            return f"ImageType lacks {'/'.join(missing)}"
+    return _deid_decision(ds, rules.recipe)

@@ -1,0 +1,130 @@
+"""Durable batch records under the work root, written atomically.
+
+Layout: ``<work_root>/<dag_id>/batches/<batch_key>/record.json`` plus the batch's work files.
+A record holds the state (sendit's names), PHI-free reasons, QA metrics and step times. The
+work root holds identified data (working copies, identifier lists): it must be as protected
+as the source folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+QUEUE = "QUEUE"
+PROCESSING = "PROCESSING"
+DONEPROCESSING = "DONEPROCESSING"
+DONE = "DONE"
+EMPTY = "EMPTY"
+ERROR = "ERROR"
+STATES = (QUEUE, PROCESSING, DONEPROCESSING, DONE, EMPTY, ERROR)
+FINAL_STATES = (DONE, EMPTY, ERROR)
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Write a file so readers see either the old or the new content, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write JSON (sorted keys, so equal content gives equal bytes)."""
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by write_json."""
+    return json.loads(path.read_text())
+
+
+@dataclass
+class BatchRecord:
+    """What sendit kept per batch: state, reasons, QA metrics, step times."""
+
+    key: str
+    dag_id: str
+    source_path: str  # local only: may contain a typed folder name; never logged
+    fingerprint: str = ""
+    finished_at: float = 0.0
+    state: str = QUEUE
+    reasons: list[str] = field(default_factory=list)  # why ERROR / EMPTY (PHI-free)
+    warnings: list[str] = field(default_factory=list)  # skipped images etc. (PHI-free)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    times: dict[str, list[float]] = field(default_factory=dict)  # step -> [start, finish]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    history: list[list[Any]] = field(default_factory=list)  # [time, state, run_id]
+
+    def set_state(self, state: str, reason: str | None = None) -> None:
+        """Move to a new state (with an optional reason) and note it in the history."""
+        self.state = state
+        if reason:
+            self.reasons.append(reason)
+        self.history.append([round(time.time(), 3), state, self.run_id])
+
+    def start(self, step: str) -> None:
+        """Record the start time of a step."""
+        self.times[step] = [round(time.time(), 3), 0.0]
+
+    def finish(self, step: str) -> None:
+        """Record the finish time of a step."""
+        self.times.setdefault(step, [round(time.time(), 3), 0.0])[1] = round(time.time(), 3)
+
+
+class Ledger:
+    """The batch records of one DAG (one input folder)."""
+
+    def __init__(self, work_root: str | Path, dag_id: str):
+        self.root = Path(work_root) / dag_id
+        self.dag_id = dag_id
+
+    def batch_dir(self, key: str) -> Path:
+        """The work folder of one batch."""
+        return self.root / "batches" / key
+
+    def record_path(self, key: str) -> Path:
+        """Where a batch record lives."""
+        return self.batch_dir(key) / "record.json"
+
+    def load(self, key: str) -> BatchRecord:
+        """Read a batch record."""
+        return BatchRecord(**read_json(self.record_path(key)))
+
+    def get(self, key: str) -> BatchRecord | None:
+        """Read a batch record, or None when the batch was never seen."""
+        path = self.record_path(key)
+        return BatchRecord(**read_json(path)) if path.exists() else None
+
+    def save(self, record: BatchRecord) -> None:
+        """Write a batch record atomically."""
+        write_json(self.record_path(record.key), asdict(record))
+
+    def all(self) -> list[BatchRecord]:
+        """Every batch record of this DAG."""
+        base = self.root / "batches"
+        if not base.is_dir():
+            return []
+        return [
+            BatchRecord(**read_json(p / "record.json"))
+            for p in sorted(base.iterdir())
+            if (p / "record.json").exists()
+        ]
+
+    def delivered(self) -> dict[str, str]:
+        """Batch key -> fingerprint for batches already DONE."""
+        return {r.key: r.fingerprint for r in self.all() if r.state == DONE}

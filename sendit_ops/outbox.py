@@ -1,0 +1,77 @@
+"""Local delivery when Google is not configured: the same layout as the bucket and the table.
+
+``<outbox>/Collection/<c>/Entity/<coded patient>/<archive>`` and one JSON-lines table
+``<outbox>/bigquery/<c>/<table>.jsonl`` upserted by coded accession number, so reruns never
+duplicate a row. Objects are create-if-absent: an identical object is left alone, a different
+one under the same name is a conflict, never overwritten.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from sendit_ops.errors import DeliveryError
+from sendit_ops.ledger import write_atomic
+from sendit_ops.package import sha256_file
+
+ROW_KEY = "CodedAccessionNumberID"
+
+
+def put_object(outbox: Path, name: str, source: Path, sha256: str) -> str:
+    """Copy an archive to ``outbox/name`` unless an identical one is there; return 'created'
+    or 'exists'. A different file under that name raises DeliveryError."""
+    target = outbox / name
+    if target.exists():
+        if sha256_file(target) == sha256:
+            return "exists"
+        raise DeliveryError(f"a different archive already exists at outbox object {name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part")
+    shutil.copyfile(source, tmp)
+    if sha256_file(tmp) != sha256:
+        tmp.unlink()
+        raise DeliveryError("outbox copy does not match the archive checksum")
+    tmp.replace(target)
+    return "created"
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def table_path(outbox: Path, collection: str, table: str) -> Path:
+    """Where the JSON-lines table of a collection lives."""
+    return outbox / "bigquery" / collection / f"{table}.jsonl"
+
+
+def upsert_rows(path: Path, rows: list[dict[str, str]]) -> dict[str, int]:
+    """Insert or replace rows keyed by coded accession number; return counts."""
+    with _locked(path):
+        existing: dict[str, dict[str, str]] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    existing[row[ROW_KEY]] = row
+        inserted = sum(1 for r in rows if r[ROW_KEY] not in existing)
+        updated = sum(1 for r in rows if r[ROW_KEY] in existing and existing[r[ROW_KEY]] != r)
+        for row in rows:
+            existing[row[ROW_KEY]] = row
+        body = "".join(json.dumps(existing[k], sort_keys=True) + "\n" for k in sorted(existing))
+        write_atomic(path, body, mode=0o644)
+    return {"inserted": inserted, "updated": updated, "unchanged": len(rows) - inserted - updated}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """All rows of a JSON-lines table."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,122 @@
+"""Deterministic per-batch archives and the BigQuery metadata row (sendit's schema).
+
+Same anonymized files -> byte-identical ``.tar.gz``: members sorted, fixed mtime/owner/mode,
+gzip header without name or time. The row follows sendit's ``<collection>.dicom`` schema, all
+STRING; ``DicomHeader`` is the JSON of the cleaned header values shared by every image.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+BQ_SCHEMA = (
+    "storage_download", "storage_metadataLink", "CodedAccessionNumberID", "CodedPatientID",
+    "ContentType", "PatientSex", "PatientAge", "Modality", "StudyDescription", "DicomHeader",
+)  # fmt: skip
+CONTENT_TYPE = "application/gzip"
+_SKIP_VRS = {"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+
+
+def archive_name(entity_suid: str, jittered_study_date: str, item_suid: str) -> str:
+    """sendit's name: ``<coded patient>_<jittered study date YYYYMMDD>_<coded accession>``."""
+    return f"{entity_suid}_{jittered_study_date or 'nodate'}_{item_suid}.tar.gz"
+
+
+def object_name(collection: str, entity_suid: str, archive: str) -> str:
+    """sendit's storage layout: ``Collection/<c>/Entity/<coded patient>/<archive>``."""
+    return f"Collection/{collection}/Entity/{entity_suid}/{archive}"
+
+
+def write_archive(members: Iterable[tuple[str, Path]], target: Path, level: int = 6) -> str:
+    """Write a deterministic tar.gz of (name in archive, file) pairs; return its sha256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    with open(tmp, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                for name, path in sorted(members):
+                    info = tarfile.TarInfo(name)
+                    info.size = path.stat().st_size
+                    info.mtime = 0
+                    info.mode = 0o644
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    with open(path, "rb") as fh:
+                        tar.addfile(info, fh)
+    tmp.replace(target)
+    return sha256_file(target)
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_archive_headers(path: Path) -> Iterable[tuple[str, Dataset]]:
+    """Yield (member name, header without pixels) of every member of an archive."""
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            fh = tar.extractfile(member)
+            if fh is None:
+                continue
+            data = io.BytesIO(fh.read())
+            yield member.name, pydicom.dcmread(data, stop_before_pixels=True, force=True)
+
+
+def _plain(value: object) -> str | list[str]:
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def shared_header(datasets: Iterable[Dataset]) -> dict[str, str | list[str]]:
+    """Cleaned header values equal in every image (keyword -> value), sequences and binary
+    values excluded: what sendit put in ``DicomHeader``."""
+    shared: dict[str, str | list[str]] | None = None
+    for ds in datasets:
+        values = {
+            e.keyword: _plain(e.value)
+            for e in ds
+            if e.keyword and e.VR not in _SKIP_VRS and e.value not in (None, "")
+        }
+        if shared is None:
+            shared = values
+        else:
+            shared = {k: v for k, v in shared.items() if values.get(k) == v}
+    return dict(sorted((shared or {}).items()))
+
+
+def metadata_row(
+    header: dict[str, str | list[str]], entity_suid: str, item_suid: str
+) -> dict[str, str]:
+    """The BigQuery row of one archive, without the storage links (set at delivery)."""
+
+    def one(key: str) -> str:
+        value = header.get(key, "")
+        return "\\".join(value) if isinstance(value, list) else value
+
+    return {
+        "storage_download": "",
+        "storage_metadataLink": "",
+        "CodedAccessionNumberID": item_suid,
+        "CodedPatientID": entity_suid,
+        "ContentType": CONTENT_TYPE,
+        "PatientSex": one("PatientSex"),
+        "PatientAge": one("PatientAge"),
+        "Modality": one("Modality"),
+        "StudyDescription": one("StudyDescription"),
+        "DicomHeader": json.dumps(header, sort_keys=True, separators=(",", ":")),
+    }
