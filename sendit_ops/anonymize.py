@@ -20,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from sendit_ops import __version__
+from sendit_ops.dicom_io import as_file_dataset
 from sendit_ops.errors import LeakError
 from sendit_ops.identifiers import STANDARD_UID_ROOT
 from sendit_ops.pseudonyms import Pseudonym
@@ -82,6 +83,7 @@ def anonymize_dataset(
     ds: Dataset, recipe: DeidRecipe, variables: dict[str, Any], scanner: LeakScanner
 ) -> Dataset:
     """De-identify one dataset in place and return it; raise LeakError if anything survives."""
+    ds = as_file_dataset(ds)
     ds.remove_private_tags()
     ds.preamble = b"\0" * 128
     parser = DicomParser(ds, recipe=recipe)

@@ -95,7 +95,7 @@ class Pipeline:
         )
 
     @cached_property
-    def recipe(self):  # noqa: ANN201 - deid's DeidRecipe
+    def recipe(self):
         """The header recipe, parsed once."""
         return load_recipe(self.settings.recipe)
 
@@ -123,6 +123,9 @@ class Pipeline:
             work = self.ledger.batch_dir(batch.key)
             for name in ("anonymized", "archive"):
                 shutil.rmtree(work / name, ignore_errors=True)
+            if old and old.state == DONE and old.outputs.get("sha256"):
+                # what we delivered before: the only object delivery may replace
+                record.outputs["previous_sha256"] = old.outputs["sha256"]
             record.set_state(QUEUE)
             self.ledger.save(record)
             keys.append(batch.key)
@@ -146,10 +149,14 @@ class Pipeline:
                 log.error("batch %s: ERROR in %s: %s", key, step, exc)
             except Exception as exc:  # keep the run going; never print the exception text
                 stack = "".join(traceback.format_tb(exc.__traceback__))
-                log.error("batch %s: internal error in %s (%s)\n%s", key, step,
-                          type(exc).__name__, stack)
-                record.set_state(ERROR, f"{step}: internal error ({type(exc).__name__}); "
-                                 "see the task log, then rerun the batch")
+                log.error(
+                    "batch %s: internal error in %s (%s)\n%s", key, step, type(exc).__name__, stack
+                )
+                record.set_state(
+                    ERROR,
+                    f"{step}: internal error ({type(exc).__name__}); "
+                    "see the task log, then rerun the batch",
+                )
             record.finish(step)
             self.ledger.save(record)
 
@@ -173,8 +180,12 @@ class Pipeline:
         accepted: list[dict[str, Any]] = []
         needles = Needles()
         series: dict[str, dict[str, Any]] = {}
-        seen: dict[str, set[str]] = {"study_date": set(), "study": set(), "entity": set(),
-                                     "item": set()}
+        seen: dict[str, set[str]] = {
+            "study_date": set(),
+            "study": set(),
+            "entity": set(),
+            "item": set(),
+        }
         missing: dict[str, int] = {}
         size = 0
         for i, path in enumerate(files, 1):
@@ -185,10 +196,16 @@ class Pipeline:
                 record.warnings.append(f"file {i} of {total}: {exc}, skipped")
                 continue
             series_uid = text(ds, "SeriesInstanceUID")
-            info = series.setdefault(series_uid, {
-                "number": text(ds, "SeriesNumber"), "modality": text(ds, "Modality"),
-                "images": 0, "removed": 0, "ordinal": len(series) + 1,
-            })
+            info = series.setdefault(
+                series_uid,
+                {
+                    "number": text(ds, "SeriesNumber"),
+                    "modality": text(ds, "Modality"),
+                    "images": 0,
+                    "removed": 0,
+                    "ordinal": len(series) + 1,
+                },
+            )
             info["images"] += 1
             reason = skip_reason(ds, self.filter_rules)
             if reason:
@@ -204,23 +221,27 @@ class Pipeline:
             seen["study"].add(text(ds, "StudyInstanceUID"))
             seen["study_date"].add(text(ds, "StudyDate"))
             needles.update(collect_needles(ds, [source.name]))
-            accepted.append({
-                "file": str(path),
-                "series": text(ds, "SeriesNumber") or str(info["ordinal"]),
-                "instance": text(ds, "InstanceNumber") or str(len(accepted) + 1),
-                "item_time": self._item_timestamp(ds),
-                "birth": dicom_date_to_iso(text(ds, "PatientBirthDate")),
-            })
-        record.metrics.update({
-            "images_found": total,
-            "images_accepted": len(accepted),
-            "images_skipped": total - len(accepted),
-            "bytes_in": size,
-            "series": len(series),
-            "series_detail": sorted(series.values(), key=lambda v: v["ordinal"]),
-            "series_removed": sum(1 for v in series.values() if v["images"] == v["removed"]),
-            "study_dates": len(seen["study_date"] - {""}),
-        })
+            accepted.append(
+                {
+                    "file": str(path),
+                    "series": text(ds, "SeriesNumber") or str(info["ordinal"]),
+                    "instance": text(ds, "InstanceNumber") or str(len(accepted) + 1),
+                    "item_time": self._item_timestamp(ds),
+                    "birth": dicom_date_to_iso(text(ds, "PatientBirthDate")),
+                }
+            )
+        record.metrics.update(
+            {
+                "images_found": total,
+                "images_accepted": len(accepted),
+                "images_skipped": total - len(accepted),
+                "bytes_in": size,
+                "series": len(series),
+                "series_detail": sorted(series.values(), key=lambda v: v["ordinal"]),
+                "series_removed": sum(1 for v in series.values() if v["images"] == v["removed"]),
+                "study_dates": len(seen["study_date"] - {""}),
+            }
+        )
         if not accepted:
             why = "no image passed the filters" if total else "the batch folder has no files"
             record.set_state(EMPTY, why)
@@ -230,12 +251,16 @@ class Pipeline:
             raise BatchError(f"required identifier missing: {names}")
         if len(seen["study_date"]) > 1:
             raise BatchError(f"images have {len(seen['study_date'])} different study dates")
-        for what, label in (("study", "studies (StudyInstanceUID)"),
-                            ("entity", f"patients ({s.entity_id})"),
-                            ("item", f"accession numbers ({s.item_id})")):
+        for what, label in (
+            ("study", "studies (StudyInstanceUID)"),
+            ("entity", f"patients ({s.entity_id})"),
+            ("item", f"accession numbers ({s.item_id})"),
+        ):
             if len(seen[what]) > 1:
-                raise BatchError(f"one folder holds {len(seen[what])} different {label}; "
-                                 "split it into one folder per study")
+                raise BatchError(
+                    f"one folder holds {len(seen[what])} different {label}; "
+                    "split it into one folder per study"
+                )
         first = accepted[0]
         identity = StudyIdentity(
             entity_id=sanitize_id(next(iter(seen["entity"]))),
@@ -247,17 +272,26 @@ class Pipeline:
         )
         work = self._work(record)
         write_json(work / "images.json", accepted)
-        write_json(work / "identifiers.json",
-                   {"identity": asdict(identity), "needles": needles.as_dict()})
+        write_json(
+            work / "identifiers.json", {"identity": asdict(identity), "needles": needles.as_dict()}
+        )
         record.outputs["stage"] = FILTERED
-        log.info("batch %s: %d of %d images accepted, %d series", record.key, len(accepted),
-                 total, len(series))
+        log.info(
+            "batch %s: %d of %d images accepted, %d series",
+            record.key,
+            len(accepted),
+            total,
+            len(series),
+        )
 
     @staticmethod
     def _item_timestamp(ds: Any) -> str | None:
-        for date_kw, time_kw in (("StudyDate", "StudyTime"), ("SeriesDate", "SeriesTime"),
-                                 ("ContentDate", "ContentTime"),
-                                 ("AcquisitionDate", "AcquisitionTime")):
+        for date_kw, time_kw in (
+            ("StudyDate", "StudyTime"),
+            ("SeriesDate", "SeriesTime"),
+            ("ContentDate", "ContentTime"),
+            ("AcquisitionDate", "AcquisitionTime"),
+        ):
             stamp = dicom_date_to_iso(text(ds, date_kw), text(ds, time_kw))
             if stamp:
                 return stamp
@@ -267,8 +301,12 @@ class Pipeline:
 
     def pseudonymize(self, keys: Iterable[str]) -> None:
         """Get pseudonyms, one request per batch."""
-        self._each(keys, "pseudonymize", ((PROCESSING, FILTERED), (PROCESSING, PSEUDONYMIZED)),
-                   self._pseudonymize_one)
+        self._each(
+            keys,
+            "pseudonymize",
+            ((PROCESSING, FILTERED), (PROCESSING, PSEUDONYMIZED)),
+            self._pseudonymize_one,
+        )
 
     def _provider(self) -> PseudonymProvider:
         if self.provider is None:
@@ -283,15 +321,23 @@ class Pipeline:
         answer = self._provider().lookup(self.settings.study_name, build_request([identity]))
         pseudonym = parse_response(answer, identity)
         write_json(work / "pseudonym.json", asdict(pseudonym))
-        record.outputs.update(stage=PSEUDONYMIZED, provider=self.settings.pseudonym_provider,
-                              entity_suid=pseudonym.entity_suid, item_suid=pseudonym.item_suid)
+        record.outputs.update(
+            stage=PSEUDONYMIZED,
+            provider=self.settings.pseudonym_provider,
+            entity_suid=pseudonym.entity_suid,
+            item_suid=pseudonym.item_suid,
+        )
 
     # ---- anonymize -----------------------------------------------------------------------
 
     def anonymize(self, keys: Iterable[str]) -> None:
         """Apply the header recipe to every accepted image; leak-check each in memory."""
-        self._each(keys, "anonymize", ((PROCESSING, PSEUDONYMIZED), (PROCESSING, ANONYMIZED)),
-                   self._anonymize_one)
+        self._each(
+            keys,
+            "anonymize",
+            ((PROCESSING, PSEUDONYMIZED), (PROCESSING, ANONYMIZED)),
+            self._anonymize_one,
+        )
 
     def _anonymize_one(self, record: BatchRecord) -> None:
         work = self._work(record)
@@ -312,8 +358,11 @@ class Pipeline:
             ds.save_as(out_dir / name, enforce_file_format=True)
             study_date = study_date or text(ds, "StudyDate")
             values = shared_header([ds])
-            header = values if header is None else {
-                k: v for k, v in header.items() if values.get(k) == v}
+            header = (
+                values
+                if header is None
+                else {k: v for k, v in header.items() if values.get(k) == v}
+            )
         write_json(work / "header.json", {"study_date": study_date, "shared": header or {}})
         record.outputs["stage"] = ANONYMIZED
         record.outputs["files"] = sorted(names)
@@ -332,8 +381,9 @@ class Pipeline:
         header = read_json(work / "header.json")
         scanner = LeakScanner(needles)
         name = archive_name(pseudonym.entity_suid, header["study_date"], pseudonym.item_suid)
-        members = [(f"{pseudonym.item_suid}/{f}", work / "anonymized" / f)
-                   for f in record.outputs["files"]]
+        members = [
+            (f"{pseudonym.item_suid}/{f}", work / "anonymized" / f) for f in record.outputs["files"]
+        ]
         target = work / "archive" / name
         sha = write_archive(members, target, level=s.gzip_level)
         row = metadata_row(header["shared"], pseudonym.entity_suid, pseudonym.item_suid)
@@ -379,8 +429,12 @@ class Pipeline:
             if record is None or record.state != DONEPROCESSING:
                 continue
             out = record.outputs
-            if not (out.get("verified") and out.get("entity_suid") and out.get("item_suid")
-                    and Path(out.get("archive", "")).is_file()):
+            if not (
+                out.get("verified")
+                and out.get("entity_suid")
+                and out.get("item_suid")
+                and Path(out.get("archive", "")).is_file()
+            ):
                 record.set_state(ERROR, "deliver: refused, batch is not verified as anonymized")
                 self.ledger.save(record)
                 continue
@@ -440,13 +494,19 @@ def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> 
     from sendit_ops import outbox as box
 
     s = pipeline.settings
-    counts = {"created": 0, "exists": 0, "failed": 0}
+    counts = {"created": 0, "exists": 0, "replaced": 0, "failed": 0}
     delivered: list[tuple[BatchRecord, dict[str, str]]] = []
     for record in pipeline.ready_for_delivery(keys):
         record.start("deliver")
         try:
             out = record.outputs
-            status = box.put_object(outbox, out["object_name"], Path(out["archive"]), out["sha256"])
+            status = box.put_object(
+                outbox,
+                out["object_name"],
+                Path(out["archive"]),
+                out["sha256"],
+                replaces=out.get("previous_sha256"),
+            )
             counts[status] += 1
             row = pipeline.row_of(record)
             row["storage_download"] = (outbox / out["object_name"]).resolve().as_uri()
@@ -454,8 +514,12 @@ def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> 
             delivered.append((record, row))
         except (BatchError, OSError) as exc:
             counts["failed"] += 1
-            pipeline.mark_failed(record, exc if isinstance(exc, BatchError)
-                                 else DeliveryError(f"outbox write failed ({type(exc).__name__})"))
+            pipeline.mark_failed(
+                record,
+                exc
+                if isinstance(exc, BatchError)
+                else DeliveryError(f"outbox write failed ({type(exc).__name__})"),
+            )
     if delivered:
         table = box.table_path(outbox, s.collection, s.bigquery_table)
         counts.update(box.upsert_rows(table, [row for _, row in delivered]))

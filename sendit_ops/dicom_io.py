@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
 
 from sendit_ops.errors import BatchError
 
@@ -52,3 +52,10 @@ def text(ds: Dataset, keyword: str) -> str:
     if isinstance(value, pydicom.multival.MultiValue):
         return "\\".join(str(v) for v in value).strip()
     return str(value).strip()
+
+
+def as_file_dataset(ds: Dataset) -> FileDataset:
+    """deid only works on FileDataset objects: wrap a plain Dataset (no copy of the elements)."""
+    if isinstance(ds, FileDataset):
+        return ds
+    return FileDataset("", ds, file_meta=getattr(ds, "file_meta", None), preamble=b"\0" * 128)

@@ -25,3 +25,7 @@ class LeakError(BatchError):
 
 class DeliveryError(BatchError):
     """Delivery of one batch failed permanently (conflict, integrity, refusal)."""
+
+
+class RunNeedsAttention(SenditError):
+    """The run finished but some batches are in ERROR: a person must look at them."""

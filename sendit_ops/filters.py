@@ -20,7 +20,7 @@ from deid.config import DeidRecipe
 from deid.dicom.pixels.detect import has_burned_pixels
 from pydicom.dataset import Dataset
 
-from sendit_ops.dicom_io import text
+from sendit_ops.dicom_io import as_file_dataset, text
 from sendit_ops.errors import ConfigError
 
 DEID_DATA = Path(__import__("deid").__file__).parent / "data"
@@ -63,7 +63,7 @@ class FilterRules:
 
 
 def _deid_decision(ds: Dataset, recipe: DeidRecipe) -> str | None:
-    result = has_burned_pixels(ds, force=True, deid=recipe)
+    result = has_burned_pixels(as_file_dataset(ds), force=True, deid=recipe)
     if not result["flagged"]:
         return None
     groups = {r["group"]: " ".join(r["reason"].split()) for r in result["results"]}

@@ -21,14 +21,21 @@ from sendit_ops.package import sha256_file
 ROW_KEY = "CodedAccessionNumberID"
 
 
-def put_object(outbox: Path, name: str, source: Path, sha256: str) -> str:
-    """Copy an archive to ``outbox/name`` unless an identical one is there; return 'created'
-    or 'exists'. A different file under that name raises DeliveryError."""
+def put_object(
+    outbox: Path, name: str, source: Path, sha256: str, replaces: str | None = None
+) -> str:
+    """Copy an archive to ``outbox/name``; return 'created', 'exists' (identical one there) or
+    'replaced' (the object there is the one this batch delivered before, ``replaces``).
+    Any other file under that name raises DeliveryError and is left alone."""
     target = outbox / name
+    status = "created"
     if target.exists():
-        if sha256_file(target) == sha256:
+        current = sha256_file(target)
+        if current == sha256:
             return "exists"
-        raise DeliveryError(f"a different archive already exists at outbox object {name}")
+        if not replaces or current != replaces:
+            raise DeliveryError(f"a different archive already exists at outbox object {name}")
+        status = "replaced"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     shutil.copyfile(source, tmp)
@@ -36,7 +43,7 @@ def put_object(outbox: Path, name: str, source: Path, sha256: str) -> str:
         tmp.unlink()
         raise DeliveryError("outbox copy does not match the archive checksum")
     tmp.replace(target)
-    return "created"
+    return status
 
 
 @contextmanager

@@ -40,18 +40,20 @@ def write_archive(members: Iterable[tuple[str, Path]], target: Path, level: int 
     """Write a deterministic tar.gz of (name in archive, file) pairs; return its sha256."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")
-    with open(tmp, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                for name, path in sorted(members):
-                    info = tarfile.TarInfo(name)
-                    info.size = path.stat().st_size
-                    info.mtime = 0
-                    info.mode = 0o644
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    with open(path, "rb") as fh:
-                        tar.addfile(info, fh)
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        for name, path in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size = path.stat().st_size
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
     tmp.replace(target)
     return sha256_file(target)
 

@@ -13,8 +13,18 @@ from typing import Any
 
 from sendit_ops.ledger import STATES, BatchRecord, Ledger, write_atomic, write_json
 
-TSV_COLUMNS = ("batch_id", "status", "size_mb", "start", "finish", "seconds", "minutes",
-               "mb_per_min", "images", "reasons")
+TSV_COLUMNS = (
+    "batch_id",
+    "status",
+    "size_mb",
+    "start",
+    "finish",
+    "seconds",
+    "minutes",
+    "mb_per_min",
+    "images",
+    "reasons",
+)
 
 
 def _span(record: BatchRecord) -> tuple[float, float]:
@@ -74,8 +84,10 @@ def format_summary(summary: dict) -> str:
     ]
     for line in summary["batch_lines"]:
         reason = f"  ({line['reasons']})" if line["reasons"] else ""
-        out.append(f"  {line['batch_id']}  {line['status']:<14} {line['images']:>4} images "
-                   f"{line['size_mb']:>8.2f} MB {line['seconds']:>7.2f} s{reason}")
+        out.append(
+            f"  {line['batch_id']}  {line['status']:<14} {line['images']:>4} images "
+            f"{line['size_mb']:>8.2f} MB {line['seconds']:>7.2f} s{reason}"
+        )
     out += [f"  note: {n}" for n in summary["notes"]]
     return "\n".join(out)
 

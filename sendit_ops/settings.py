@@ -80,7 +80,7 @@ _BOOL = {"anonymize_pixels", "send_to_google", "keep_work_files", "fail_run_on_b
 _INT = {"gzip_level": (0, 9), "chunk_size": (1, 1000), "max_batches_in_flight": (1, 10000)}
 _TUPLE = {"modality_allowlist", "image_type_required"}
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
-_SENDIT_ALIASES = {"anonymize_restful": "pseudonym_provider", "custom_entity_id": "entity_id_source"}
+_SENDIT_ALIASES = {"custom_entity_id": "entity_id_source"}
 
 
 def _coerce(name: str, value: Any, problems: list[str]) -> Any:
@@ -166,7 +166,8 @@ def parse_json_setting(raw: str | None, name: str) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"Variable '{name}' is not valid JSON: {exc.msg} at position {exc.pos}")
+        where = f"{exc.msg} at position {exc.pos}"
+        raise ConfigError(f"Variable '{name}' is not valid JSON: {where}") from None
 
 
 @dataclass(frozen=True)

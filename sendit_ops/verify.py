@@ -2,8 +2,9 @@
 
 Run on every anonymized header (file meta, sequences and private blocks included), on file and
 archive names and on the metadata rows. A hit names the place (tag or field), never the value.
-Matching is case-insensitive and bounded by non-alphanumerics, so ``ANN`` does not match
-``CHANNEL``; a date also matches at the start of a date-time.
+Matching is case-insensitive and bounded by characters other than letters, digits and ``_``,
+so ``ANN`` does not match ``CHANNEL`` and a name part ``RIS`` does not match the code
+``SIEMENS_RIS``; a date also matches at the start of a date-time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class LeakScanner:
         parts = []
         words = needles.words | needles.uids
         if words:
-            parts.append(rf"(?<![A-Z0-9])(?:{_alternation(words)})(?![A-Z0-9])")
+            parts.append(rf"(?<![A-Z0-9_])(?:{_alternation(words)})(?![A-Z0-9_])")
         if needles.dates:
             parts.append(rf"(?<![0-9])(?:{_alternation(needles.dates)})")
         self._re = re.compile("|".join(parts), re.IGNORECASE) if parts else None

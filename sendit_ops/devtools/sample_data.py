@@ -143,8 +143,18 @@ def write_study(
     study_uid = _uid("study", accession, seed)
     for s in range(1, series + 1):
         for i in range(1, images + 1):
-            ds = make_image(patient, accession, study_date, modality, s, i, size=size,
-                            burned_in=burned_in, seed=seed, study_uid=study_uid)
+            ds = make_image(
+                patient,
+                accession,
+                study_date,
+                modality,
+                s,
+                i,
+                size=size,
+                burned_in=burned_in,
+                seed=seed,
+                study_uid=study_uid,
+            )
             path = folder / f"{ds.SOPInstanceUID}.dcm"
             ds.save_as(path, enforce_file_format=True)
             paths.append(path)
@@ -161,16 +171,18 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     expect: dict[str, str] = {}
     write_study(root / "ACC10001", jane, "ACC10001", "20240115", "CT", 2, 3, size=size)
     expect["ACC10001"] = "DONE"
-    write_study(root / "ACC10002", richard, "ACC10002", "20240116", "MR", 2, 2, size=size,
-                burned_in="NO")
+    write_study(
+        root / "ACC10002", richard, "ACC10002", "20240116", "MR", 2, 2, size=size, burned_in="NO"
+    )
     expect["ACC10002"] = "DONE"
     mixed = root / "ACC10003"  # same patient as ACC10001, plus a corrupt and a non-DICOM file
     files = write_study(mixed, jane, "ACC10003", "20240301", "CT", 1, 3, size=size)
     (mixed / "corrupt.dcm").write_bytes(files[0].read_bytes()[:300])
     (mixed / "notes.txt").write_text("C-MOVE log: transfer complete\n")
     expect["ACC10003"] = "DONE"
-    write_study(root / "ACC10004", alex, "ACC10004", "20240302", "US", 1, 2, size=size,
-                burned_in="YES")
+    write_study(
+        root / "ACC10004", alex, "ACC10004", "20240302", "US", 1, 2, size=size, burned_in="YES"
+    )
     expect["ACC10004"] = "EMPTY"
     (root / "ACC10005").mkdir(exist_ok=True)
     expect["ACC10005"] = "EMPTY"
@@ -196,8 +208,9 @@ def make_bench_corpus(root: Path, studies: int, images: int, size: int = 512) ->
     for n in range(studies):
         patient = PATIENTS[n % len(PATIENTS)]
         acc = f"BENCH{n:05d}"
-        for p in write_study(root / acc, patient, acc, "20240115", "CT", 1, images, size=size,
-                             seed=n):
+        for p in write_study(
+            root / acc, patient, acc, "20240115", "CT", 1, images, size=size, seed=n
+        ):
             total += p.stat().st_size
     return total
 

@@ -1,0 +1,39 @@
+# sendit: two commands on a fresh machine -> `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+DEMO := $(CURDIR)/.demo
+
+.PHONY: install demo test lint bench dasher-dev clean
+
+$(UV):
+	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9
+
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --extra dev --python $(PY)
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv from the lock file
+
+demo: install  ## generate sample studies and run the pipeline on them (local keyed pseudonyms, local outbox)
+	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit sample $(DEMO)/input --force
+	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit run --input $(DEMO)/input --outbox $(DEMO)/outbox
+	@echo; echo "archives:"; find $(DEMO)/outbox/Collection -name '*.tar.gz' | sed 's|^|  |'
+	@echo "rows: $(DEMO)/outbox/bigquery/DEMO/dicom.jsonl ($$(wc -l < $(DEMO)/outbox/bigquery/DEMO/dicom.jsonl) rows)"
+
+test: install  ## run the test suite (starts the services it needs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: install  ## throughput of the pipeline vs plain pydicom vs naive deid
+	$(VENV)/bin/python -m sendit_ops.devtools.bench
+
+dasher-dev: install  ## start the DASHER-compatible development server on :8765
+	$(VENV)/bin/sendit-dasher-dev --port 8765
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,185 @@
+"""The ``sendit`` command: run the DAG of one input folder in-process through Airflow.
+
+``sendit run --input DIR --outbox DIR [--provider local|dasher]`` sets up embedded defaults
+(an SQLite Airflow home under ``$SENDIT_HOME``, a generated secret key, the local outbox),
+runs the folder's DAG with ``dag.test()`` and prints the run summary.
+``sendit sample DIR`` writes the demo input folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from sendit_ops.errors import SenditError
+from sendit_ops.settings import (
+    INPUT_FOLDERS_VARIABLE,
+    SECRET_KEY_VARIABLE,
+    SETTINGS_VARIABLE,
+    InputFolder,
+    default_home,
+    load_settings,
+    parse_json_setting,
+)
+
+EXIT_OK, EXIT_USAGE, EXIT_BATCH_ERRORS, EXIT_RUN_FAILED = 0, 2, 3, 4
+
+
+def _env_var(name: str) -> str:
+    return "AIRFLOW_VAR_" + name.upper()
+
+
+def ensure_secret_key(home: Path) -> None:
+    """Use ``AIRFLOW_VAR_SENDIT_SECRET_KEY`` if set, else a key generated once under home."""
+    if os.environ.get(_env_var(SECRET_KEY_VARIABLE)):
+        return
+    key_file = home / "secret_key"
+    if not key_file.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+        print(f"generated a secret key in {key_file} (same key = same pseudonyms; keep it safe)")
+    os.environ[_env_var(SECRET_KEY_VARIABLE)] = key_file.read_text().strip()
+
+
+def ensure_airflow_home(home: Path) -> None:
+    """Point Airflow at an embedded SQLite home (unless AIRFLOW_HOME is set) and migrate it."""
+    os.environ.setdefault("AIRFLOW_HOME", str(home / "airflow"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(__file__).parent / "dag_bundle"))
+    airflow_home = Path(os.environ["AIRFLOW_HOME"])
+    marker = airflow_home / ".sendit-db-ready"
+    if marker.exists():
+        return
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    print(f"preparing the Airflow metadata database in {airflow_home} (first run only)...")
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
+        raise SenditError("could not prepare the Airflow metadata database (see above)")
+    marker.touch()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one input folder's DAG in-process and print its summary."""
+    home = default_home()
+    input_dir = Path(args.input).resolve()
+    if not input_dir.is_dir():
+        print(f"sendit: input folder {input_dir} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    base = parse_json_setting(os.environ.get(_env_var(SETTINGS_VARIABLE)), SETTINGS_VARIABLE)
+    settings = dict(base or {})
+    settings["outbox"] = str(Path(args.outbox).resolve())
+    if args.work_root:
+        settings["work_root"] = str(Path(args.work_root).resolve())
+    if args.provider:
+        settings["pseudonym_provider"] = args.provider
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        settings[key] = (
+            json.loads(value)
+            if value[:1] in '[{"' or value in {"true", "false", "null"} or value.isdigit()
+            else value
+        )
+    # the CLI reports batch errors in its summary and exit code, not as a failed task
+    settings.setdefault("fail_run_on_batch_error", False)
+    resolved = load_settings(settings)  # fail fast with a readable message
+    folder = InputFolder(str(input_dir), args.name or _name(input_dir))
+    os.environ[_env_var(SETTINGS_VARIABLE)] = json.dumps(settings)
+    os.environ[_env_var(INPUT_FOLDERS_VARIABLE)] = json.dumps(
+        [{"path": folder.path, "name": folder.name}]
+    )
+    ensure_secret_key(home)
+    ensure_airflow_home(home)
+    if not args.verbose:
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+
+    from sendit_ops.dag_factory import build_dag
+    from sendit_ops.ledger import Ledger
+    from sendit_ops.report import format_summary, safe_name
+
+    dag = build_dag(folder)
+    conf = {"batches": args.batch or [], "reprocess": args.reprocess, "dry_run": args.dry_run}
+    print(f"running DAG {dag.dag_id} on {input_dir} ...")
+    run = dag.test(run_conf=conf)
+    state = str(getattr(run, "state", "unknown")).rsplit(".", 1)[-1]
+    summary_file = (
+        Ledger(resolved.work_root, dag.dag_id).root
+        / "runs"
+        / safe_name(run.run_id)
+        / "summary.json"
+    )
+    if not summary_file.exists():
+        print(
+            f"sendit: the run ended in state '{state}' before writing a summary; "
+            "rerun with --verbose to see the task logs",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
+    summary = json.loads(summary_file.read_text())
+    print(format_summary(summary))
+    print(f"outbox: {resolved.outbox}\nreport: {summary_file.parent}")
+    if summary["states"].get("ERROR") and args.strict:
+        return EXIT_BATCH_ERRORS
+    return EXIT_OK
+
+
+def _name(path: Path) -> str:
+    return "".join(c if c.isalnum() else "_" for c in path.name).strip("_") or "input"
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write the demo input folder."""
+    from sendit_ops.devtools.sample_data import main as sample_main
+
+    return sample_main(
+        [str(args.output), "--size", str(args.size)] + (["--force"] if args.force else [])
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``sendit``."""
+    parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the DAG of one input folder in-process")
+    run.add_argument("--input", required=True, help="input folder (one sub-folder per batch)")
+    run.add_argument("--outbox", required=True, help="local outbox (used when Google is off)")
+    run.add_argument("--provider", choices=["local", "dasher"], help="pseudonym provider")
+    run.add_argument("--work-root", help="work folder (default $SENDIT_HOME/work)")
+    run.add_argument("--name", help="DAG name for this folder (default: folder name)")
+    run.add_argument("--batch", action="append", help="only this batch (repeatable)")
+    run.add_argument("--reprocess", action="store_true", help="redo delivered batches")
+    run.add_argument("--dry-run", action="store_true", help="verify but deliver nothing")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="any setting")
+    run.add_argument(
+        "--strict", action="store_true", help=f"exit {EXIT_BATCH_ERRORS} when a batch ends in ERROR"
+    )
+    run.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
+    run.set_defaults(func=cmd_run)
+    sample = sub.add_parser("sample", help="write the demo input folder")
+    sample.add_argument("output", type=Path)
+    sample.add_argument("--size", type=int, default=64)
+    sample.add_argument("--force", action="store_true")
+    sample.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sendit`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SenditError as exc:
+        print(f"sendit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Build one sendit DAG per configured input folder.
+
+Parse-time settings (which folders, their schedules) come from the Variable
+``sendit_input_folders``: from the environment (``AIRFLOW_VAR_SENDIT_INPUT_FOLDERS``) when set,
+which costs nothing, else from Airflow with a small on-disk cache so the DAG processor does not
+query the metadata database on every parse.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from sendit_ops.settings import (
+    INPUT_FOLDERS_VARIABLE,
+    InputFolder,
+    default_home,
+    parse_input_folders,
+    parse_json_setting,
+)
+
+log = logging.getLogger("sendit")
+CACHE_SECONDS = int(os.environ.get("SENDIT_PARSE_CACHE_SECONDS", "300"))
+RETRIES = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+DOC = """
+### sendit: de-identify and deliver the studies of `{path}`
+
+Each sub-folder of the input folder is one **batch** (normally one study). Folders whose
+name ends in `.tmp…` are still being written and are left alone until renamed.
+
+**Steps**: `discover` → per chunk of batches: `filter_images` → `fetch_pseudonyms` →
+`anonymize_headers` → `package_and_verify` → then `deliver` (Google Cloud Storage + BigQuery
+when configured, else the local outbox) → `report` (run summary in its log and in the work
+root).
+
+**Trigger with config**: leave *batches* empty for every batch not yet delivered, or list
+batch folder names / batch ids. *reprocess* redoes delivered batches; *dry_run* processes
+and verifies but delivers nothing.
+
+**Batch states**: QUEUE, PROCESSING, DONEPROCESSING (verified, not delivered), DONE, EMPTY
+(no image passed the filters), ERROR (reason in the summary). The run is marked failed when
+a batch is in ERROR, after every other batch was delivered.
+
+Settings: Variables `sendit_settings`, `sendit_secret_key`; see docs/configuration.md.
+"""
+
+
+def _cache_file() -> Path:
+    return default_home() / ".cache" / "input_folders.json"
+
+
+def read_input_folders() -> list[InputFolder]:
+    """The configured input folders (env var, else cached Variable, else the demo default)."""
+    raw = os.environ.get("AIRFLOW_VAR_" + INPUT_FOLDERS_VARIABLE.upper())
+    if raw is None:
+        raw = _cached_variable()
+    value = parse_json_setting(raw, INPUT_FOLDERS_VARIABLE)
+    if value is None:
+        value = [{"path": str(default_home() / "input" / "demo"), "name": "demo"}]
+    return parse_input_folders(value)
+
+
+def _cached_variable() -> str | None:
+    cache = _cache_file()
+    try:
+        if time.time() - cache.stat().st_mtime < CACHE_SECONDS:
+            return json.loads(cache.read_text())["value"]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        from airflow.sdk import Variable
+
+        value = Variable.get(INPUT_FOLDERS_VARIABLE, default=None)
+    except Exception as exc:  # no API/DB reachable at parse time: keep the last known value
+        log.warning(
+            "cannot read Variable %s (%s); using the cached value",
+            INPUT_FOLDERS_VARIABLE,
+            type(exc).__name__,
+        )
+        try:
+            return json.loads(cache.read_text())["value"]
+        except (OSError, ValueError, KeyError):
+            return None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"value": value}))
+    except OSError:
+        pass
+    return value
+
+
+def _no_retry_on_config_errors(fn):
+    """Configuration errors fail the task at once (a retry cannot fix them), with the message
+    an admin needs and no traceback noise."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from sendit_ops.errors import ConfigError, RunNeedsAttention
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, RunNeedsAttention) as exc:
+            raise AirflowFailException(str(exc)) from None
+
+    return wrapper
+
+
+def trigger_params() -> dict[str, Param]:
+    """The trigger form of every sendit DAG."""
+    return {
+        "batches": Param(
+            [],
+            type=["array", "null"],
+            items={"type": "string"},
+            title="Batches",
+            description="Batch folder names or batch ids to process; empty = every finished "
+            "batch not yet delivered (scheduled runs: those finished in the interval).",
+        ),
+        "reprocess": Param(
+            False,
+            type="boolean",
+            title="Reprocess",
+            description="Process batches again even if already delivered.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Filter, de-identify and verify, but deliver nothing.",
+        ),
+        "provider": Param(
+            "settings",
+            enum=["settings", "local", "dasher"],
+            title="Pseudonym provider",
+            description="'settings' uses sendit_settings.pseudonym_provider.",
+        ),
+        "delivery": Param(
+            "settings",
+            enum=["settings", "outbox", "google"],
+            title="Delivery",
+            description="'settings' uses sendit_settings.send_to_google.",
+        ),
+    }
+
+
+def build_dag(folder: InputFolder) -> DAG:
+    """The DAG of one input folder."""
+    from sendit_ops.operators import steps
+
+    settings = folder.settings
+    in_flight = int(settings.get("max_batches_in_flight", 8))
+    chunk_size = int(settings.get("chunk_size", 10))
+    map_limit = max(1, in_flight // max(chunk_size, 1))
+    with DAG(
+        dag_id=folder.dag_id,
+        description=f"sendit: de-identify and deliver DICOM batches from {folder.path}",
+        schedule=folder.schedule,
+        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        params=trigger_params(),
+        doc_md=DOC.format(path=folder.path),
+        tags=["sendit", "dicom", "deid"],
+        default_args={"owner": "sendit"},
+    ) as dag:
+
+        @task(task_id="discover", **RETRIES)
+        @_no_retry_on_config_errors
+        def discover_task() -> list[dict[str, Any]]:
+            return steps.discover(folder, get_current_context())
+
+        def batch_task(step: str, task_id: str, **kwargs: Any):
+            @task(task_id=task_id, max_active_tis_per_dag=map_limit, **RETRIES, **kwargs)
+            @_no_retry_on_config_errors
+            def run(chunk: dict[str, Any]) -> dict[str, Any]:
+                context = get_current_context()
+                provider = None
+                if step == "pseudonymize":
+                    from sendit_ops.operators.pseudonym_source import provider_for
+
+                    provider = provider_for(context, folder)
+                return steps.run_step(folder, step, chunk, context, provider)
+
+            return run
+
+        @task(task_id="deliver", trigger_rule="all_done", **RETRIES)
+        @_no_retry_on_config_errors
+        def deliver_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+            return steps.deliver(folder, chunks, get_current_context())
+
+        @task(task_id="report", trigger_rule="all_done", retries=0)
+        @_no_retry_on_config_errors
+        def report_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+            return steps.report(folder, chunks, get_current_context())
+
+        chunks = discover_task()
+        filtered = batch_task("filter", "filter_images").expand(chunk=chunks)
+        named = batch_task(
+            "pseudonymize", "fetch_pseudonyms", pool=settings.get("dasher_pool", "default_pool")
+        ).expand(chunk=filtered)
+        anonymized = batch_task("anonymize", "anonymize_headers").expand(chunk=named)
+        packaged = batch_task("package", "package_and_verify").expand(chunk=anonymized)
+        delivered = deliver_task(chunks)
+        packaged >> delivered >> report_task(chunks)
+    return dag
+
+
+def build_all_dags() -> dict[str, DAG]:
+    """Every sendit DAG, keyed by dag id (for a DAG file's ``globals()``)."""
+    return {folder.dag_id: build_dag(folder) for folder in read_input_folders()}

@@ -1,0 +1,143 @@
+"""Task callables of a sendit DAG: glue between Airflow (context, XCom) and batch_steps.
+
+XCom carries only batch keys (opaque) and small summaries, never paths or header values.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sendit_ops.batch_steps import deliver_to_outbox
+from sendit_ops.discovery import chunk, find_batches, is_in_progress, select_batches
+from sendit_ops.errors import RunNeedsAttention
+from sendit_ops.ledger import ERROR, FINAL_STATES
+from sendit_ops.operators.runtime import pipeline
+from sendit_ops.report import format_summary, summarize, write_run_report
+from sendit_ops.settings import InputFolder
+
+log = logging.getLogger("sendit")
+
+_MANUAL_RUN_TYPES = {"manual", "asset_triggered", "asset_materialization"}
+
+
+def _interval(context: dict[str, Any]) -> tuple[float, float] | None:
+    run = context.get("dag_run")
+    run_type = str(getattr(run, "run_type", "manual")).lower().rsplit(".", 1)[-1]
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if run_type in _MANUAL_RUN_TYPES or start is None or end is None or start == end:
+        return None
+    return start.timestamp(), end.timestamp()
+
+
+def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Find finished batches, choose this run's, queue them; return chunks for mapping."""
+    pipe = pipeline(folder, context)
+    params = context.get("params") or {}
+    requested = [str(b) for b in (params.get("batches") or []) if str(b).strip()]
+    found = find_batches(folder.path, pipe.secret_key, folder.name)
+    interval = _interval(context)
+    chosen, notes = select_batches(
+        found,
+        requested=requested,
+        interval=interval,
+        delivered=pipe.ledger.delivered(),
+        reprocess=bool(params.get("reprocess")),
+    )
+    keys = pipe.register(chosen)
+    in_progress = sum(1 for p in Path(folder.path).iterdir() if is_in_progress(p.name))
+    log.info(
+        "input %s: %d finished batch folder(s), %d still being written, %d chosen for this run%s",
+        folder.name,
+        len(found),
+        in_progress,
+        len(keys),
+        " (data interval)" if interval else "",
+    )
+    for note in notes:
+        log.info("note: %s", note)
+    return [
+        {"keys": part, "notes": notes if i == 0 else []}
+        for i, part in enumerate(chunk(keys, pipe.settings.chunk_size))
+    ]
+
+
+def run_step(
+    folder: InputFolder,
+    step: str,
+    chunk_: dict[str, Any],
+    context: dict[str, Any],
+    provider: Any = None,
+) -> dict[str, Any]:
+    """Run one batch step (filter, pseudonymize, anonymize, package) over a chunk."""
+    pipe = pipeline(folder, context)
+    if provider is not None:
+        pipe.provider = provider
+    getattr(pipe, step)(chunk_["keys"])
+    states: dict[str, int] = {}
+    for key in chunk_["keys"]:
+        record = pipe.ledger.get(key)
+        state = record.state if record else "missing"
+        states[state] = states.get(state, 0) + 1
+    log.info("%s: %s", step, ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    return chunk_
+
+
+def all_keys(chunks: list[dict[str, Any]] | None) -> list[str]:
+    """Every batch key of a run's chunks."""
+    return [k for c in chunks or [] for k in c["keys"]]
+
+
+def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+    """Deliver every verified batch of the run: to Google when configured, else the outbox."""
+    pipe = pipeline(folder, context)
+    params = context.get("params") or {}
+    keys = all_keys(chunks)
+    pipe.finalize_empty(keys)
+    if params.get("dry_run"):
+        log.info("dry run: nothing delivered (%d batch(es) considered)", len(keys))
+        return {"target": "none (dry run)"}
+    if pipe.settings.send_to_google:
+        from sendit_ops.operators.google_delivery import deliver_to_google
+
+        counts = deliver_to_google(pipe, keys)
+        target = "google"
+    else:
+        counts = deliver_to_outbox(pipe, keys, Path(pipe.settings.outbox))
+        target = "outbox"
+    log.info("delivered to %s: %s", target, counts)
+    return {"target": target, **counts}
+
+
+def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+    """Close the run: every batch in a final state, summary written and logged."""
+    pipe = pipeline(folder, context)
+    keys = all_keys(chunks)
+    records = []
+    for key in keys:
+        record = pipe.ledger.get(key)
+        if record is None:
+            continue
+        if record.state not in FINAL_STATES and not (
+            record.state == "DONEPROCESSING" and (context.get("params") or {}).get("dry_run")
+        ):
+            step = max(record.times, key=lambda s: record.times[s][0]) if record.times else "start"
+            record.set_state(
+                ERROR,
+                f"interrupted: the run ended while the batch was in "
+                f"{record.state} after step '{step}'; rerun the batch",
+            )
+            pipe.ledger.save(record)
+        records.append(record)
+    notes = [n for c in chunks or [] for n in c.get("notes", [])]
+    summary = summarize(records, pipe.run_id, notes)
+    where = write_run_report(pipe.ledger, summary)
+    log.info("%s\n  report: %s", format_summary(summary), where)
+    errors = summary["states"].get(ERROR, 0)
+    if errors and pipe.settings.fail_run_on_batch_error:
+        raise RunNeedsAttention(
+            f"{errors} batch(es) ended in ERROR (the others were processed); see the summary "
+            f"above and {where}/summary.txt"
+        )
+    return {k: v for k, v in summary.items() if k != "batch_lines"}

@@ -1,0 +1,112 @@
+"""The DAGs through Airflow itself: parsing, dag.test(), `airflow dags test`, task logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PHI_STRINGS, ROOT
+
+from sendit_ops import outbox as box
+
+
+@pytest.fixture
+def folders_env(monkeypatch, demo_input, tmp_path):
+    settings = {"work_root": str(tmp_path / "work"), "outbox": str(tmp_path / "outbox")}
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS",
+        json.dumps(
+            [
+                {"path": str(demo_input), "name": "demo"},
+                {"path": str(tmp_path / "other"), "name": "other", "schedule": "@hourly"},
+            ]
+        ),
+    )
+    monkeypatch.setenv("AIRFLOW_VAR_SENDIT_SETTINGS", json.dumps(settings))
+    (tmp_path / "other").mkdir()
+    return settings
+
+
+def test_one_dag_per_folder_without_import_errors(folders_env):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"sendit_demo", "sendit_other"}
+    dag = bag.dags["sendit_demo"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "discover",
+        "filter_images",
+        "fetch_pseudonyms",
+        "anonymize_headers",
+        "package_and_verify",
+        "deliver",
+        "report",
+    ]
+    assert dag.doc_md and "sendit" in dag.tags
+    assert set(dag.params.keys()) == {"batches", "reprocess", "dry_run", "provider", "delivery"}
+    assert bag.dags["sendit_other"].max_active_runs == 1
+    assert dag.get_task("filter_images").retries == 2
+
+
+def test_dag_test_processes_the_demo_and_logs_no_phi(airflow_db, folders_env, capfd):
+    from sendit_ops.dag_factory import build_all_dags
+
+    dag = build_all_dags()["sendit_demo"]
+    run = dag.test(run_conf={"batches": [], "reprocess": False, "dry_run": False})
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    # batches in ERROR mark the run failed (report task), after everything else was delivered
+    assert str(run.state).endswith("failed")
+    outbox = Path(folders_env["outbox"])
+    rows = box.read_rows(box.table_path(outbox, "DEMO", "dicom"))
+    assert len(rows) == 3
+    summary_files = list(Path(folders_env["work_root"]).rglob("summary.json"))
+    summary = json.loads(summary_files[0].read_text())
+    assert summary["states"] == {"DONE": 3, "EMPTY": 2, "ERROR": 2}
+    assert "batches ended in ERROR" in text or "batch(es) ended in ERROR" in text
+    for phi in PHI_STRINGS:
+        assert phi not in text, f"{phi} appears in the task logs"
+    # a second run: nothing new, no duplicate rows
+    dag.test(run_conf={"batches": [], "reprocess": True, "dry_run": False})
+    assert len(box.read_rows(box.table_path(outbox, "DEMO", "dicom"))) == 3
+    assert len(list((outbox / "Collection").rglob("*.tar.gz"))) == 3
+
+
+def test_airflow_cli_lists_and_tests_the_dag(airflow_db, folders_env, tmp_path):
+    env = {**os.environ}
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "dags", "reserialize"], env=env, capture_output=True, check=True)
+    listed = subprocess.run(
+        [*airflow, "dags", "list", "-o", "plain"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "sendit_demo" in listed.stdout and "sendit_other" in listed.stdout
+    done = subprocess.run(
+        [*airflow, "dags", "test", "sendit_demo", "-c", json.dumps({"batches": ["ACC10001"]})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = box.read_rows(box.table_path(Path(folders_env["outbox"]), "DEMO", "dicom"))
+    assert len(rows) == 1
+
+
+def test_missing_secret_key_is_a_clear_error(airflow_db, folders_env, monkeypatch, capfd):
+    from sendit_ops.dag_factory import build_all_dags
+
+    monkeypatch.delenv("AIRFLOW_VAR_SENDIT_SECRET_KEY")
+    run = build_all_dags()["sendit_demo"].test(run_conf={})
+    text = "".join(capfd.readouterr())
+    assert str(run.state).endswith("failed")
+    assert "Airflow Variable 'sendit_secret_key' is missing" in text
+    assert not Path(folders_env["outbox"]).exists()

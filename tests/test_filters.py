@@ -1,0 +1,106 @@
+"""Each filter rule, on generated images and on real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from sendit_ops.devtools.sample_data import PATIENTS, make_image
+from sendit_ops.dicom_io import NotDicomError, read_header
+from sendit_ops.errors import ConfigError
+from sendit_ops.filters import FilterRules, load_filter_recipe, resolve_study_deid, skip_reason
+
+DEFAULT = FilterRules(load_filter_recipe(None))
+
+
+def image(**changes):
+    ds = make_image(PATIENTS[0], "ACC1", "20240115", changes.pop("modality", "CT"), 1, 1)
+    for key, value in changes.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    return ds
+
+
+def test_plain_ct_is_kept():
+    assert skip_reason(image(), DEFAULT) is None
+
+
+def test_burned_in_annotation_yes_is_skipped_whatever_the_whitelist():
+    assert "BurnedInAnnotation" in skip_reason(image(BurnedInAnnotation="YES"), DEFAULT)
+
+
+def test_modality_allow_list():
+    rules = FilterRules(DEFAULT.recipe, modality_allowlist=("CT", "MR"))
+    assert skip_reason(image(), rules) is None
+    assert skip_reason(image(modality="US"), rules) == "modality US not in the allow list"
+
+
+def test_image_type_required():
+    rules = FilterRules(DEFAULT.recipe, image_type_required=("AXIAL",))
+    assert skip_reason(image(), rules) is None
+    reason = skip_reason(image(ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"]), rules)
+    assert reason == "ImageType lacks AXIAL"
+
+
+def test_deid_blacklist_rejects_report_data():
+    reason = skip_reason(image(ImageType=["DERIVED", "SECONDARY", "REPORTDATA"]), DEFAULT)
+    assert reason.startswith("deid blacklist")
+
+
+RECON = {
+    "Manufacturer": None,
+    "ImageType": ["ORIGINAL", "PRIMARY", "RECONSTRUCTION"],
+    "Modality": "PT",
+}
+
+
+def test_deid_greylist_needs_pixel_cleaning():
+    reason = skip_reason(image(**RECON), DEFAULT)
+    assert reason.startswith("deid graylist: needs pixel cleaning")
+
+
+def test_deid_whitelist_keeps_image_marked_clean():
+    assert skip_reason(image(**RECON, BurnedInAnnotation="NO"), DEFAULT) is None
+
+
+def test_study_deid_recipe_by_name_adds_its_rules():
+    chest = FilterRules(load_filter_recipe("dicom.xray.chest"))
+    xa = image(modality="XA")
+    assert skip_reason(xa, chest).startswith("deid blacklist")
+    assert len(resolve_study_deid("dicom.xray.chest")) == 2
+
+
+def test_study_deid_unknown_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="neither a file nor a deid recipe name"):
+        load_filter_recipe("dicom.no.such.recipe")
+
+
+def test_study_deid_as_a_path(tmp_path: Path):
+    recipe = tmp_path / "deid.site"
+    recipe.write_text("FORMAT dicom\n\n%filter blacklist\n\nLABEL No MR\n  contains Modality MR\n")
+    rules = FilterRules(load_filter_recipe(str(recipe)))
+    assert skip_reason(image(modality="MR"), rules).startswith("deid blacklist")
+    assert skip_reason(image(), rules) is None
+
+
+def test_corrupt_and_non_dicom_files_are_refused(tmp_path: Path):
+    good = Path(get_testdata_file("CT_small.dcm"))
+    truncated = tmp_path / "cut.dcm"
+    truncated.write_bytes(good.read_bytes()[:300])
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    assert read_header(good).Modality == "CT"
+    for bad in (truncated, text):
+        with pytest.raises(NotDicomError) as err:
+            read_header(bad)
+        assert "DICOM" in str(err.value)
+
+
+def test_real_files_from_pydicom_pass_through_the_filter():
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
+    assert skip_reason(ds, DEFAULT) is None or skip_reason(ds, DEFAULT).startswith("deid")

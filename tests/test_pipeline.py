@@ -1,0 +1,213 @@
+"""The batch pipeline in-process: states and reasons, determinism, hand-off, leaks, outbox."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import PHI_STRINGS, SECRET, run_in_process
+
+from sendit_ops import outbox as box
+from sendit_ops.devtools.sample_data import PATIENTS, write_study
+from sendit_ops.discovery import find_batches, is_in_progress, select_batches
+
+
+def outbox_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted((root / "Collection").rglob("*.tar.gz"))
+    }
+
+
+def test_demo_batches_end_in_the_right_states_with_reasons(demo_input, make_pipeline):
+    pipe = make_pipeline()
+    records = run_in_process(pipe, demo_input)
+    states = {name: r.state for name, r in records.items()}
+    assert states == {
+        "ACC10001": "DONE",
+        "ACC10002": "DONE",
+        "ACC10003": "DONE",
+        "ACC10004": "EMPTY",
+        "ACC10005": "EMPTY",
+        "ACC10006": "ERROR",
+        "ACC10007": "ERROR",
+    }
+    assert "ACC10008.tmp" not in records
+    assert records["ACC10004"].reasons == ["no image passed the filters"]
+    assert all("BurnedInAnnotation" in w for w in records["ACC10004"].warnings)
+    assert records["ACC10005"].reasons == ["the batch folder has no files"]
+    assert records["ACC10006"].reasons == ["filter: images have 2 different study dates"]
+    assert "AccessionNumber" in records["ACC10007"].reasons[0]
+    warnings = " ".join(records["ACC10003"].warnings)
+    assert "corrupt DICOM header" in warnings and "not a DICOM file" in warnings
+    m = records["ACC10001"].metrics
+    assert (m["images_found"], m["images_accepted"], m["series"]) == (6, 6, 2)
+    assert set(records["ACC10001"].times) >= {
+        "filter",
+        "pseudonymize",
+        "anonymize",
+        "package",
+        "deliver",
+    }
+
+
+def test_outbox_layout_rows_and_no_phi_anywhere(demo_input, make_pipeline, tmp_path):
+    pipe = make_pipeline()
+    run_in_process(pipe, demo_input)
+    outbox = Path(pipe.settings.outbox)
+    archives = outbox_files(outbox)
+    assert len(archives) == 3
+    rows = box.read_rows(box.table_path(outbox, "DEMO", "dicom"))
+    assert len(rows) == 3
+    for row in rows:
+        name = f"{row['CodedPatientID']}_"
+        assert any(f"/Entity/{row['CodedPatientID']}/{name}" in a for a in archives)
+        assert row["ContentType"] == "application/gzip"
+        assert row["Modality"] in {"CT", "MR"}
+    # the same patient (ACC10001, ACC10003) has the same coded id
+    assert len({r["CodedPatientID"] for r in rows}) == 2
+    # no identifying value in object names, rows, or any byte of the archive members
+    blob = "\n".join(archives) + "\n" + (box.table_path(outbox, "DEMO", "dicom")).read_text()
+    for path in (outbox / "Collection").rglob("*.tar.gz"):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                blob += member.name + tar.extractfile(member).read().decode("latin-1")
+    for phi in PHI_STRINGS:
+        assert phi.upper() not in blob.upper(), phi
+
+
+def test_two_runs_give_identical_archives_and_rows_without_duplicates(demo_input, make_pipeline):
+    first = make_pipeline(run_id="r1")
+    run_in_process(first, demo_input)
+    outbox = Path(first.settings.outbox)
+    archives = outbox_files(outbox)
+    table = box.table_path(outbox, "DEMO", "dicom")
+    rows = table.read_text()
+    # a plain rerun skips the delivered batches
+    again = run_in_process(make_pipeline(run_id="r2"), demo_input)
+    assert not [r for r in again.values() if r.state == "DONE"]
+    # a reprocess recreates byte-identical archives and rows: nothing new, nothing duplicated
+    redo = run_in_process(make_pipeline(run_id="r3"), demo_input, reprocess=True)
+    assert sum(r.state == "DONE" for r in redo.values()) == 3
+    assert all(r.outputs["delivered_to"] == "outbox" for r in redo.values() if r.state == "DONE")
+    assert outbox_files(outbox) == archives
+    assert table.read_text() == rows
+    # and a fresh work root and outbox with the same key gives the same bytes
+    other = make_pipeline(
+        run_id="r4", work_root=str(outbox.parent / "w2"), outbox=str(outbox.parent / "o2")
+    )
+    run_in_process(other, demo_input)
+    assert list(outbox_files(outbox.parent / "o2").values()) == list(archives.values())
+
+
+def test_tmp_folder_is_handed_off_only_after_rename(tmp_path, make_pipeline):
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1.tmp2343", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    assert is_in_progress("ACC1.tmp2343") and is_in_progress("x.tmp") and not is_in_progress("a.b")
+    pipe = make_pipeline()
+    assert run_in_process(pipe, inbox) == {}
+    (inbox / "ACC1.tmp2343").rename(inbox / "ACC1")
+    assert run_in_process(pipe, inbox)["ACC1"].state == "DONE"
+
+
+def test_interval_selection_and_requested_batches(tmp_path):
+    inbox = tmp_path / "in"
+    for n, stamp in ((1, 1_700_000_000), (2, 1_700_100_000)):
+        files = write_study(inbox / f"ACC{n}", PATIENTS[0], f"ACC{n}", "20240115", "CT", 1, 1)
+        for p in [*files, inbox / f"ACC{n}"]:
+            os.utime(p, (stamp, stamp))
+    found = find_batches(inbox, SECRET, "in")
+
+    def pick(**kw):
+        return [
+            b.folder_name for b in select_batches(found, delivered={}, reprocess=False, **kw)[0]
+        ]
+
+    assert pick(requested=None, interval=(1_699_999_000, 1_700_050_000)) == ["ACC1"]
+    assert pick(requested=None, interval=None) == ["ACC1", "ACC2"]
+    assert pick(requested=["ACC2"], interval=None) == ["ACC2"]
+    assert pick(requested=[found[0].key], interval=None) == ["ACC1"]
+    chosen, notes = select_batches(
+        found,
+        requested=None,
+        interval=None,
+        reprocess=False,
+        delivered={found[0].key: found[0].fingerprint},
+    )
+    assert [b.folder_name for b in chosen] == ["ACC2"] and "already delivered" in notes[0]
+
+
+def test_changed_content_is_processed_again(tmp_path, make_pipeline):
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    pipe = make_pipeline()
+    assert run_in_process(pipe, inbox)["ACC1"].state == "DONE"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 2, 2)  # more images
+    record = run_in_process(make_pipeline(run_id="r2"), inbox)["ACC1"]
+    assert record.state == "DONE" and record.metrics["images_accepted"] == 4
+
+
+def test_planted_identifier_stops_the_batch_and_nothing_is_delivered(tmp_path, make_pipeline):
+    inbox = tmp_path / "in"
+    files = write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    ds = pydicom.dcmread(files[1])
+    ds.SeriesDescription = f"AXIAL {PATIENTS[0].mrn}"  # an MRN typed into kept free text
+    ds.save_as(files[1])
+    pipe = make_pipeline()
+    record = run_in_process(pipe, inbox)["ACC1"]
+    assert record.state == "ERROR"
+    assert "SeriesDescription" in record.reasons[0]
+    assert PATIENTS[0].mrn not in " ".join(record.reasons)
+    assert not (Path(pipe.settings.outbox) / "Collection").exists()
+
+
+def test_source_folders_are_never_modified(demo_input, make_pipeline):
+    before = {
+        p: (p.stat().st_mtime_ns, p.read_bytes()) for p in demo_input.rglob("*") if p.is_file()
+    }
+    run_in_process(make_pipeline(), demo_input)
+    after = {
+        p: (p.stat().st_mtime_ns, p.read_bytes()) for p in demo_input.rglob("*") if p.is_file()
+    }
+    assert before == after
+
+
+def test_outbox_refuses_to_overwrite_a_different_object(tmp_path):
+    src = tmp_path / "a.tar.gz"
+    src.write_bytes(b"one")
+    sha = box.sha256_file(src)
+    assert box.put_object(tmp_path / "box", "x/a.tar.gz", src, sha) == "created"
+    assert box.put_object(tmp_path / "box", "x/a.tar.gz", src, sha) == "exists"
+    other = tmp_path / "b.tar.gz"
+    other.write_bytes(b"two")
+    with pytest.raises(box.DeliveryError, match="different archive"):
+        box.put_object(tmp_path / "box", "x/a.tar.gz", other, box.sha256_file(other))
+
+
+def test_conflicting_object_makes_the_batch_error(tmp_path, make_pipeline):
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    pipe = make_pipeline(keep_work_files=True)
+    record = run_in_process(pipe, inbox)["ACC1"]
+    target = Path(pipe.settings.outbox) / record.outputs["object_name"]
+    target.write_bytes(b"someone else's file")
+    redo = run_in_process(make_pipeline(run_id="r2"), inbox, reprocess=True)["ACC1"]
+    assert redo.state == "ERROR" and "different archive" in redo.reasons[-1]
+    assert target.read_bytes() == b"someone else's file"
+
+
+def test_changed_study_replaces_only_its_own_previous_archive(tmp_path, make_pipeline):
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    first = run_in_process(make_pipeline(), inbox)["ACC1"]
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 2, 2)
+    pipe = make_pipeline(run_id="r2")
+    second = run_in_process(pipe, inbox)["ACC1"]
+    assert second.outputs["object_name"] == first.outputs["object_name"]
+    assert second.outputs["sha256"] != first.outputs["sha256"]
+    target = Path(pipe.settings.outbox) / second.outputs["object_name"]
+    assert box.sha256_file(target) == second.outputs["sha256"]
+    assert len(box.read_rows(box.table_path(Path(pipe.settings.outbox), "DEMO", "dicom"))) == 1

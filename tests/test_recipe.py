@@ -1,0 +1,119 @@
+"""The shipped recipe on real DICOM (pydicom's test files and deid-data)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pydicom
+import pytest
+from dicom_corpus import DEID_FILES, pydicom_files
+
+from sendit_ops.anonymize import anonymize_dataset, load_recipe, recipe_variables, uid_remapper
+from sendit_ops.errors import LeakError
+from sendit_ops.identifiers import STANDARD_UID_ROOT, collect_needles
+from sendit_ops.pseudonyms import Pseudonym
+from sendit_ops.verify import LeakScanner
+
+RECIPE = load_recipe(None)
+PSEUDO = Pseudonym("codedpatient01", "codedstudy0001", -21)
+FILES = [*DEID_FILES, *pydicom_files()]
+
+
+def anonymized(path: Path, key: bytes = b"k" * 32):
+    original = pydicom.dcmread(path, force=True)
+    ds = pydicom.dcmread(path, force=True)
+    scanner = LeakScanner(collect_needles(original))
+    out = anonymize_dataset(ds, RECIPE, recipe_variables(PSEUDO, uid_remapper(key)), scanner)
+    return original, out
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.parent.name + "/" + p.name)
+def test_recipe_removes_identifiers_and_passes_the_leak_check(path: Path):
+    original, out = anonymized(path)
+    if "PatientID" in original:
+        assert out.PatientID == "codedpatient01"
+    if "AccessionNumber" in original:
+        assert out.AccessionNumber == "codedstudy0001"
+    assert str(out.get("PatientIdentityRemoved")) == "YES"
+    assert not any(e.tag.is_private for e in out)
+    assert out.preamble == b"\0" * 128
+    for elem in out.iterall():
+        assert elem.VR != "PN" or elem.keyword == "PatientName", elem.keyword
+    for keyword in (
+        "InstitutionName",
+        "ReferringPhysicianName",
+        "OtherPatientIDs",
+        "PatientAddress",
+        "ImageComments",
+    ):
+        assert keyword not in out
+    # UIDs: non-standard ones replaced, standard ones (SOP class) kept
+    assert out.SOPClassUID == original.SOPClassUID
+    assert out.SOPInstanceUID != original.SOPInstanceUID
+    assert out.SOPInstanceUID.startswith("2.25.")
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    # the pixels are untouched
+    assert out.PixelData == original.PixelData
+
+
+@pytest.mark.parametrize("path", FILES[:12], ids=lambda p: p.name)
+def test_dates_are_shifted_by_the_jitter(path: Path):
+    from datetime import date, timedelta
+
+    original, out = anonymized(path)
+    for keyword in (
+        "StudyDate",
+        "SeriesDate",
+        "AcquisitionDate",
+        "ContentDate",
+        "PatientBirthDate",
+    ):
+        value = str(original.get(keyword) or "")
+        if len(value) == 8 and value.isdigit():
+            expected = date(int(value[:4]), int(value[4:6]), int(value[6:])) + timedelta(-21)
+            assert out.get(keyword) == expected.strftime("%Y%m%d"), keyword
+
+
+def test_uid_remapping_is_consistent_across_files_of_a_study():
+    files = sorted((DEID_FILES[0].parent).glob("*.dcm"))
+    outs = [anonymized(p)[1] for p in files]
+    originals = [pydicom.dcmread(p) for p in files]
+    pairs = zip(originals, outs, strict=True)
+    study_map = {(o.StudyInstanceUID, a.StudyInstanceUID) for o, a in pairs}
+    assert len({o for o, _ in study_map}) == len({a for _, a in study_map})  # a bijection
+    again = anonymized(files[0])[1]
+    assert again.SOPInstanceUID == outs[0].SOPInstanceUID  # stable for the same key
+    other_key = anonymized(files[0], key=b"z" * 32)[1]
+    assert other_key.SOPInstanceUID != outs[0].SOPInstanceUID
+
+
+def test_references_inside_sequences_follow_the_remapping():
+    from sendit_ops.devtools.sample_data import PATIENTS, make_image
+
+    ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    ref_uid = ds.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID
+    remap = uid_remapper(b"k" * 32)
+    out = anonymize_dataset(
+        ds, RECIPE, recipe_variables(PSEUDO, remap), LeakScanner(collect_needles(copy.deepcopy(ds)))
+    )
+    ref = out.ReferencedPerformedProcedureStepSequence[0]
+    assert ref.ReferencedSOPInstanceUID == remap(ref_uid)
+    assert ref.ReferencedSOPClassUID.startswith(STANDARD_UID_ROOT)
+    assert "RequestAttributesSequence" not in out
+
+
+def test_a_value_the_recipe_misses_stops_the_image():
+    from sendit_ops.devtools.sample_data import PATIENTS, make_image
+
+    ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    ds.StudyDescription = "CT CHEST for DOE"  # a name typed into free text the recipe keeps
+    with pytest.raises(LeakError) as err:
+        anonymize_dataset(
+            ds,
+            RECIPE,
+            recipe_variables(PSEUDO, uid_remapper(b"k" * 32)),
+            LeakScanner(collect_needles(copy.deepcopy(ds))),
+        )
+    assert "StudyDescription" in str(err.value)
+    assert "DOE" not in str(err.value)
