@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 DEMO := $(CURDIR)/.demo
 
-.PHONY: install demo test lint bench dasher-dev clean
+.PHONY: install demo demo-dasher test lint bench dasher-dev clean
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9
@@ -37,3 +37,10 @@ dasher-dev: install  ## start the DASHER-compatible development server on :8765
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
+
+demo-dasher: install  ## the demo with pseudonyms from the DASHER dev server
+	@$(VENV)/bin/sendit-dasher-dev --port 8765 --credentials-out $(DEMO)/dasher.json & pid=$$!; \
+	trap "kill $$pid" EXIT; sleep 2; \
+	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit sample $(DEMO)/input --force && \
+	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit run --input $(DEMO)/input --outbox $(DEMO)/outbox-dasher \
+	  --provider dasher --dasher-credentials $(DEMO)/dasher.json --work-root $(DEMO)/work-dasher

@@ -96,6 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ[_env_var(INPUT_FOLDERS_VARIABLE)] = json.dumps(
         [{"path": folder.path, "name": folder.name}]
     )
+    if args.dasher_credentials:
+        from sendit_ops.dasher import stanford_to_connection
+
+        creds = json.loads(Path(args.dasher_credentials).read_text())
+        conn_id = resolved.dasher_conn_id
+        os.environ["AIRFLOW_CONN_" + conn_id.upper()] = json.dumps(
+            stanford_to_connection(creds, creds.get("base_url", ""))
+        )
     ensure_secret_key(home)
     ensure_airflow_home(home)
     if not args.verbose:
@@ -152,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, help="input folder (one sub-folder per batch)")
     run.add_argument("--outbox", required=True, help="local outbox (used when Google is off)")
     run.add_argument("--provider", choices=["local", "dasher"], help="pseudonym provider")
+    run.add_argument(
+        "--dasher-credentials",
+        metavar="FILE",
+        help="sendit's .stanford JSON (or the dev server's) as the DASHER connection",
+    )
     run.add_argument("--work-root", help="work folder (default $SENDIT_HOME/work)")
     run.add_argument("--name", help="DAG name for this folder (default: folder name)")
     run.add_argument("--batch", action="append", help="only this batch (repeatable)")

@@ -34,6 +34,10 @@ def _interval(context: dict[str, Any]) -> tuple[float, float] | None:
 def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:
     """Find finished batches, choose this run's, queue them; return chunks for mapping."""
     pipe = pipeline(folder, context)
+    if pipe.settings.pseudonym_provider == "dasher":
+        from sendit_ops.hooks.dasher_hook import DasherHook
+
+        DasherHook(pipe.settings.dasher_conn_id).check_configured()
     params = context.get("params") or {}
     requested = [str(b) for b in (params.get("batches") or []) if str(b).strip()]
     found = find_batches(folder.path, pipe.secret_key, folder.name)
