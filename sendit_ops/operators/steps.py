@@ -95,6 +95,9 @@ def all_keys(chunks: list[dict[str, Any]] | None) -> list[str]:
 
 def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
     """Deliver every verified batch of the run: to Google when configured, else the outbox."""
+    if chunks is None:
+        log.info("nothing to deliver: discover did not finish")
+        return {"target": "none"}
     pipe = pipeline(folder, context)
     params = context.get("params") or {}
     keys = all_keys(chunks)
@@ -116,6 +119,11 @@ def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str
 
 def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
     """Close the run: every batch in a final state, summary written and logged."""
+    if chunks is None:  # discover failed: its XCom is missing
+        raise RunNeedsAttention(
+            "the run stopped before choosing batches (no batch was touched); the reason is in "
+            "the log of the 'discover' task"
+        )
     pipe = pipeline(folder, context)
     keys = all_keys(chunks)
     records = []
