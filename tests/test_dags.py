@@ -22,7 +22,16 @@ def folders_env(monkeypatch, demo_input, tmp_path):
         json.dumps(
             [
                 {"path": str(demo_input), "name": "demo"},
-                {"path": str(tmp_path / "other"), "name": "other", "schedule": "@hourly"},
+                {
+                    "path": str(tmp_path / "other"),
+                    "name": "other",
+                    "schedule": "@hourly",
+                    "settings": {
+                        "dasher_pool": "sendit_dasher",
+                        "chunk_size": 2,
+                        "max_batches_in_flight": 4,
+                    },
+                },
             ]
         ),
     )
@@ -49,7 +58,12 @@ def test_one_dag_per_folder_without_import_errors(folders_env):
     ]
     assert dag.doc_md and "sendit" in dag.tags
     assert set(dag.params.keys()) == {"batches", "reprocess", "dry_run", "provider", "delivery"}
-    assert bag.dags["sendit_other"].max_active_runs == 1
+    other = bag.dags["sendit_other"]
+    assert other.max_active_runs == 1
+    assert other.get_task("fetch_pseudonyms").pool == "sendit_dasher"
+    assert dag.get_task("fetch_pseudonyms").pool == "default_pool"
+    # at most max_batches_in_flight / chunk_size chunks of a step run at once
+    assert other.get_task("anonymize_headers").max_active_tis_per_dag == 2
     assert dag.get_task("filter_images").retries == 2
 
 
