@@ -38,6 +38,10 @@ def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any
         from sendit_ops.hooks.dasher_hook import DasherHook
 
         DasherHook(pipe.settings.dasher_conn_id).check_configured()
+    if pipe.settings.send_to_google and not (context.get("params") or {}).get("dry_run"):
+        from sendit_ops.operators.google_delivery import preflight
+
+        preflight(pipe.settings)  # bucket, dataset and table, before any batch is touched
     params = context.get("params") or {}
     requested = [str(b) for b in (params.get("batches") or []) if str(b).strip()]
     found = find_batches(folder.path, pipe.secret_key, folder.name)

@@ -1,0 +1,233 @@
+"""Delivery to Cloud Storage and BigQuery, against fake-gcs-server and crucible (real
+emulator processes) through the Google provider's hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import PHI_STRINGS
+from emulators import start_bigquery, start_gcs
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery, storage
+
+from sendit_ops.bigquery_sql import literal, merge_statements
+from sendit_ops.devtools.sample_data import PATIENTS, write_study
+
+PROJECT, BUCKET = "sendit-test", "radiology"
+
+
+@pytest.fixture(scope="module")
+def emulators(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("emulators")
+    gcs_url, gcs = start_gcs(logs / "gcs.log")
+    bq_url, bq = start_bigquery(logs / "bq.log")
+    yield gcs_url, bq_url
+    for proc in (gcs, bq):
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def google(emulators, monkeypatch, request):
+    gcs_url, bq_url = emulators
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_url)
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bq_url)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"is_anonymous": True, "project": PROJECT},
+            }
+        ),
+    )
+    gcs = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+    bucket_name = f"{BUCKET}-{abs(hash(request.node.name)) % 10**8}"
+    gcs.create_bucket(bucket_name)
+    bq = bigquery.Client(
+        project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": bq_url}
+    )
+    collection = f"C{abs(hash(request.node.name)) % 10**8}"
+    return gcs.bucket(bucket_name), bq, collection
+
+
+def google_settings(tmp_path: Path, bucket, collection: str) -> dict:
+    return {
+        "work_root": str(tmp_path / "work"),
+        "outbox": str(tmp_path / "outbox"),
+        "send_to_google": True,
+        "google_cloud_storage": bucket.name,
+        "google_project_name": PROJECT,
+        "google_storage_collection": collection,
+    }
+
+
+def rows(bq, collection):
+    query = f"SELECT * FROM `{PROJECT}.{collection}.dicom` ORDER BY CodedAccessionNumberID"
+    return [dict(r) for r in bq.query(query).result()]
+
+
+def objects(bucket):
+    return {b.name: (b.md5_hash, b.generation) for b in bucket.client.list_blobs(bucket.name)}
+
+
+def run_dag(monkeypatch, input_dir: Path, settings: dict, conf=None):
+    from sendit_ops.dag_factory import build_all_dags
+
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS", json.dumps([{"path": str(input_dir), "name": "g"}])
+    )
+    monkeypatch.setenv("AIRFLOW_VAR_SENDIT_SETTINGS", json.dumps(settings))
+    return build_all_dags()["sendit_g"].test(run_conf=conf or {})
+
+
+def test_literal_round_trips_and_cannot_break_out():
+    nasty = "x' OR 1=1; DROP TABLE t; -- \\ \" ` é 😀"
+    assert "'" not in literal(nasty)[1:-1] and "`" not in literal(nasty)
+    statements = merge_statements("`p.d.t`", [{"CodedAccessionNumberID": "a", "x": nasty}] * 2)
+    assert len(statements) == 1 and statements[0].count("SELECT") == 1
+
+
+def test_merge_statement_round_trip_in_the_emulator(google):
+    _, bq, collection = google
+    bq.create_dataset(f"{PROJECT}.{collection}")
+    from sendit_ops.package import BQ_SCHEMA
+
+    bq.create_table(
+        bigquery.Table(
+            f"{PROJECT}.{collection}.dicom",
+            schema=[bigquery.SchemaField(n, "STRING") for n in BQ_SCHEMA],
+        )
+    )
+    nasty = '{"a": "it\'s"}\n\\ é 😀 `'
+    row = {c: "" for c in BQ_SCHEMA} | {"CodedAccessionNumberID": "k1", "DicomHeader": nasty}
+    for statement in merge_statements(f"`{PROJECT}.{collection}.dicom`", [row, row]):
+        bq.query(statement).result()
+    (stored,) = rows(bq, collection)
+    assert stored["DicomHeader"] == nasty
+
+
+def test_dag_delivers_to_gcs_and_bigquery_idempotently(
+    airflow_db, google, demo_input, tmp_path, monkeypatch, capfd
+):
+    bucket, bq, collection = google
+    settings = google_settings(tmp_path, bucket, collection)
+    run_dag(monkeypatch, demo_input, settings)
+    objs = objects(bucket)
+    assert len(objs) == 3
+    for name in objs:
+        assert name.startswith(f"Collection/{collection}/Entity/") and name.endswith(".tar.gz")
+        blob = bucket.get_blob(name)
+        assert blob.content_type == "application/gzip"
+        assert set(blob.metadata) >= {
+            "CodedPatientID",
+            "CodedAccessionNumberID",
+            "images",
+            "series",
+            "sendit_version",
+            "recipe_sha256",
+            "sha256",
+        }
+    table = rows(bq, collection)
+    assert len(table) == 3
+    assert {
+        r["storage_metadataLink"].rsplit("/o/", 1)[-1].replace("%2F", "/") for r in table
+    } == set(objs)
+    assert not (tmp_path / "outbox").exists()  # Google replaced the outbox
+    text = "".join(capfd.readouterr()) + json.dumps(table)
+    for phi in PHI_STRINGS:
+        assert phi not in text, phi
+    # rerun of the same work: nothing rewritten, no duplicate rows
+    run_dag(monkeypatch, demo_input, settings, {"reprocess": True})
+    assert objects(bucket) == objs
+    assert len(rows(bq, collection)) == 3
+
+
+def test_crash_between_upload_and_bigquery_then_rerun(
+    airflow_db, google, tmp_path, monkeypatch, make_pipeline
+):
+    from sendit_ops.operators.google_delivery import preflight, upload_archive
+
+    bucket, bq, collection = google
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    settings = google_settings(tmp_path, bucket, collection)
+    # the first attempt: processed and uploaded, then killed before the rows and the record
+    pipe = make_pipeline(**{k: v for k, v in settings.items()})
+    from sendit_ops.discovery import find_batches
+
+    keys = pipe.register(find_batches(inbox, pipe.secret_key, "in"))
+    for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
+        step(keys)
+    the_bucket, _, _ = preflight(pipe.settings)
+    for record in pipe.ready_for_delivery(keys):
+        upload_archive(the_bucket, record)
+    assert len(objects(bucket)) == 1 and rows(bq, collection) == []
+    before = objects(bucket)
+    # the rerun completes the delivery: one object (not rewritten), one row
+    run_dag(monkeypatch, inbox, settings)
+    assert objects(bucket) == before
+    assert len(rows(bq, collection)) == 1
+
+
+def test_conflicting_object_is_an_error_and_left_untouched(
+    airflow_db, google, tmp_path, monkeypatch
+):
+    bucket, bq, collection = google
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    write_study(inbox / "ACC2", PATIENTS[1], "ACC2", "20240116", "CT", 1, 1)
+    settings = google_settings(tmp_path, bucket, collection)
+    run_dag(monkeypatch, inbox, settings, {"dry_run": True})  # learn the object names
+    from sendit_ops.ledger import Ledger
+
+    records = Ledger(settings["work_root"], "sendit_g").all()
+    victim = records[0].outputs["object_name"]
+    bucket.blob(victim).upload_from_string(b"not ours", content_type="text/plain")
+    run = run_dag(monkeypatch, inbox, settings)
+    assert str(run.state).endswith("failed")
+    states = {r.outputs["object_name"]: r for r in Ledger(settings["work_root"], "sendit_g").all()}
+    assert states[victim].state == "ERROR"
+    assert "different object already exists" in states[victim].reasons[-1]
+    assert bucket.get_blob(victim).download_as_bytes() == b"not ours"
+    assert len(rows(bq, collection)) == 1  # the other batch still delivered
+
+
+def test_missing_setting_or_bucket_stops_before_any_upload(
+    airflow_db, google, demo_input, tmp_path, monkeypatch, capfd
+):
+    bucket, _, collection = google
+    settings = google_settings(tmp_path, bucket, collection)
+    settings.pop("google_cloud_storage")
+    run = run_dag(monkeypatch, demo_input, settings)
+    assert str(run.state).endswith("failed")
+    assert "'send_to_google' is true but 'google_cloud_storage' is not set" in "".join(
+        capfd.readouterr()
+    )
+    settings["google_cloud_storage"] = "no-such-bucket"
+    run = run_dag(monkeypatch, demo_input, settings)
+    assert "bucket 'no-such-bucket' does not exist" in "".join(capfd.readouterr())
+    assert objects(bucket) == {}
+    assert not (tmp_path / "work" / "sendit_g" / "batches").exists()
+
+
+def test_only_verified_batches_are_uploaded(google, tmp_path, make_pipeline):
+    """The upload re-checks the record: a batch not verified is refused, not uploaded."""
+    bucket, _, collection = google
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    pipe = make_pipeline(**google_settings(tmp_path, bucket, collection))
+    from sendit_ops.discovery import find_batches
+    from sendit_ops.operators.google_delivery import deliver_to_google
+
+    keys = pipe.register(find_batches(inbox, pipe.secret_key, "in"))
+    for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
+        step(keys)
+    record = pipe.ledger.load(keys[0])
+    record.outputs["verified"] = False  # as if the leak check had not passed
+    pipe.ledger.save(record)
+    counts = deliver_to_google(pipe, keys)
+    assert counts["created"] == 0 and objects(bucket) == {}
+    assert pipe.ledger.load(keys[0]).state == "ERROR"
