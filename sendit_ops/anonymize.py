@@ -8,22 +8,18 @@ the recipe runs; the output is checked in memory by the leak scanner before it i
 from __future__ import annotations
 
 import hashlib
-import hmac
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from deid.config import DeidRecipe
 from deid.dicom.parser import DicomParser
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from sendit_ops import __version__
+from sendit_ops import __version__, deid_tuning  # noqa: F401 - installs the speed fix
 from sendit_ops.dicom_io import as_file_dataset
 from sendit_ops.errors import LeakError
-from sendit_ops.identifiers import STANDARD_UID_ROOT
-from sendit_ops.pseudonyms import Pseudonym
+from sendit_ops.recipe_variables import recipe_variables, uid_remapper  # noqa: F401 - re-exported
 from sendit_ops.verify import LeakScanner
 
 SHIPPED_RECIPE = Path(__file__).parent / "recipes" / "deid.sendit"
@@ -42,41 +38,6 @@ def load_recipe(user_recipe: str | None) -> DeidRecipe:
 def recipe_checksum(user_recipe: str | None) -> str:
     """sha256 of the recipe text, recorded with every delivered archive."""
     return hashlib.sha256(recipe_path(user_recipe).read_bytes()).hexdigest()
-
-
-def uid_remapper(secret_key: bytes) -> Callable[[str], str]:
-    """A keyed, stable UID mapping: the same original UID always gets the same new one, so the
-    study/series/instance relations and references between files survive. UIDs of the DICOM
-    standard (transfer syntaxes, SOP classes) are kept."""
-    cache: dict[str, str] = {}
-
-    def remap(uid: str) -> str:
-        uid = str(uid).strip()
-        if not uid or uid.startswith(STANDARD_UID_ROOT):
-            return uid
-        if uid not in cache:
-            mac = hmac.new(secret_key, b"uid\0" + uid.encode(), hashlib.sha256).digest()
-            cache[uid] = "2.25." + str(int.from_bytes(mac[:15], "big"))
-        return cache[uid]
-
-    return remap
-
-
-def recipe_variables(pseudonym: Pseudonym, remap: Callable[[str], str]) -> dict[str, Any]:
-    """The ``var:``/``func:`` lookup deid sees for every file of a batch."""
-
-    def remap_uid(item: Any = None, value: Any = None, field: Any = None, **_: Any) -> Any:
-        current = field.element.value
-        if isinstance(current, MultiValue | list | tuple):
-            return [remap(v) for v in current]
-        return remap(current)
-
-    return {
-        "entity_suid": pseudonym.entity_suid,
-        "item_suid": pseudonym.item_suid,
-        "jitter": pseudonym.jitter,
-        "remap_uid": remap_uid,
-    }
 
 
 def anonymize_dataset(

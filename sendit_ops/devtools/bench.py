@@ -1,0 +1,294 @@
+"""``make bench``: throughput of sendit's pipeline against two baselines, on one core.
+
+1. **pipeline**: sendit's in-process steps (filter, identifiers, pseudonyms, header recipe,
+   write, leak check, package + verify) over a corpus of generated 512x512 16-bit CT studies;
+2. **plain pydicom**: read each file, delete a few tags, remove private tags, write, and pack
+   each batch as tar.gz at the same level: the floor of any header-editing pipeline;
+3. **naive deid**: what sendit did: ``get_identifiers`` + ``replace_identifiers`` per batch
+   with the recipe path (the recipe parsed again for every file), then the same packing.
+
+Also: peak RSS of the pipeline on a small and a big study (memory must not grow with the
+number of files), two worker processes against one (scale-out), and the parse time of the
+DAG file. The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+KEY = b"bench-secret-key-0123456789abcdef"
+
+
+def corpus(root: Path, studies: int, images: int, size: int = 512) -> int:
+    """Generate (or reuse) a corpus; return its size in bytes."""
+    from sendit_ops.devtools.sample_data import make_bench_corpus
+
+    marker = root / f".made-{studies}-{images}-{size}"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        make_bench_corpus(root, studies, images, size)
+        marker.touch()
+    return sum(p.stat().st_size for p in root.rglob("*.dcm"))
+
+
+def run_pipeline(
+    input_dir: Path, work: Path, folders: list[str] | None = None, gzip_level: int = 1
+) -> float:
+    """sendit's steps in-process over (some of) the batches; returns seconds."""
+    from sendit_ops.batch_steps import Pipeline, deliver_to_outbox
+    from sendit_ops.discovery import find_batches
+    from sendit_ops.settings import load_settings
+
+    settings = load_settings(
+        {"work_root": str(work / "work"), "outbox": str(work / "outbox"), "gzip_level": gzip_level}
+    )
+    pipe = Pipeline(settings, KEY, "bench", run_id="bench")
+    started = time.perf_counter()
+    found = find_batches(input_dir, KEY, "bench")
+    if folders is not None:
+        found = [b for b in found if b.folder_name in set(folders)]
+    keys = pipe.register(found)
+    for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
+        step(keys)
+    deliver_to_outbox(pipe, keys, Path(settings.outbox))
+    elapsed = time.perf_counter() - started
+    bad = [k for k in keys if pipe.ledger.load(k).state != "DONE"]
+    if bad:
+        raise SystemExit(f"bench: {len(bad)} batch(es) did not end DONE: {bad[:3]}")
+    return elapsed
+
+
+def _pack(folder: Path, target: Path, level: int) -> None:
+    from sendit_ops.package import write_archive  # no deid import
+
+    write_archive([(p.name, p) for p in sorted(folder.iterdir())], target, level)
+
+
+def run_plain(input_dir: Path, work: Path, level: int = 1) -> float:
+    """Read, edit a few tags, write, pack: plain pydicom."""
+    import pydicom
+
+    started = time.perf_counter()
+    for batch in sorted(p for p in input_dir.iterdir() if p.is_dir()):
+        out = work / "plain" / batch.name
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(batch.iterdir()):
+            ds = pydicom.dcmread(path)
+            for keyword in (
+                "PatientName",
+                "PatientID",
+                "PatientBirthDate",
+                "AccessionNumber",
+                "InstitutionName",
+                "ReferringPhysicianName",
+            ):
+                if keyword in ds:
+                    delattr(ds, keyword)
+            ds.remove_private_tags()
+            ds.save_as(out / path.name)
+        _pack(out, work / "plain-archives" / f"{batch.name}.tar.gz", level)
+    return time.perf_counter() - started
+
+
+def run_naive_deid(input_dir: Path, work: Path, level: int = 1) -> float:
+    """sendit's deid use, in a fresh process with deid as released (no speed fix)."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from sendit_ops.devtools.bench import naive_deid; "
+        "print(naive_deid(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(input_dir), str(work), str(level)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def naive_deid(input_dir: Path, work: Path, level: int) -> float:
+    """get_identifiers + replace_identifiers per batch with the recipe path, then packing."""
+    from deid.dicom import get_identifiers, replace_identifiers
+
+    recipe = Path(__file__).parents[1] / "recipes" / "deid.sendit"
+    if "sendit_ops.deid_tuning" in sys.modules:
+        raise RuntimeError("the naive baseline must run with deid as released")
+
+    started = time.perf_counter()
+    for batch in sorted(p for p in input_dir.iterdir() if p.is_dir()):
+        files = [str(p) for p in sorted(batch.iterdir())]
+        ids = get_identifiers(files)
+        for path in ids:
+            ids[path].update(
+                {
+                    "entity_suid": "P1",
+                    "item_suid": "S1",
+                    "jitter": -10,
+                    "remap_uid": lambda field=None, **_: "2.25.1",
+                }
+            )
+        out = work / "naive" / batch.name
+        out.mkdir(parents=True, exist_ok=True)
+        replace_identifiers(
+            files,
+            deid=str(recipe),
+            ids=ids,
+            save=True,
+            output_folder=str(out),
+            overwrite=True,
+            remove_private=True,
+        )
+        _pack(out, work / "naive-archives" / f"{batch.name}.tar.gz", level)
+    return time.perf_counter() - started
+
+
+def _worker(args: tuple[str, str, list[str]]) -> float:
+    input_dir, work, folders = args
+    return run_pipeline(Path(input_dir), Path(work), folders)
+
+
+def scaleout(input_dir: Path, work: Path) -> float:
+    """Wall time with one worker process divided by wall time with two."""
+    batches = sorted(p.name for p in input_dir.iterdir() if p.is_dir())
+    timings = {}
+    for workers in (1, 2):
+        parts = [batches[i::workers] for i in range(workers)]
+        shutil.rmtree(work / f"scale{workers}", ignore_errors=True)
+        started = time.perf_counter()
+        with ProcessPoolExecutor(workers) as pool:
+            list(
+                pool.map(
+                    _worker,
+                    [
+                        (str(input_dir), str(work / f"scale{workers}" / str(i)), p)
+                        for i, p in enumerate(parts)
+                    ],
+                )
+            )
+        timings[workers] = time.perf_counter() - started
+    return timings[1] / timings[2]
+
+
+def peak_rss_mb(input_dir: Path, work: Path) -> float:
+    """Peak RSS (MB) of a fresh process running the pipeline on ``input_dir``."""
+    code = (
+        "import sys, resource; from pathlib import Path; "
+        "from sendit_ops.devtools.bench import run_pipeline; "
+        "run_pipeline(Path(sys.argv[1]), Path(sys.argv[2])); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(input_dir), str(work)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def dag_parse_seconds() -> float:
+    """Seconds the DAG processor spends parsing dags/sendit_folders.py (4 input folders)."""
+    code = (
+        "import json, os, time\n"
+        "os.environ['AIRFLOW_VAR_SENDIT_INPUT_FOLDERS'] = json.dumps("
+        "[f'/data/1_{i}' for i in range(4)])\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "import sendit_ops.dag_bundle as b\n"
+        "folder = os.path.dirname(b.__file__) if b.__file__ else list(b.__path__)[0]\n"
+        "t = time.perf_counter(); bag = DagBag(folder); dt = time.perf_counter() - t\n"
+        "assert len(bag.dags) == 4, bag.import_errors\n"
+        "print(dt)\n"
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-af-"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=10)
+    parser.add_argument("--images", type=int, default=50, help="images per study")
+    parser.add_argument("--big-mb", type=int, default=2000, help="size of the big RSS study")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "sendit-bench")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["naive", "rss", "scaleout", "parse"]
+    )
+    args = parser.parse_args(argv)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    input_dir = args.dir / "corpus"
+    size = corpus(input_dir, args.studies, args.images)
+    files = args.studies * args.images
+    mb = size / 1e6
+    print(
+        f"corpus: {args.studies} CT studies x {args.images} images of 512x512 16-bit, "
+        f"{files} files, {mb:.0f} MB ({input_dir})"
+    )
+    results: dict[str, float | None] = {}
+
+    def report(name: str, seconds: float) -> float:
+        rate = mb / seconds
+        print(f"{name:<14} {files / seconds:7.1f} files/s {rate:7.1f} MB/s ({seconds:.1f} s)")
+        return round(rate, 2)
+
+    work = args.dir / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    results["pipeline_mb_s"] = report("pipeline", run_pipeline(input_dir, work / "pipeline"))
+    results["plain_pydicom_mb_s"] = report("plain pydicom", run_plain(input_dir, work))
+    results["naive_deid_mb_s"] = (
+        None if "naive" in args.skip else report("naive deid", run_naive_deid(input_dir, work))
+    )
+    results["pipeline_vs_naive"] = (
+        round(results["pipeline_mb_s"] / results["naive_deid_mb_s"], 2)
+        if results["naive_deid_mb_s"]
+        else None
+    )
+    results["pipeline_vs_plain"] = round(
+        results["pipeline_mb_s"] / results["plain_pydicom_mb_s"], 2
+    )
+    print(
+        f"pipeline / naive deid = {results['pipeline_vs_naive']}x, "
+        f"pipeline / plain pydicom = {results['pipeline_vs_plain']}x"
+    )
+    if "scaleout" not in args.skip:
+        results["scaleout_2w_ratio"] = round(scaleout(input_dir, work), 2)
+        print(f"scale-out: 2 workers are {results['scaleout_2w_ratio']}x one worker")
+    if "rss" not in args.skip:
+        small = args.dir / "rss-small"
+        corpus(small, 1, 40)  # ~21 MB
+        big = args.dir / "rss-big"
+        corpus(big, 1, max(40, args.big_mb * 1_000_000 // 525_000))
+        rss_small = peak_rss_mb(small, work / "rss-small")
+        rss_big = peak_rss_mb(big, work / "rss-big")
+        results["rss_small_mb"], results["rss_big_mb"] = round(rss_small), round(rss_big)
+        results["rss_ratio_2gb_vs_20mb"] = round(rss_big / rss_small, 2)
+        print(
+            f"peak RSS: {rss_small:.0f} MB for a 20 MB study, {rss_big:.0f} MB for a "
+            f"{args.big_mb} MB study (ratio {results['rss_ratio_2gb_vs_20mb']})"
+        )
+    if "parse" not in args.skip:
+        results["dag_parse_s"] = round(dag_parse_seconds(), 3)
+        print(f"DAG file parse: {results['dag_parse_s']} s for 4 input folders")
+    results["airflow_overhead_ratio"] = None  # see docs/performance.md
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
