@@ -150,10 +150,17 @@ def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str,
     summary = summarize(records, pipe.run_id, notes)
     where = write_run_report(pipe.ledger, summary)
     log.info("%s\n  report: %s", format_summary(summary), where)
-    errors = summary["states"].get(ERROR, 0)
-    if errors and pipe.settings.fail_run_on_batch_error:
+    result = {k: v for k, v in summary.items() if k != "batch_lines"}
+    result["errors"] = [
+        {"batch_id": line["batch_id"], "reasons": line["reasons"]}
+        for line in summary["batch_lines"]
+        if line["status"] == ERROR
+    ]
+    if result["errors"] and pipe.settings.fail_run_on_batch_error:
+        # keep the summary readable over REST even though the task fails
+        context["ti"].xcom_push(key="return_value", value=result)
         raise RunNeedsAttention(
-            f"{errors} batch(es) ended in ERROR (the others were processed); see the summary "
-            f"above and {where}/summary.txt"
+            f"{len(result['errors'])} batch(es) ended in ERROR (the others were processed); "
+            f"see the summary above and {where}/summary.txt"
         )
-    return {k: v for k, v in summary.items() if k != "batch_lines"}
+    return result
