@@ -16,7 +16,7 @@ from deid.dicom.parser import DicomParser
 from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from sendit_ops import __version__, deid_tuning  # noqa: F401 - installs the speed fix
+from sendit_ops import __version__, deid_tuning
 from sendit_ops.dicom_io import as_file_dataset
 from sendit_ops.errors import LeakError
 from sendit_ops.recipe_variables import recipe_variables, uid_remapper  # noqa: F401 - re-exported
@@ -49,7 +49,10 @@ def anonymize_dataset(
     ds.preamble = b"\0" * 128
     parser = DicomParser(ds, recipe=recipe)
     parser.lookup.update(variables)
-    parser.parse()
+    try:
+        parser.parse()
+    finally:
+        deid_tuning.release_caches()
     ds = parser.dicom
     if getattr(ds, "file_meta", None) is not None and "SOPInstanceUID" in ds:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID

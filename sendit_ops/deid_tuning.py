@@ -1,5 +1,11 @@
-"""One speed fix for deid 0.4.13, applied on import (to be proposed upstream).
+"""Two fixes for deid 0.4.13 (to be proposed upstream): one applied on import, one called.
 
+Memory: ``deid.dicom.fields._get_fields_inner`` is decorated with an unbounded
+``functools.cache`` keyed by the dataset, so every dataset deid has parsed (pixel data
+included) stays in memory for the life of the process: peak RSS grows with the size of the
+study. ``release_caches()`` empties it; sendit calls it after each file.
+
+Speed:
 ``deid.dicom.tags.get_tag(keyword)`` scans pydicom's whole DICOM dictionary (~5,000 entries)
 on every call, and deid's parser calls it for every ADD/REPLACE/JITTER of every file: about
 half of deid's time per file. ``fast_get_tag`` returns the same manifest from pydicom's
@@ -12,6 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import deid.dicom.fields as deid_fields
 import deid.dicom.parser as deid_parser
 import deid.dicom.tags as deid_tags
 from pydicom.datadict import DicomDictionary, keyword_dict
@@ -36,6 +43,11 @@ def fast_get_tag(field: Any) -> dict[str, Any] | None:
         return _original_get_tag(field)
     manifest = _manifest(field)
     return dict(manifest) if manifest else None
+
+
+def release_caches() -> None:
+    """Drop deid's per-dataset field cache (it holds whole datasets)."""
+    deid_fields._get_fields_inner.cache_clear()
 
 
 def install() -> None:

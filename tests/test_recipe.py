@@ -117,3 +117,20 @@ def test_a_value_the_recipe_misses_stops_the_image():
         )
     assert "StudyDescription" in str(err.value)
     assert "DOE" not in str(err.value)
+
+
+def test_deid_does_not_keep_datasets_alive():
+    """deid caches parsed fields per dataset without bound; sendit releases that cache so
+    memory does not grow with the number of files."""
+    import gc
+    import weakref
+
+    from sendit_ops.devtools.sample_data import PATIENTS, make_image
+
+    ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    out = anonymize_dataset(ds, RECIPE, recipe_variables(PSEUDO, uid_remapper(b"k" * 32)),
+                            LeakScanner(collect_needles(copy.deepcopy(ds))))
+    ref = weakref.ref(out)
+    del ds, out
+    gc.collect()
+    assert ref() is None
