@@ -160,6 +160,54 @@ def trigger_params() -> dict[str, Param]:
     }
 
 
+WATCH = "watch"
+
+
+def parse_time_work_root(folder: InputFolder) -> str:
+    """The work root known at parse time (folder settings, else the env Variable, else the
+    default): the streaming trigger reads the ledger there."""
+    if folder.settings.get("work_root"):
+        return str(folder.settings["work_root"])
+    raw = os.environ.get("AIRFLOW_VAR_SENDIT_SETTINGS")
+    try:
+        value = json.loads(raw).get("work_root") if raw else None
+    except (ValueError, AttributeError):
+        value = None
+    return str(value or default_home() / "work")
+
+
+def dag_schedule(folder: InputFolder) -> Any:
+    """``None``, a cron expression or preset, or ``"watch"``: an Asset fed by a
+    FolderArrivalTrigger in the triggerer (streaming pick-up, no empty runs).
+
+    Cron schedules get a data-interval timetable (Airflow 3's default for presets has
+    zero-length intervals), so a scheduled or backfill run processes exactly the batches
+    finished in its interval.
+    """
+    if folder.schedule is None or folder.schedule in ("@once", "@continuous"):
+        return folder.schedule
+    if folder.schedule != WATCH:
+        from airflow.sdk import CronDataIntervalTimetable
+
+        return CronDataIntervalTimetable(folder.schedule, timezone="UTC")
+    from airflow.sdk import Asset, AssetWatcher
+
+    from sendit_ops.triggers import FolderArrivalTrigger
+
+    trigger = FolderArrivalTrigger(
+        input_dir=folder.path,
+        work_root=parse_time_work_root(folder),
+        dag_id=folder.dag_id,
+        poll_seconds=float(folder.settings.get("watch_poll_seconds", 10)),
+    )
+    asset = Asset(
+        name=f"sendit_input_{folder.name}",
+        uri=f"file://{folder.path}",
+        watchers=[AssetWatcher(name=f"sendit_watch_{folder.name}", trigger=trigger)],
+    )
+    return [asset]
+
+
 def build_dag(folder: InputFolder) -> DAG:
     """The DAG of one input folder (the domain modules are imported by the tasks, not at
     parse time, so parsing stays fast)."""
@@ -170,7 +218,7 @@ def build_dag(folder: InputFolder) -> DAG:
     with DAG(
         dag_id=folder.dag_id,
         description=f"sendit: de-identify and deliver DICOM batches from {folder.path}",
-        schedule=folder.schedule,
+        schedule=dag_schedule(folder),
         start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,

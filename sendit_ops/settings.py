@@ -62,6 +62,7 @@ class Settings:
     # operations
     chunk_size: int = 10
     max_batches_in_flight: int = 8
+    watch_poll_seconds: int = 10
     keep_work_files: bool = False
     fail_run_on_batch_error: bool = True
 
@@ -77,7 +78,12 @@ class Settings:
 
 
 _BOOL = {"anonymize_pixels", "send_to_google", "keep_work_files", "fail_run_on_batch_error"}
-_INT = {"gzip_level": (0, 9), "chunk_size": (1, 1000), "max_batches_in_flight": (1, 10000)}
+_INT = {
+    "gzip_level": (0, 9),
+    "chunk_size": (1, 1000),
+    "max_batches_in_flight": (1, 10000),
+    "watch_poll_seconds": (1, 3600),
+}
 _TUPLE = {"modality_allowlist", "image_type_required"}
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _SENDIT_ALIASES = {"custom_entity_id": "entity_id_source"}

@@ -128,8 +128,12 @@ def test_deid_does_not_keep_datasets_alive():
     from sendit_ops.devtools.sample_data import PATIENTS, make_image
 
     ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
-    out = anonymize_dataset(ds, RECIPE, recipe_variables(PSEUDO, uid_remapper(b"k" * 32)),
-                            LeakScanner(collect_needles(copy.deepcopy(ds))))
+    out = anonymize_dataset(
+        ds,
+        RECIPE,
+        recipe_variables(PSEUDO, uid_remapper(b"k" * 32)),
+        LeakScanner(collect_needles(copy.deepcopy(ds))),
+    )
     ref = weakref.ref(out)
     del ds, out
     gc.collect()

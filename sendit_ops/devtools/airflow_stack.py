@@ -133,9 +133,9 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).ok:
+                if requests.get(f"{self.url}/api/v2/monitor/health", timeout=10).ok:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(1)
         raise RuntimeError(f"Airflow API did not come up; see {logs}")
