@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -24,6 +25,8 @@ ID_KEYWORDS = (
     "FillerOrderNumberImagingServiceRequest",
 )  # fmt: skip
 DATE_VRS = ("DA", "DT")
+_NEEDLE_VRS = {"SQ", "PN", "DA", "DT", "UI", None}
+_ID_TAGS = {tag_for_keyword(k) for k in ID_KEYWORDS}
 STANDARD_UID_ROOT = "1.2.840.10008."
 MIN_LEN = 3  # shorter values (sex, single initials) match too much ordinary text
 
@@ -76,7 +79,12 @@ def collect_needles(ds: Dataset, extra_words: list[str] = ()) -> Needles:
         _add_word(needles, word)
 
     def visit(dataset: Dataset) -> None:
-        for elem in dataset:
+        for tag, raw in dataset._dict.items():
+            # skip, without decoding, elements whose explicit VR cannot hold an identifier
+            vr = getattr(raw, "VR", None)
+            if vr and vr not in _NEEDLE_VRS and tag not in _ID_TAGS:
+                continue
+            elem = dataset[tag]
             if elem.VR == "SQ":
                 for item in elem.value or []:
                     visit(item)
