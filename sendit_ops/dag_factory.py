@@ -163,17 +163,18 @@ def trigger_params() -> dict[str, Param]:
 WATCH = "watch"
 
 
-def parse_time_work_root(folder: InputFolder) -> str:
-    """The work root known at parse time (folder settings, else the env Variable, else the
-    default): the streaming trigger reads the ledger there."""
-    if folder.settings.get("work_root"):
-        return str(folder.settings["work_root"])
+def parse_time_setting(folder: InputFolder, name: str, default: Any) -> Any:
+    """A setting the DAG's shape depends on (pool, concurrency, the watcher's work root),
+    read at parse time without the database: the folder's settings, else
+    ``AIRFLOW_VAR_SENDIT_SETTINGS`` from the environment, else the default."""
+    if folder.settings.get(name) is not None:
+        return folder.settings[name]
     raw = os.environ.get("AIRFLOW_VAR_SENDIT_SETTINGS")
     try:
-        value = json.loads(raw).get("work_root") if raw else None
+        value = json.loads(raw).get(name) if raw else None
     except (ValueError, AttributeError):
         value = None
-    return str(value or default_home() / "work")
+    return default if value is None else value
 
 
 def dag_schedule(folder: InputFolder) -> Any:
@@ -196,9 +197,9 @@ def dag_schedule(folder: InputFolder) -> Any:
 
     trigger = FolderArrivalTrigger(
         input_dir=folder.path,
-        work_root=parse_time_work_root(folder),
+        work_root=str(parse_time_setting(folder, "work_root", default_home() / "work")),
         dag_id=folder.dag_id,
-        poll_seconds=float(folder.settings.get("watch_poll_seconds", 10)),
+        poll_seconds=float(parse_time_setting(folder, "watch_poll_seconds", 10)),
     )
     asset = Asset(
         name=f"sendit_input_{folder.name}",
@@ -211,9 +212,9 @@ def dag_schedule(folder: InputFolder) -> Any:
 def build_dag(folder: InputFolder) -> DAG:
     """The DAG of one input folder (the domain modules are imported by the tasks, not at
     parse time, so parsing stays fast)."""
-    settings = folder.settings
-    in_flight = int(settings.get("max_batches_in_flight", 8))
-    chunk_size = int(settings.get("chunk_size", 10))
+    in_flight = int(parse_time_setting(folder, "max_batches_in_flight", 20))
+    chunk_size = int(parse_time_setting(folder, "chunk_size", 10))
+    pool = str(parse_time_setting(folder, "dasher_pool", "default_pool"))
     map_limit = max(1, in_flight // max(chunk_size, 1))
     with DAG(
         dag_id=folder.dag_id,
@@ -267,9 +268,7 @@ def build_dag(folder: InputFolder) -> DAG:
 
         chunks = discover_task()
         filtered = batch_task("filter", "filter_images").expand(chunk=chunks)
-        named = batch_task(
-            "pseudonymize", "fetch_pseudonyms", pool=settings.get("dasher_pool", "default_pool")
-        ).expand(chunk=filtered)
+        named = batch_task("pseudonymize", "fetch_pseudonyms", pool=pool).expand(chunk=filtered)
         anonymized = batch_task("anonymize", "anonymize_headers").expand(chunk=named)
         packaged = batch_task("package", "package_and_verify").expand(chunk=anonymized)
         delivered = deliver_task(chunks)

@@ -38,7 +38,7 @@ class Settings:
     pseudonym_provider: str = "local"
     dasher_conn_id: str = "dasher_default"
     dasher_study: str | None = None  # default: lower-cased collection, as sendit did
-    dasher_pool: str = "dasher"
+    dasher_pool: str = "default_pool"
     entity_id: str = "PatientID"
     item_id: str = "AccessionNumber"
     entity_id_source: str = "Stanford MRN"  # sendit CUSTOM_ENTITY_ID
@@ -61,7 +61,7 @@ class Settings:
     gcp_conn_id: str = "google_cloud_default"
     # operations
     chunk_size: int = 10
-    max_batches_in_flight: int = 8
+    max_batches_in_flight: int = 20  # 2 chunks of 10 per step at once (one per core)
     watch_poll_seconds: int = 10
     keep_work_files: bool = False
     fail_run_on_batch_error: bool = True
