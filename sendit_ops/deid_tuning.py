@@ -1,4 +1,9 @@
-"""Two fixes for deid 0.4.13 (to be proposed upstream): one applied on import, one called.
+"""Three fixes for deid 0.4.13 (to be proposed upstream), applied on import or called.
+
+PHI in logs: deid's own logger (``deid.logger.bot``) writes to stdout/stderr, and some of its
+messages render a header element *with its value* (``"JITTER %s unsuccessful" % field``
+prints e.g. the original study date). In a task that is the task log. sendit silences deid's
+logger below ABORT (``silence_deid_logger``); sendit's own messages name tags, never values.
 
 Memory: ``deid.dicom.fields._get_fields_inner`` is decorated with an unbounded
 ``functools.cache`` keyed by the dataset, so every dataset deid has parsed (pixel data
@@ -21,6 +26,8 @@ from typing import Any
 import deid.dicom.fields as deid_fields
 import deid.dicom.parser as deid_parser
 import deid.dicom.tags as deid_tags
+from deid.logger import bot as deid_bot
+from deid.logger.message import ABORT
 from pydicom.datadict import DicomDictionary, keyword_dict
 from pydicom.tag import Tag
 
@@ -50,9 +57,15 @@ def release_caches() -> None:
     deid_fields._get_fields_inner.cache_clear()
 
 
+def silence_deid_logger() -> None:
+    """Stop deid's logger from printing (its messages may carry header values)."""
+    deid_bot.level = ABORT - 1
+
+
 def install() -> None:
-    """Make deid's parser use fast_get_tag (idempotent)."""
+    """Make deid's parser use fast_get_tag and silence its logger (idempotent)."""
     deid_parser.get_tag = fast_get_tag
+    silence_deid_logger()
 
 
 install()

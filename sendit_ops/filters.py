@@ -21,6 +21,7 @@ from deid.config import DeidRecipe
 from deid.dicom.pixels.detect import has_burned_pixels
 from pydicom.dataset import Dataset
 
+from sendit_ops import deid_tuning  # noqa: F401 - silences deid's logger (may print values)
 from sendit_ops.dicom_io import as_file_dataset, text
 from sendit_ops.errors import ConfigError
 

@@ -138,3 +138,37 @@ def test_deid_does_not_keep_datasets_alive():
     del ds, out
     gc.collect()
     assert ref() is None
+
+
+LOG_CASE = """
+import copy
+from sendit_ops.anonymize import anonymize_dataset, load_recipe, recipe_variables, uid_remapper
+from sendit_ops.devtools.sample_data import PATIENTS, make_image
+from sendit_ops.errors import LeakError
+from sendit_ops.identifiers import collect_needles
+from sendit_ops.pseudonyms import Pseudonym
+from sendit_ops.verify import LeakScanner
+ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+variables = recipe_variables(Pseudonym("p", "s", -3), uid_remapper(b"k" * 32))
+del variables["jitter"]  # e.g. a provider answer without a jitter
+try:
+    anonymize_dataset(ds, load_recipe(None), variables,
+                      LeakScanner(collect_needles(copy.deepcopy(ds))))
+except LeakError:
+    print("stopped by the leak check")
+"""
+
+
+def test_deid_messages_with_header_values_never_reach_the_log():
+    """When deid cannot jitter a date it prints the element with its value (to the task log,
+    in a task); sendit silences deid's logger, and its leak check stops the image instead.
+    A fresh process, because deid binds stdout/stderr when it is imported."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", LOG_CASE], capture_output=True, text=True, timeout=120
+    )
+    assert "stopped by the leak check" in done.stdout
+    out = done.stdout + done.stderr
+    assert "20240115" not in out and "JITTER" not in out
