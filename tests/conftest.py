@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["dasher_fixture"]  # the `dasher` fixture: the dev server as a process
+
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION = Path(tempfile.mkdtemp(prefix="sendit-tests-"))
 os.environ["SENDIT_HOME"] = str(_SESSION / "home")

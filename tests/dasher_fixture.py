@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
 
 
@@ -61,3 +62,12 @@ def start(tmp: Path, token_ttl: float = 3600.0) -> DasherDev:
         proc.kill()
         raise RuntimeError(f"dasher dev server did not start: {line!r}")
     return DasherDev(match.group(1), creds, proc)
+
+
+@pytest.fixture(scope="module")
+def dasher(tmp_path_factory):
+    """The DASHER dev server as a separate process, for one test module."""
+    server = start(tmp_path_factory.mktemp("dasher"))
+    yield server
+    server.process.terminate()
+    server.process.wait(10)

@@ -5,21 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from conftest import PHI_STRINGS
-from dasher_fixture import start
 
 from sendit_ops import outbox as box
 from sendit_ops.dasher import stanford_to_connection
 from sendit_ops.devtools.dasher_server import DasherState
-
-
-@pytest.fixture(scope="module")
-def dasher(tmp_path_factory):
-    server = start(tmp_path_factory.mktemp("dasher-e2e"))
-    yield server
-    server.process.terminate()
-    server.process.wait(10)
 
 
 def configure(monkeypatch, dasher, demo_input: Path, root: Path) -> dict:

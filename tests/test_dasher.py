@@ -9,7 +9,6 @@ import time
 
 import pytest
 import requests
-from dasher_fixture import start
 
 from sendit_ops.dasher import DasherClient, FileTokenStore, RetryPolicy, Tokens
 from sendit_ops.errors import ProviderError
@@ -24,14 +23,6 @@ IDENT = StudyIdentity(
     entity_timestamp="1971-03-04T00:00:00Z",
     item_timestamp="2024-01-15T08:30:00Z",
 )
-
-
-@pytest.fixture(scope="module")
-def dasher(tmp_path_factory):
-    server = start(tmp_path_factory.mktemp("dasher"))
-    yield server
-    server.process.terminate()
-    server.process.wait(10)
 
 
 @pytest.fixture(scope="module")

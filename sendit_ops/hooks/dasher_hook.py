@@ -71,7 +71,10 @@ class VariableTokenStore:
 
 
 class DasherHook(BaseHook):
-    """Pseudonyms from DASHER, configured from a Connection."""
+    """Pseudonyms from DASHER, configured from a Connection.
+
+    The connection form (fields, labels, help) is declared in ``sendit_ops.provider``.
+    """
 
     conn_name_attr = "dasher_conn_id"
     default_conn_name = "dasher_default"
@@ -138,19 +141,6 @@ class DasherHook(BaseHook):
     def lookup(self, study: str, request: dict[str, Any]) -> dict[str, Any]:
         """DASHER's answer for a request body (see sendit_ops.dasher.DasherClient)."""
         return self.get_client().lookup(study, request)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """How the connection form shows the standard fields."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {
-                "host": "DASHER base URL",
-                "login": "Client id",
-                "password": "Access token",
-            },
-            "placeholders": {"host": "https://dasher.example.org/api"},
-        }
 
 
 def main(argv: list[str] | None = None) -> int:
