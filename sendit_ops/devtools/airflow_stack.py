@@ -49,6 +49,18 @@ def create_database(name: str, dsn: str = "host=127.0.0.1 user=postgres dbname=p
     return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
 
 
+def drop_database(url: str, dsn: str = "host=127.0.0.1 user=postgres dbname=postgres") -> None:
+    """Drop a database made by create_database (connections are closed first)."""
+    import psycopg2
+
+    name = url.rsplit("/", 1)[-1]
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
 class AirflowStack:
     """A running Airflow and a REST client for it."""
 
@@ -64,6 +76,7 @@ class AirflowStack:
         password: str = "admin-pw",
     ):
         self.home = home
+        self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = password
@@ -140,8 +153,8 @@ class AirflowStack:
             time.sleep(1)
         raise RuntimeError(f"Airflow API did not come up; see {logs}")
 
-    def stop(self) -> None:
-        """Stop every component."""
+    def stop(self, drop_db: bool = True) -> None:
+        """Stop every component (and drop the database made for it)."""
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -150,6 +163,8 @@ class AirflowStack:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        if drop_db:
+            drop_database(self.db_url)
 
     # -- REST ------------------------------------------------------------------------------
 
