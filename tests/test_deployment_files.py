@@ -39,7 +39,7 @@ def test_every_airflow_component_shares_data_work_and_env():
     common = COMPOSE["x-airflow-common"]
     mounts = {re.search(r":(/[^:]+)(?::ro)?$", m).group(1): m for m in common["volumes"]}
     assert mounts["/data"].endswith(":ro")  # sources are never modified
-    assert "/work" in mounts and "/opt/airflow/dags" in mounts
+    assert "/work" in mounts and "/opt/airflow/dags" in mounts and "/opt/airflow/plugins" in mounts
     assert common["env_file"] == ".env"
     for name in ("airflow-scheduler", "airflow-worker", "airflow-triggerer"):
         service = COMPOSE["services"][name]

@@ -62,6 +62,19 @@ def test_rest_trigger_with_conf_runs_to_success(local_stack):
     assert bad.status_code == 400 and "provider" in bad.text
 
 
+def test_batches_dashboard_plugin(local_stack):
+    stack, _ = local_stack
+    assert requests.get(f"{stack.url}/sendit/api/batches", timeout=10).status_code in (401, 403)
+    listed = stack.api("GET", "/sendit/api/batches", params={"state": "DONE"})
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert body["total"] == 3 and {b["state"] for b in body["batches"]} == {"DONE"}
+    assert all(b["batch_id"].startswith("b") for b in body["batches"])
+    assert "ACC1000" not in listed.text and "source" not in listed.text
+    page = stack.api("GET", "/sendit/")
+    assert page.status_code == 200 and "sendit batches" in page.text and "DONE 3" in page.text
+
+
 def test_rest_lists_batches_in_error(local_stack):
     stack, _ = local_stack
     run_id = stack.trigger("sendit_live", {})
