@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from deid.config import DeidRecipe
-from deid.dicom.parser import DicomParser
 from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from sendit_ops import __version__, deid_tuning
 from sendit_ops.dicom_io import as_file_dataset
 from sendit_ops.errors import LeakError
+from sendit_ops.recipe_engine import CompiledRecipe, apply_recipe
 from sendit_ops.recipe_variables import recipe_variables, uid_remapper  # noqa: F401 - re-exported
 from sendit_ops.verify import LeakScanner
 
@@ -30,9 +30,10 @@ def recipe_path(user_recipe: str | None) -> Path:
     return Path(user_recipe) if user_recipe else SHIPPED_RECIPE
 
 
-def load_recipe(user_recipe: str | None) -> DeidRecipe:
-    """Parse the header recipe once (deid's default header actions are not mixed in)."""
-    return DeidRecipe(str(recipe_path(user_recipe)), base=False)
+def load_recipe(user_recipe: str | None) -> CompiledRecipe:
+    """Parse the header recipe once (deid's default header actions are not mixed in) and
+    compile its field expressions."""
+    return CompiledRecipe(DeidRecipe(str(recipe_path(user_recipe)), base=False))
 
 
 def recipe_checksum(user_recipe: str | None) -> str:
@@ -41,19 +42,16 @@ def recipe_checksum(user_recipe: str | None) -> str:
 
 
 def anonymize_dataset(
-    ds: Dataset, recipe: DeidRecipe, variables: dict[str, Any], scanner: LeakScanner
+    ds: Dataset, recipe: CompiledRecipe, variables: dict[str, Any], scanner: LeakScanner
 ) -> Dataset:
     """De-identify one dataset in place and return it; raise LeakError if anything survives."""
     ds = as_file_dataset(ds)
     ds.remove_private_tags()
     ds.preamble = b"\0" * 128
-    parser = DicomParser(ds, recipe=recipe)
-    parser.lookup.update(variables)
     try:
-        parser.parse()
+        ds = apply_recipe(ds, recipe, variables)
     finally:
-        deid_tuning.release_caches()
-    ds = parser.dicom
+        deid_tuning.release_caches()  # only a KEEP action still goes through deid's cache
     if getattr(ds, "file_meta", None) is not None and "SOPInstanceUID" in ds:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

@@ -1,5 +1,8 @@
 """sendit's fast path gives the same headers as deid's own replace_identifiers.
 
+Two recipes: the one sendit ships, and one exercising the deid features it does not use
+(KEEP, BLANK, literal values, select:group, startswith/endswith/contains, a %fields list).
+
 The reference runs in a separate process with deid as released (without sendit's speed fix),
 on pydicom's test files and deid-data, with the same recipe and the same variables.
 """
@@ -12,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pydicom
+import pytest
 from dicom_corpus import DEID_FILES, pydicom_files
 
 from sendit_ops.anonymize import SHIPPED_RECIPE, anonymize_dataset, load_recipe, uid_remapper
@@ -21,6 +25,7 @@ from sendit_ops.pseudonyms import Pseudonym
 from sendit_ops.verify import LeakScanner
 
 KEY = b"k" * 32
+FEATURES_RECIPE = Path(__file__).parent / "recipes" / "deid.features"
 PSEUDO = Pseudonym("codedpatient01", "codedstudy0001", -21)
 REFERENCE = r"""
 import json, sys
@@ -41,15 +46,16 @@ def elements(ds):
     return [(str(e.tag), e.VR, e.value) for e in ds.iterall() if e.tag != 0x7FE00010]
 
 
-def test_fast_path_equals_deid_replace_identifiers(tmp_path):
+@pytest.mark.parametrize("recipe_file", [SHIPPED_RECIPE, FEATURES_RECIPE], ids=lambda p: p.name)
+def test_fast_path_equals_deid_replace_identifiers(tmp_path, recipe_file):
     files = [str(p) for p in [*DEID_FILES, *pydicom_files()]]
     # deid's reference needs the files under their absolute path (its lookup key)
     subprocess.run(
-        [sys.executable, "-c", REFERENCE, json.dumps(files), str(SHIPPED_RECIPE), str(tmp_path)],
+        [sys.executable, "-c", REFERENCE, json.dumps(files), str(recipe_file), str(tmp_path)],
         check=True,
         capture_output=True,
     )
-    recipe = load_recipe(None)
+    recipe = load_recipe(str(recipe_file))
     scanner = LeakScanner(Needles())  # equivalence only; the leak check is tested elsewhere
     compared = 0
     for i, path in enumerate(files):
