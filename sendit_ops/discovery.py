@@ -123,6 +123,20 @@ def select_batches(
     return fresh, notes
 
 
-def chunk(items: list[str], size: int) -> list[list[str]]:
-    """Split batch keys into chunks of at most ``size`` (one mapped task instance each)."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def chunk(items: list[str], size: int, parallel: int = 1) -> list[list[str]]:
+    """Split batch keys into chunks of at most ``size`` (one mapped task instance each).
+
+    A run smaller than ``parallel`` full chunks is spread evenly over ``parallel`` chunks,
+    so every step runs in one wave of parallel task instances instead of one full chunk
+    and one nearly empty (each wave costs a task start and a scheduler round trip).
+    """
+    if not items:
+        return []
+    count = max(-(-len(items) // size), min(parallel, len(items)))
+    base, extra = divmod(len(items), count)
+    chunks, start = [], 0
+    for i in range(count):
+        end = start + base + (1 if i < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks

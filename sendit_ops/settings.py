@@ -67,6 +67,11 @@ class Settings:
     fail_run_on_batch_error: bool = True
 
     @property
+    def chunks_in_flight(self) -> int:
+        """How many chunks of one step run at once."""
+        return max(1, self.max_batches_in_flight // max(self.chunk_size, 1))
+
+    @property
     def collection(self) -> str:
         """The storage collection (GCS prefix, BigQuery dataset)."""
         return self.google_storage_collection

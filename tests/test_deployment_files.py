@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import configparser
 import re
+import subprocess
+import sys
 
 import yaml
 from conftest import ROOT
@@ -73,3 +75,45 @@ def test_airflow_cfg_template_sets_what_sendit_relies_on():
     assert "sendit_secret_key" in cfg["core"]["sensitive_var_conn_names"]
     assert "SimpleAuthManager" in cfg["core"]["auth_manager"]
     assert int(cfg["celery_broker_transport_options"]["visibility_timeout"]) >= 3600
+
+
+def test_airflow_cfg_template_has_the_fast_task_start_the_live_tests_run_with():
+    """The live tests and the bench run with TASK_START_SETTINGS; the shipped config must say
+    the same, and the modules it names must import."""
+    import importlib
+
+    from sendit_ops.devtools.airflow_stack import TASK_START_SETTINGS
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "airflow.cfg.template")
+    for env, value in TASK_START_SETTINGS.items():
+        _, section, key = env.split("__", 2)
+        assert cfg[section.lower()][key.lower()] == value, env
+    for module in cfg["scheduler"]["mp_forkserver_preload"].split(","):
+        importlib.import_module(module)
+    code = (
+        "import sys; from sendit_ops.celery_config import CELERY_CONFIG as c; "
+        "assert c['broker_url']; assert 'deid.dicom' in sys.modules, 'no preload'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dashboard_plugin_is_built_only_in_the_api_server():
+    """Every task process imports the plugins folder: there the plugin must stay cheap (no
+    FastAPI app); in the API server it mounts the dashboard."""
+    load = (
+        "import importlib.util, sys; "
+        "spec = importlib.util.spec_from_file_location('p', 'plugins/sendit_dashboard.py'); "
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+    )
+    task = (
+        load
+        + "assert m.SenditDashboardPlugin.fastapi_apps == []; assert 'fastapi' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", task], check=True, cwd=ROOT)
+    server = (
+        "import airflow.api_fastapi.app; "
+        + load
+        + "assert m.SenditDashboardPlugin.fastapi_apps[0]['url_prefix'] == '/sendit'"
+    )
+    subprocess.run([sys.executable, "-c", server], check=True, cwd=ROOT)

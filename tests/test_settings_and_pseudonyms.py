@@ -124,3 +124,25 @@ def test_local_provider_is_stable_and_keyed():
 def test_malformed_or_partial_answers_are_refused(body):
     with pytest.raises(ProviderError):
         parse_response(body, IDENT)
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "parallel", "expected"),
+    [
+        (0, 10, 2, []),
+        (40, 25, 2, [20, 20]),  # a small run: one wave of two equal chunks
+        (41, 25, 2, [21, 20]),
+        (3, 25, 2, [2, 1]),
+        (1, 25, 2, [1]),
+        (120, 25, 2, [24, 24, 24, 24, 24]),  # a big run: chunks of at most `size`
+        (10, 1, 8, [1] * 10),
+        (40, 10, 1, [10, 10, 10, 10]),
+    ],
+)
+def test_chunks_are_balanced_and_bounded(count, size, parallel, expected):
+    from sendit_ops.discovery import chunk
+
+    keys = [f"k{i}" for i in range(count)]
+    chunks = chunk(keys, size, parallel)
+    assert [len(c) for c in chunks] == expected
+    assert [k for c in chunks for k in c] == keys  # every batch once, order kept

@@ -23,6 +23,18 @@ import requests
 TERMINAL = {"success", "failed"}
 
 
+# What docker-compose.yaml and airflow.cfg.template set for fast task starts (see
+# sendit_ops/task_preload.py and docs/performance.md); a caller's env may override them.
+TASK_START_SETTINGS = {
+    "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": (
+        "airflow,airflow.executors.local_executor,sendit_ops.task_preload"
+    ),
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sendit_ops.celery_config.CELERY_CONFIG",
+}
+
+
 def worker_hostname() -> str:
     """Hostname callable for test workers (``SENDIT_WORKER_NAME``): two Celery workers on one
     machine otherwise report the same hostname."""
@@ -85,6 +97,7 @@ class AirflowStack:
         self._token: str | None = None
         self.env = {
             **os.environ,
+            **TASK_START_SETTINGS,
             **(env or {}),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),

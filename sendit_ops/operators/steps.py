@@ -65,9 +65,10 @@ def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any
     )
     for note in notes:
         log.info("note: %s", note)
+    s = pipe.settings
     return [
         {"keys": part, "notes": notes if i == 0 else []}
-        for i, part in enumerate(chunk(keys, pipe.settings.chunk_size))
+        for i, part in enumerate(chunk(keys, s.chunk_size, s.chunks_in_flight))
     ]
 
 

@@ -1,0 +1,54 @@
+"""Modules a sendit task needs, for Airflow to import once before it forks task processes.
+
+A task process of Airflow 3 is forked from its executor's worker; whatever the worker has
+imported is inherited copy-on-write. Without a preload, every sendit task instance imports
+pydicom, deid (which pulls in matplotlib) and the Google client libraries again: about 1.4 s
+per task instance on this machine kind, most of a small task's time. Configure::
+
+    [scheduler]
+    mp_start_method = forkserver
+    mp_forkserver_preload = airflow,airflow.executors.local_executor,sendit_ops.task_preload
+
+(``AIRFLOW__SCHEDULER__MP_START_METHOD`` / ``AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD``)
+for the LocalExecutor, and ``[celery] celery_config_options =
+sendit_ops.celery_config.CELERY_CONFIG`` for Celery workers. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger("sendit")
+
+MODULES = (
+    # what the Task SDK imports in every task process before running it
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.dagbag",
+    "airflow.serialization.serialized_objects",
+    "airflow.models.dagrun",
+    "airflow.sdk.definitions.timetables.interval",
+    # sendit's task code (pydicom, deid with matplotlib, the Google hooks when delivering)
+    "sendit_ops.batch_steps",
+    "sendit_ops.operators.steps",
+    "sendit_ops.operators.runtime",
+    "sendit_ops.operators.pseudonym_source",
+    "sendit_ops.hooks.dasher_hook",
+    "sendit_ops.operators.google_delivery",
+    "sendit_ops.dag_factory",
+)
+
+
+def preload() -> list[str]:
+    """Import every module a sendit task uses; return those that could not be imported."""
+    failed = []
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a preload must never stop the scheduler
+            log.warning("sendit preload: %s not imported (%s)", name, type(exc).__name__)
+            failed.append(name)
+    return failed
+
+
+preload()
