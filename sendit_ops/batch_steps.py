@@ -163,6 +163,13 @@ class Pipeline:
     def _work(self, record: BatchRecord) -> Path:
         return self.ledger.batch_dir(record.key)
 
+    def process(self, keys: Iterable[str]) -> None:
+        """Every batch step in order (the "fused" task layout): filter, pseudonymize,
+        anonymize, package. Each step still checks the stage a batch is at, so a retry
+        resumes where the batch stopped."""
+        for step in (self.filter, self.pseudonymize, self.anonymize, self.package):
+            step(keys)
+
     # ---- filter --------------------------------------------------------------------------
 
     def filter(self, keys: Iterable[str]) -> None:

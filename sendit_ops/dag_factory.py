@@ -44,7 +44,8 @@ Each sub-folder of the input folder is one **batch** (normally one study). Folde
 name ends in `.tmp…` are still being written and are left alone until renamed.
 
 **Steps**: `discover` → per chunk of batches: `filter_images` → `fetch_pseudonyms` →
-`anonymize_headers` → `package_and_verify` → then `deliver` (Google Cloud Storage + BigQuery
+`anonymize_headers` → `package_and_verify` (or one `process_batches` task per chunk with
+`"task_layout": "fused"`) → then `deliver` (Google Cloud Storage + BigQuery
 when configured, else the local outbox) → `report` (run summary in its log and in the work
 root).
 
@@ -212,8 +213,9 @@ def dag_schedule(folder: InputFolder) -> Any:
 def build_dag(folder: InputFolder) -> DAG:
     """The DAG of one input folder (the domain modules are imported by the tasks, not at
     parse time, so parsing stays fast)."""
-    in_flight = int(parse_time_setting(folder, "max_batches_in_flight", 20))
-    chunk_size = int(parse_time_setting(folder, "chunk_size", 10))
+    in_flight = int(parse_time_setting(folder, "max_batches_in_flight", 50))
+    chunk_size = int(parse_time_setting(folder, "chunk_size", 25))
+    fused = parse_time_setting(folder, "task_layout", "steps") == "fused"
     pool = str(parse_time_setting(folder, "dasher_pool", "default_pool"))
     map_limit = max(1, in_flight // max(chunk_size, 1))
     with DAG(
@@ -242,7 +244,7 @@ def build_dag(folder: InputFolder) -> DAG:
             def run(chunk: dict[str, Any]) -> dict[str, Any]:
                 context = get_current_context()
                 provider = None
-                if step == "pseudonymize":
+                if step in ("pseudonymize", "process"):
                     from sendit_ops.operators.pseudonym_source import provider_for
 
                     provider = provider_for(context, folder)
@@ -267,10 +269,14 @@ def build_dag(folder: InputFolder) -> DAG:
             return steps.report(folder, chunks, get_current_context())
 
         chunks = discover_task()
-        filtered = batch_task("filter", "filter_images").expand(chunk=chunks)
-        named = batch_task("pseudonymize", "fetch_pseudonyms", pool=pool).expand(chunk=filtered)
-        anonymized = batch_task("anonymize", "anonymize_headers").expand(chunk=named)
-        packaged = batch_task("package", "package_and_verify").expand(chunk=anonymized)
+        if fused:
+            # the DASHER pool, when set, bounds the whole task (it includes the DASHER call)
+            packaged = batch_task("process", "process_batches", pool=pool).expand(chunk=chunks)
+        else:
+            filtered = batch_task("filter", "filter_images").expand(chunk=chunks)
+            named = batch_task("pseudonymize", "fetch_pseudonyms", pool=pool).expand(chunk=filtered)
+            anonymized = batch_task("anonymize", "anonymize_headers").expand(chunk=named)
+            packaged = batch_task("package", "package_and_verify").expand(chunk=anonymized)
         delivered = deliver_task(chunks)
         packaged >> delivered >> report_task(chunks)
     return dag

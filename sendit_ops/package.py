@@ -14,8 +14,10 @@ import json
 import tarfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
+from isal import igzip
 from pydicom.dataset import Dataset
 
 BQ_SCHEMA = (
@@ -36,10 +38,23 @@ def object_name(collection: str, entity_suid: str, archive: str) -> str:
     return f"Collection/{collection}/Entity/{entity_suid}/{archive}"
 
 
+def _gzip_writer(raw: BinaryIO, level: int) -> gzip.GzipFile | igzip.IGzipFile:
+    """A gzip stream without name or time in its header.
+
+    Levels 1-9 use ISA-L's deflate (python-isal; levels 1/2/3, the output is ordinary gzip):
+    on CT pixel data it packs ~15x faster than zlib level 1 with a slightly smaller result
+    (docs/performance.md). Level 0 stores without compression (zlib).
+    """
+    if level <= 0:
+        return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=0, mtime=0)
+    isal_level = 1 if level == 1 else 2 if level <= 5 else 3
+    return igzip.IGzipFile(filename="", mode="wb", fileobj=raw, compresslevel=isal_level, mtime=0)
+
+
 def write_archive(
     members: Iterable[tuple[str, Path]],
     target: Path,
-    level: int = 6,
+    level: int = 1,
     inspect: Callable[[str, bytes], None] | None = None,
 ) -> str:
     """Write a deterministic tar.gz of (name in archive, file) pairs; return its sha256.
@@ -50,8 +65,9 @@ def write_archive(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")
     with (
-        open(tmp, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0) as gz,
+        open(tmp, "wb") as file,
+        _HashingWriter(file) as raw,
+        _gzip_writer(raw, level) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
     ):
         for name, path in sorted(members):
@@ -66,7 +82,27 @@ def write_archive(
                 inspect(name, data)
             tar.addfile(info, io.BytesIO(data))
     tmp.replace(target)
-    return sha256_file(target)
+    return raw.digest.hexdigest()
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only stream that hashes (sha256) what it passes on, so the archive's checksum
+    needs no second read."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        super().__init__()
+        self.out = out
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.digest.update(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def sha256_file(path: Path) -> str:

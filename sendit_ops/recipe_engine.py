@@ -53,6 +53,11 @@ def deid_config() -> dict[str, Any]:
     return json.loads(_deid_config_text())
 
 
+# the lookup keys of a field depend only on its nested name, uid, tag and private creator;
+# the files of a batch share their header layout, so most fields are seen before
+_LOOKUP_KEYS: dict[tuple, dict[str, list[str]]] = {}
+
+
 class IndexedFields(FieldsWithLookups):
     """deid's field table plus ordered indexes by VR and by tag group."""
 
@@ -60,6 +65,21 @@ class IndexedFields(FieldsWithLookups):
         self.by_vr: dict[str, dict[str, None]] = defaultdict(dict)
         self.by_group: dict[int, dict[str, None]] = defaultdict(dict)
         super().__init__(fields)
+
+    def _get_field_lookup_keys(self, field: Any) -> dict[str, list[str]]:
+        if not isinstance(field, DicomField):
+            return super()._get_field_lookup_keys(field)
+        element = field.element
+        tag = int(element.tag)
+        creator = element.private_creator if element.tag.is_private else None
+        key = (field.name, field.uid, tag, creator)
+        keys = _LOOKUP_KEYS.get(key)
+        if keys is None:
+            keys = super()._get_field_lookup_keys(field)
+            if len(_LOOKUP_KEYS) > 100_000:  # bounded: layouts of many batches
+                _LOOKUP_KEYS.clear()
+            _LOOKUP_KEYS[key] = keys
+        return keys
 
     def _add_field_to_lookup(self, field: DicomField) -> None:
         super()._add_field_to_lookup(field)

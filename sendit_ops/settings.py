@@ -20,6 +20,9 @@ SETTINGS_VARIABLE = "sendit_settings"
 INPUT_FOLDERS_VARIABLE = "sendit_input_folders"
 SECRET_KEY_VARIABLE = "sendit_secret_key"
 PROVIDERS = ("local", "dasher")
+# "steps": one task per step and chunk (filter, pseudonyms, headers, package);
+# "fused": one task per chunk runs the four steps (fewer task instances for small studies)
+TASK_LAYOUTS = ("steps", "fused")
 
 
 def default_home() -> Path:
@@ -50,7 +53,7 @@ class Settings:
     image_type_required: tuple[str, ...] = ()  # sendit production: ("AXIAL",)
     # anonymization
     recipe: str | None = None  # a user deid recipe; default: the one shipped in recipes/
-    gzip_level: int = 1  # measured: 1.2-2x faster than 6 for archives <= 2% larger
+    gzip_level: int = 1  # ISA-L level 1: ~15x zlib level 1 on CT data, same size (performance.md)
     # storage (sendit: SEND_TO_GOOGLE, GOOGLE_CLOUD_STORAGE, GOOGLE_STORAGE_COLLECTION, ...)
     send_to_google: bool = False
     google_cloud_storage: str | None = None
@@ -60,8 +63,9 @@ class Settings:
     bigquery_location: str = "US"
     gcp_conn_id: str = "google_cloud_default"
     # operations
-    chunk_size: int = 10
-    max_batches_in_flight: int = 20  # 2 chunks of 10 per step at once (one per core)
+    chunk_size: int = 25
+    max_batches_in_flight: int = 50  # 2 chunks per step at once (one per core)
+    task_layout: str = "steps"
     watch_poll_seconds: int = 10
     keep_work_files: bool = False
     fail_run_on_batch_error: bool = True
@@ -153,6 +157,10 @@ def load_settings(*layers: dict[str, Any] | None) -> Settings:
         problems.append(
             f"'pseudonym_provider' must be one of {', '.join(PROVIDERS)} "
             f"(got {settings.pseudonym_provider!r})"
+        )
+    if settings.task_layout not in TASK_LAYOUTS:
+        problems.append(
+            f"'task_layout' must be one of {', '.join(TASK_LAYOUTS)} (got {settings.task_layout!r})"
         )
     if not _COLLECTION_RE.match(settings.google_storage_collection or ""):
         problems.append(

@@ -124,3 +124,59 @@ def test_missing_secret_key_is_a_clear_error(airflow_db, folders_env, monkeypatc
     assert str(run.state).endswith("failed")
     assert "Airflow Variable 'sendit_secret_key' is missing" in text
     assert not Path(folders_env["outbox"]).exists()
+
+
+def test_fused_task_layout_gives_the_same_outputs(airflow_db, demo_input, tmp_path, monkeypatch):
+    """`"task_layout": "fused"`: one task per chunk runs the four steps; the archives and rows
+    are byte-identical to the step-per-task DAG's, batch states included."""
+    from sendit_ops.dag_factory import build_all_dags
+
+    def folder(name: str, layout: str) -> dict:
+        return {
+            "path": str(demo_input),
+            "name": name,
+            "settings": {
+                "task_layout": layout,
+                "work_root": str(tmp_path / name / "work"),
+                "outbox": str(tmp_path / name / "outbox"),
+                "fail_run_on_batch_error": False,
+            },
+        }
+
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS",
+        json.dumps([folder("steps", "steps"), folder("fused", "fused")]),
+    )
+    dags = build_all_dags()
+    fused = dags["sendit_fused"]
+    assert [t.task_id for t in fused.topological_sort()] == [
+        "discover",
+        "process_batches",
+        "deliver",
+        "report",
+    ]
+    outputs = {}
+    for name, dag in dags.items():
+        run = dag.test(run_conf={})
+        assert str(run.state).endswith("success"), name
+        outbox = tmp_path / name.removeprefix("sendit_") / "outbox"
+        archives = sorted(outbox.rglob("*.tar.gz"))
+        summary = json.loads(next((outbox.parent / "work").rglob("summary.json")).read_text())
+        rows = box.read_rows(box.table_path(outbox, "DEMO", "dicom"))
+        for row in rows:  # the local links name the outbox
+            row.pop("storage_download"), row.pop("storage_metadataLink")
+        outputs[name] = (
+            [(p.name, p.read_bytes()) for p in archives],
+            sorted(rows, key=lambda r: r["CodedAccessionNumberID"]),
+            summary["states"],
+        )
+    assert len(outputs["sendit_fused"][0]) == 3
+    assert outputs["sendit_fused"] == outputs["sendit_steps"]
+
+
+def test_unknown_task_layout_is_refused():
+    from sendit_ops.errors import ConfigError
+    from sendit_ops.settings import load_settings
+
+    with pytest.raises(ConfigError, match="'task_layout' must be one of steps, fused"):
+        load_settings({"task_layout": "parallel"})

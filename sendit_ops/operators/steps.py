@@ -79,7 +79,8 @@ def run_step(
     context: dict[str, Any],
     provider: Any = None,
 ) -> dict[str, Any]:
-    """Run one batch step (filter, pseudonymize, anonymize, package) over a chunk."""
+    """Run one batch step (filter, pseudonymize, anonymize, package, or all four:
+    process) over a chunk."""
     pipe = pipeline(folder, context)
     if provider is not None:
         pipe.provider = provider
