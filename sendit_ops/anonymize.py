@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from sendit_ops import __version__, deid_tuning
-from sendit_ops.dicom_io import as_file_dataset
+from sendit_ops.dicom_io import as_file_dataset, remove_private_tags
 from sendit_ops.errors import LeakError
 from sendit_ops.recipe_engine import CompiledRecipe, apply_recipe
 from sendit_ops.recipe_variables import recipe_variables, uid_remapper  # noqa: F401 - re-exported
@@ -46,7 +46,7 @@ def anonymize_dataset(
 ) -> Dataset:
     """De-identify one dataset in place and return it; raise LeakError if anything survives."""
     ds = as_file_dataset(ds)
-    ds.remove_private_tags()
+    remove_private_tags(ds)
     ds.preamble = b"\0" * 128
     try:
         ds = apply_recipe(ds, recipe, variables)

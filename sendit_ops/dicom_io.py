@@ -59,3 +59,15 @@ def as_file_dataset(ds: Dataset) -> FileDataset:
     if isinstance(ds, FileDataset):
         return ds
     return FileDataset("", ds, file_meta=getattr(ds, "file_meta", None), preamble=b"\0" * 128)
+
+
+def remove_private_tags(ds: Dataset) -> None:
+    """Delete every private element, in nested sequences too (what pydicom's
+    ``Dataset.remove_private_tags`` does, without its per-element walk machinery; private
+    elements are deleted before they are decoded)."""
+    for tag in [t for t in ds._dict if t.is_private]:
+        del ds[tag]
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                remove_private_tags(item)

@@ -36,7 +36,7 @@ def test_recipe_removes_identifiers_and_passes_the_leak_check(path: Path):
     if "AccessionNumber" in original:
         assert out.AccessionNumber == "codedstudy0001"
     assert str(out.get("PatientIdentityRemoved")) == "YES"
-    assert not any(e.tag.is_private for e in out)
+    assert not any(e.tag.is_private for e in out.iterall())
     assert out.preamble == b"\0" * 128
     for elem in out.iterall():
         assert elem.VR != "PN" or elem.keyword == "PatientName", elem.keyword
@@ -172,3 +172,34 @@ def test_deid_messages_with_header_values_never_reach_the_log():
     assert "stopped by the leak check" in done.stdout
     out = done.stdout + done.stderr
     assert "20240115" not in out and "JITTER" not in out
+
+
+def test_private_tags_are_removed_at_every_level_as_pydicom_does():
+    """sendit's remove_private_tags gives what pydicom's Dataset.remove_private_tags gives,
+    on every test file and on a header with private blocks inside sequence items."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from sendit_ops.dicom_io import remove_private_tags
+
+    nested = Dataset()
+    nested.PatientID = "X"
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3"
+    item.add_new(0x00090010, "LO", "ACME")
+    item.add_new(0x00091001, "LO", "secret inside a sequence")
+    nested.ReferencedImageSequence = Sequence([item])
+    nested.add_new(0x00110010, "LO", "ACME")
+    nested.add_new(0x00111001, "LO", "secret at the top")
+    datasets = [pydicom.dcmread(p, force=True) for p in FILES] + [nested]
+    with_private = 0
+    for ds in datasets:
+        ours, theirs = copy.deepcopy(ds), copy.deepcopy(ds)
+        with_private += any(e.tag.is_private for e in ds.iterall())
+        remove_private_tags(ours)
+        theirs.remove_private_tags()
+        assert not any(e.tag.is_private for e in ours.iterall())
+        assert [(e.tag, e.VR, e.value) for e in ours.iterall()] == [
+            (e.tag, e.VR, e.value) for e in theirs.iterall()
+        ]
+    assert with_private >= 5
