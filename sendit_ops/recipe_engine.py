@@ -40,6 +40,8 @@ from deid.dicom.fields import (
 from deid.dicom.parser import DicomParser
 from pydicom.dataset import Dataset
 
+from sendit_ops import deid_tuning  # noqa: F401  (deid's logger silenced: it prints values)
+
 _LIST_PREFIXES = ("values", "fields")
 
 
