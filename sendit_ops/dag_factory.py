@@ -23,6 +23,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from sendit_ops.settings import (
     INPUT_FOLDERS_VARIABLE,
     InputFolder,
+    Settings,
     default_home,
     parse_input_folders,
     parse_json_setting,
@@ -213,11 +214,16 @@ def dag_schedule(folder: InputFolder) -> Any:
 def build_dag(folder: InputFolder) -> DAG:
     """The DAG of one input folder (the domain modules are imported by the tasks, not at
     parse time, so parsing stays fast)."""
-    in_flight = int(parse_time_setting(folder, "max_batches_in_flight", 50))
-    chunk_size = int(parse_time_setting(folder, "chunk_size", 25))
-    fused = parse_time_setting(folder, "task_layout", "steps") == "fused"
+    shape = Settings(
+        chunk_size=int(parse_time_setting(folder, "chunk_size", Settings.chunk_size)),
+        max_batches_in_flight=int(
+            parse_time_setting(folder, "max_batches_in_flight", Settings.max_batches_in_flight)
+        ),
+        task_layout=str(parse_time_setting(folder, "task_layout", Settings.task_layout)),
+    )
+    fused = shape.task_layout == "fused"
     pool = str(parse_time_setting(folder, "dasher_pool", "default_pool"))
-    map_limit = max(1, in_flight // max(chunk_size, 1))
+    map_limit = shape.chunks_in_flight  # the same figure discover spreads a run over
     with DAG(
         dag_id=folder.dag_id,
         description=f"sendit: de-identify and deliver DICOM batches from {folder.path}",

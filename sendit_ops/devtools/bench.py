@@ -70,8 +70,7 @@ def run_pipeline(
     if folders is not None:
         found = [b for b in found if b.folder_name in set(folders)]
     keys = pipe.register(found)
-    for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
-        step(keys)
+    pipe.process(keys)
     if timed_delivery:
         deliver_to_outbox(pipe, keys, Path(settings.outbox))
     elapsed = time.perf_counter() - started
