@@ -31,6 +31,8 @@ from deid.logger.message import ABORT
 from pydicom.datadict import DicomDictionary, keyword_dict
 from pydicom.tag import Tag
 
+from sendit_ops import dicom_io  # noqa: F401 - pydicom's value warnings off (they print values)
+
 _original_get_tag = deid_tags.get_tag
 
 

@@ -1,13 +1,31 @@
-"""Reading DICOM files the way sendit does (every file tried, ``force=True``), safely."""
+"""Reading DICOM files the way sendit does (every file tried, ``force=True``), safely.
+
+pydicom validates every value it decodes and warns about an invalid one *with the value*
+(``Invalid value for VR DA: '1970-05-06'``), through its logger and Python's warnings: in a
+task that is the task log, and the value may be a birth date or a name. Importing this module
+turns that validation off for reading (``quiet_pydicom``); sendit does not rely on it (what it
+needs from a header is checked by its own rules, with messages that name tags, not values),
+and decoding is faster without it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pydicom
+import pydicom.config
 from pydicom.dataset import Dataset, FileDataset
 
 from sendit_ops.errors import BatchError
+
+
+def quiet_pydicom() -> None:
+    """No value validation when pydicom decodes (or deid builds) an element: its warnings
+    print the value itself (idempotent; applies to the whole process)."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+quiet_pydicom()
 
 
 class NotDicomError(BatchError):

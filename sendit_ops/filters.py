@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deid.config import DeidRecipe
 from deid.dicom.pixels.detect import has_burned_pixels
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from sendit_ops import deid_tuning  # noqa: F401 - silences deid's logger (may print values)
@@ -81,13 +82,25 @@ class FilterRules:
         }
         return tuple(sorted(names))
 
+    @cached_property
+    def _keys(self) -> tuple[int | str | None, ...]:
+        """Each named field as pydicom looks it up; None for a name pydicom does not know
+        (deid's rules use ``Dataset.get``, which never finds those: e.g. the repeater
+        keyword ``OverlayDescription``, or the recipe's typo ``Manfacturer``)."""
+        keys: list[int | str | None] = []
+        for name in self.fields:
+            if "0x" in name:
+                keys.append(int(name, 0))
+            else:
+                keys.append(name if tag_for_keyword(name) is not None else None)
+        return tuple(keys)
+
     def signature(self, ds: Dataset) -> tuple:
         """The values of the named fields (presence included): what deid's rules can see."""
         out = []
-        for name in self.fields:
-            key = int(name, 0) if "0x" in name else name
+        for key in self._keys:
             try:
-                present = key in ds
+                present = key is not None and key in ds
                 value = ds[key].value if present else None
             except (KeyError, ValueError, TypeError):
                 present, value = False, None

@@ -14,6 +14,8 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from sendit_ops import dicom_io  # noqa: F401 - pydicom's value warnings off (they print values)
+
 # Elements whose whole values identify the patient or the study; besides these, every person
 # name (PN) and its parts, every date (DA/DT) and every non-standard UID is a needle.
 # Institution, station and device names are removed by the recipe but not searched for

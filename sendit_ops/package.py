@@ -20,6 +20,8 @@ import pydicom
 from isal import igzip
 from pydicom.dataset import Dataset
 
+from sendit_ops import dicom_io  # noqa: F401 - pydicom's value warnings off (they print values)
+
 BQ_SCHEMA = (
     "storage_download", "storage_metadataLink", "CodedAccessionNumberID", "CodedPatientID",
     "ContentType", "PatientSex", "PatientAge", "Modality", "StudyDescription", "DicomHeader",

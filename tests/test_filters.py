@@ -104,3 +104,26 @@ def test_corrupt_and_non_dicom_files_are_refused(tmp_path: Path):
 def test_real_files_from_pydicom_pass_through_the_filter():
     ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
     assert skip_reason(ds, DEFAULT) is None or skip_reason(ds, DEFAULT).startswith("deid")
+
+
+def test_memoized_decisions_equal_deids_own_on_real_files():
+    """The memo key (the values of every field the rules name) decides as deid itself does,
+    file by file, whatever was judged before (pydicom's and deid-data's files, shuffled)."""
+    import random
+
+    from dicom_corpus import DEID_FILES, pydicom_files
+
+    from sendit_ops.filters import _deid_rules
+
+    rules = FilterRules(load_filter_recipe("dicom.xray.chest"))
+    paths = [*pydicom_files(), *DEID_FILES]
+    random.Random(7).shuffle(paths)
+    decisions = set()
+    for path in paths:
+        ds = read_header(path)
+        memoized = skip_reason(ds, rules)
+        if memoized is None or memoized.startswith("deid"):
+            own = _deid_rules(read_header(path), rules.recipe)
+            assert memoized == own, path.name
+            decisions.add(own)
+    assert len(decisions) > 1  # the corpus exercises more than one decision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import tarfile
 from pathlib import Path
 
@@ -211,3 +212,26 @@ def test_changed_study_replaces_only_its_own_previous_archive(tmp_path, make_pip
     target = Path(pipe.settings.outbox) / second.outputs["object_name"]
     assert box.sha256_file(target) == second.outputs["sha256"]
     assert len(box.read_rows(box.table_path(Path(pipe.settings.outbox), "DEMO", "dicom"))) == 1
+
+
+def test_invalid_header_values_are_not_echoed_into_logs_or_warnings(
+    tmp_path, make_pipeline, caplog, capfd
+):
+    """pydicom warns about an invalid value *with the value*; none may reach a task log."""
+    inbox = tmp_path / "in"
+    files = write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    birth, name = "1970-05-06", "QUIRKY^" + "Z" * 70  # not a DICOM date; PN part too long
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PatientBirthDate = birth
+        ds.OtherPatientNames = name
+        ds.save_as(path)
+    caplog.set_level("DEBUG")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = run_in_process(make_pipeline(), inbox)["ACC1"]
+    assert record.state == "DONE", record.reasons
+    out, err = capfd.readouterr()
+    said = " ".join([caplog.text, out, err, *(str(w.message) for w in caught)])
+    for value in (birth, name[:20], "QUIRKY"):
+        assert value not in said
