@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import warnings
 import tarfile
+import warnings
 from pathlib import Path
 
 import pydicom
