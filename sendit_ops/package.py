@@ -27,6 +27,7 @@ BQ_SCHEMA = (
     "ContentType", "PatientSex", "PatientAge", "Modality", "StudyDescription", "DicomHeader",
 )  # fmt: skip
 CONTENT_TYPE = "application/gzip"
+_COPY_BUFFER = 1 << 20
 _SKIP_VRS = {"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 
 
@@ -72,6 +73,7 @@ def write_archive(
         _gzip_writer(raw, level) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
     ):
+        tar.copybufsize = _COPY_BUFFER  # a member in one piece, not 16 KiB pieces
         for name, path in sorted(members):
             info = tarfile.TarInfo(name)
             info.size = path.stat().st_size

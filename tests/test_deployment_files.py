@@ -96,6 +96,10 @@ def test_airflow_cfg_template_has_the_fast_task_start_the_live_tests_run_with():
         "assert c['broker_url']; assert 'deid.dicom' in sys.modules, 'no preload'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+    # what the preload imported is frozen: task processes forked from it skip it in every
+    # full garbage collection
+    code = "import gc, sendit_ops.task_preload; assert gc.get_freeze_count() > 100_000"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_dashboard_plugin_is_built_only_in_the_api_server():
