@@ -278,9 +278,12 @@ class Pipeline:
             item_timestamp=first["item_time"],
         )
         work = self._work(record)
-        write_json(work / "images.json", accepted)
+        # derived from the source folder again if lost: not fsynced (the record is)
+        write_json(work / "images.json", accepted, durable=False)
         write_json(
-            work / "identifiers.json", {"identity": asdict(identity), "needles": needles.as_dict()}
+            work / "identifiers.json",
+            {"identity": asdict(identity), "needles": needles.as_dict()},
+            durable=False,
         )
         record.outputs["stage"] = FILTERED
         log.info(
@@ -370,7 +373,9 @@ class Pipeline:
                 if header is None
                 else {k: v for k, v in header.items() if values.get(k) == v}
             )
-        write_json(work / "header.json", {"study_date": study_date, "shared": header or {}})
+        write_json(
+            work / "header.json", {"study_date": study_date, "shared": header or {}}, durable=False
+        )
         record.outputs["stage"] = ANONYMIZED
         record.outputs["files"] = sorted(names)
 
@@ -406,7 +411,7 @@ class Pipeline:
         if leaks:
             target.unlink(missing_ok=True)
             raise LeakError("original identifier found in " + "; ".join(leaks[:5]))
-        write_json(work / "archive" / "row.json", row)
+        write_json(work / "archive" / "row.json", row, durable=False)
         record.outputs.update(
             stage=PACKAGED,
             verified=True,
