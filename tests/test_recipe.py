@@ -203,3 +203,37 @@ def test_private_tags_are_removed_at_every_level_as_pydicom_does():
             (e.tag, e.VR, e.value) for e in theirs.iterall()
         ]
     assert with_private >= 5
+
+
+def test_fast_jitter_dates_equal_deids_own():
+    """fast_get_timestamp gives what deid's get_timestamp gives (value or exception), for
+    calendar dates over three centuries, month/day edges and values that are not dates."""
+    from datetime import date, timedelta
+
+    from sendit_ops.deid_tuning import _original_get_timestamp, fast_get_timestamp
+
+    values = [
+        (date(1880, 1, 1) + timedelta(days=d)).strftime("%Y%m%d") for d in range(0, 80000, 29)
+    ]
+    values += ["20240229", "20230229", "20241301", "20240001", "20240132", "00000101", "00010101"]
+    values += [
+        "99991231",
+        "2024011",
+        "2024-01-15",
+        "20240115 ",
+        "\uff12\uff10\uff12\uff14\uff10\uff11\uff11\uff15",
+        "",
+        "abcdefgh",
+    ]
+    checked = 0
+    for value in values:
+        for jitter in (-3650, -1, 0, 31, "12", None):
+            outcomes = []
+            for fn in (_original_get_timestamp, fast_get_timestamp):
+                try:
+                    outcomes.append(fn(value, jitter_days=jitter, format="%Y%m%d"))
+                except Exception as exc:  # both must fail the same way
+                    outcomes.append(type(exc))
+            assert outcomes[0] == outcomes[1], (value, jitter)
+            checked += 1
+    assert checked > 16000
