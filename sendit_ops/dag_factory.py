@@ -45,10 +45,10 @@ Each sub-folder of the input folder is one **batch** (normally one study). Folde
 name ends in `.tmp…` are still being written and are left alone until renamed.
 
 **Steps**: `discover` → per chunk of batches: `filter_images` → `fetch_pseudonyms` →
-`anonymize_headers` → `package_and_verify` (or one `process_batches` task per chunk with
-`"task_layout": "fused"`) → then `deliver` (Google Cloud Storage + BigQuery
+`anonymize_headers` → `package_and_verify` → then `deliver` (Google Cloud Storage + BigQuery
 when configured, else the local outbox) → `report` (run summary in its log and in the work
-root).
+root). With `"task_layout": "fused"`: `discover` → one `process_and_deliver` task per chunk
+(the four steps and the delivery of that chunk) → `report`.
 
 **Trigger with config**: leave *batches* empty for every batch not yet delivered, or list
 batch folder names / batch ids. *reprocess* redoes delivered batches; *dry_run* processes
@@ -276,15 +276,16 @@ def build_dag(folder: InputFolder) -> DAG:
 
         chunks = discover_task()
         if fused:
-            # the DASHER pool, when set, bounds the whole task (it includes the DASHER call)
-            packaged = batch_task("process", "process_batches", pool=pool).expand(chunk=chunks)
+            # one task per chunk runs the four steps and delivers the chunk (its objects go
+            # out while other chunks are processed); the DASHER pool, when set, bounds it
+            done = batch_task("process", "process_and_deliver", pool=pool).expand(chunk=chunks)
+            done >> report_task(chunks)
         else:
             filtered = batch_task("filter", "filter_images").expand(chunk=chunks)
             named = batch_task("pseudonymize", "fetch_pseudonyms", pool=pool).expand(chunk=filtered)
             anonymized = batch_task("anonymize", "anonymize_headers").expand(chunk=named)
             packaged = batch_task("package", "package_and_verify").expand(chunk=anonymized)
-        delivered = deliver_task(chunks)
-        packaged >> delivered >> report_task(chunks)
+            packaged >> deliver_task(chunks) >> report_task(chunks)
     return dag
 
 

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sendit_ops.batch_steps import deliver_to_outbox
+from sendit_ops.batch_steps import Pipeline, deliver_to_outbox
 from sendit_ops.discovery import chunk, find_batches, is_in_progress, select_batches
 from sendit_ops.errors import RunNeedsAttention
 from sendit_ops.ledger import ERROR, FINAL_STATES
@@ -85,6 +85,8 @@ def run_step(
     if provider is not None:
         pipe.provider = provider
     getattr(pipe, step)(chunk_["keys"])
+    if step == "process":  # the fused layout: each chunk delivers its own batches
+        deliver_batches(pipe, chunk_["keys"], context)
     states: dict[str, int] = {}
     for key in chunk_["keys"]:
         record = pipe.ledger.get(key)
@@ -104,9 +106,13 @@ def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str
     if chunks is None:
         log.info("nothing to deliver: discover did not finish")
         return {"target": "none"}
-    pipe = pipeline(folder, context)
+    return deliver_batches(pipeline(folder, context), all_keys(chunks), context)
+
+
+def deliver_batches(pipe: Pipeline, keys: list[str], context: dict[str, Any]) -> dict:
+    """Deliver the verified batches among ``keys`` (Google when configured, else the
+    outbox); a dry run delivers nothing."""
     params = context.get("params") or {}
-    keys = all_keys(chunks)
     pipe.finalize_empty(keys)
     if params.get("dry_run"):
         log.info("dry run: nothing delivered (%d batch(es) considered)", len(keys))
