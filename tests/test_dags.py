@@ -127,8 +127,9 @@ def test_missing_secret_key_is_a_clear_error(airflow_db, folders_env, monkeypatc
 
 
 def test_fused_task_layout_gives_the_same_outputs(airflow_db, demo_input, tmp_path, monkeypatch):
-    """`"task_layout": "fused"`: one task per chunk runs the four steps and delivers the chunk; the archives and rows
-    are byte-identical to the step-per-task DAG's, batch states included."""
+    """`"task_layout": "fused"`: one task per chunk runs the four steps and delivers the
+    chunk; the archives and rows are byte-identical to the step-per-task DAG's, batch states
+    included."""
     from sendit_ops.dag_factory import build_all_dags
 
     def folder(name: str, layout: str) -> dict:

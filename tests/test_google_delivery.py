@@ -109,12 +109,18 @@ def test_merge_statement_round_trip_in_the_emulator(google):
     assert stored["DicomHeader"] == nasty
 
 
+@pytest.mark.parametrize("layout", ["steps", "fused"])
 def test_dag_delivers_to_gcs_and_bigquery_idempotently(
-    airflow_db, google, demo_input, tmp_path, monkeypatch, capfd
+    airflow_db, google, demo_input, tmp_path, monkeypatch, capfd, layout
 ):
+    """Both task layouts; with `fused` each chunk delivers its own batches (two chunks here:
+    two uploads and MERGE statements into the same table)."""
     bucket, bq, collection = google
-    settings = google_settings(tmp_path, bucket, collection)
-    run_dag(monkeypatch, demo_input, settings)
+    settings = google_settings(tmp_path, bucket, collection) | {"task_layout": layout}
+    run = run_dag(monkeypatch, demo_input, settings)
+    delivering = "process_and_deliver" if layout == "fused" else "deliver"
+    tis = [ti for ti in run.get_task_instances() if ti.task_id == delivering]
+    assert len(tis) == (2 if layout == "fused" else 1)
     objs = objects(bucket)
     assert len(objs) == 3
     for name in objs:
