@@ -25,6 +25,7 @@ log = logging.getLogger("sendit")
 MODULES = (
     # what the Task SDK imports in every task process before running it
     "airflow.sdk.execution_time.task_runner",
+    "airflow.sdk.execution_time.supervisor",
     "airflow.dag_processing.dagbag",
     "airflow.serialization.serialized_objects",
     "airflow.models.dagrun",
