@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 KEY = b"bench-secret-key-0123456789abcdef"
-WARM_RUNS = 3
+WARM_RUNS = 5
 
 
 def corpus(root: Path, studies: int, images: int, size: int = 512) -> int:
@@ -281,19 +281,24 @@ def airflow_overhead(
     """Seconds for small studies through a running scheduler (LocalExecutor, PostgreSQL, the
     task-start settings sendit ships) against in-process, for both task layouts: two DAGs on
     the same input, each run once after start-up, then WARM_RUNS times with ``reprocess``: the
-    median of those is the figure, against the median of as many in-process runs (this
-    machine kind's timings vary by +-20% from run to run)."""
+    median of those is the figure, against the median of as many in-process runs, each run
+    just before one of the Airflow runs (this machine kind's speed drifts by up to 2x over
+    minutes: figures taken minutes apart do not compare). The median of in-process runs
+    before the stack started is returned too (``in_process_before_start``)."""
     import secrets as _secrets
 
     from sendit_ops.devtools.airflow_stack import AirflowStack, create_database
 
     small = root / "small"
     corpus(small, studies, images, size=256)
-    alone = []
-    for _ in range(WARM_RUNS):
+
+    def in_process() -> float:
         shutil.rmtree(root / "small-work", ignore_errors=True)
-        alone.append(run_pipeline(small, root / "small-work", timed_delivery=True))
-    in_process = statistics.median(alone)
+        return run_pipeline(small, root / "small-work", timed_delivery=True)
+
+    timings: dict[str, float] = {
+        "in_process_before_start": statistics.median(in_process() for _ in range(WARM_RUNS))
+    }
     for name in ("af", "af-home"):
         shutil.rmtree(root / name, ignore_errors=True)
     layouts = {"sendit_bench": "steps", "sendit_bench_fused": "fused"}
@@ -319,12 +324,13 @@ def airflow_overhead(
         root / "af-home", dags, create_database(f"sendit_bench_{_secrets.token_hex(4)}"), env=env
     )
     stack.start()
-    timings: dict[str, float] = {"in_process": in_process}
     try:
         for dag_id, layout in layouts.items():
             stack.wait_dag(dag_id)
-            seconds = []
+            seconds, alone = [], []
             for conf in [{}] + [{"reprocess": True}] * WARM_RUNS:
+                if conf:
+                    alone.append(in_process())
                 run_id = stack.trigger(dag_id, conf)
                 state = stack.wait_run(dag_id, run_id, timeout=900)
                 if state != "success":
@@ -332,6 +338,7 @@ def airflow_overhead(
                 seconds.append(_run_seconds(stack, dag_id, run_id))
             timings[f"{layout}_first"] = seconds[0]
             timings[f"{layout}_warm"] = statistics.median(seconds[1:])
+            timings[f"{layout}_in_process"] = statistics.median(alone)
     finally:
         stack.stop()
     return timings
@@ -433,19 +440,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DAG file parse: {results['dag_parse_s']} s for 4 input folders")
     if "airflow" not in args.skip:
         af = airflow_overhead(args.dir / "airflow", settings=args.airflow_settings)
-        alone = af["in_process"]
-        results["in_process_s"] = round(alone, 2)
+        results["in_process_s"] = round(af["steps_in_process"], 2)
+        results["in_process_fused_s"] = round(af["fused_in_process"], 2)
+        results["in_process_before_start_s"] = round(af["in_process_before_start"], 2)
         results["airflow_first_run_s"] = round(af["steps_first"], 2)
         results["airflow_s"] = round(af["steps_warm"], 2)
-        results["airflow_overhead_ratio"] = round(af["steps_warm"] / alone, 2)
+        results["airflow_overhead_ratio"] = round(af["steps_warm"] / af["steps_in_process"], 2)
         results["airflow_fused_s"] = round(af["fused_warm"], 2)
-        results["airflow_overhead_ratio_fused"] = round(af["fused_warm"] / alone, 2)
+        results["airflow_overhead_ratio_fused"] = round(
+            af["fused_warm"] / af["fused_in_process"], 2
+        )
         print(
             f"40 studies x 3 images through a running scheduler (LocalExecutor), run queued to "
-            f"end, median of {WARM_RUNS} warm runs: {af['steps_warm']:.1f} s with a task per step "
-            f"({results['airflow_overhead_ratio']}x; {af['steps_first']:.1f} s for the first "
-            f"run after start), {af['fused_warm']:.1f} s fused "
-            f"({results['airflow_overhead_ratio_fused']}x) vs {alone:.1f} s in-process"
+            f"end, median of {WARM_RUNS} warm runs against the median of the in-process runs "
+            f"made between them: {af['steps_warm']:.1f} s vs {af['steps_in_process']:.1f} s "
+            f"with a task per step ({results['airflow_overhead_ratio']}x; "
+            f"{af['steps_first']:.1f} s for the first run after start), {af['fused_warm']:.1f} s "
+            f"vs {af['fused_in_process']:.1f} s fused ({results['airflow_overhead_ratio_fused']}x)"
+            f"; in-process before the stack started: {af['in_process_before_start']:.1f} s"
         )
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results))
