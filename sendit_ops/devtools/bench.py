@@ -32,6 +32,7 @@ from typing import Any
 
 KEY = b"bench-secret-key-0123456789abcdef"
 WARM_RUNS = 5
+SETTLE_SECONDS = 3
 
 
 def corpus(root: Path, studies: int, images: int, size: int = 512) -> int:
@@ -280,11 +281,12 @@ def airflow_overhead(
 ) -> dict[str, float]:
     """Seconds for small studies through a running scheduler (LocalExecutor, PostgreSQL, the
     task-start settings sendit ships) against in-process, for both task layouts: two DAGs on
-    the same input, each run once after start-up, then WARM_RUNS times with ``reprocess``: the
-    median of those is the figure, against the median of as many in-process runs, each run
-    just before one of the Airflow runs (this machine kind's speed drifts by up to 2x over
-    minutes: figures taken minutes apart do not compare). The median of in-process runs
-    before the stack started is returned too (``in_process_before_start``)."""
+    the same input, each run once after start-up, then WARM_RUNS times with ``reprocess``.
+    The figure is the median of those, against the median of as many in-process runs, each
+    made just before one of the Airflow runs after SETTLE_SECONDS of an idle stack: this
+    machine kind's speed drifts by up to 2x over minutes, and figures taken minutes apart
+    do not compare. The median of in-process runs before the stack started is returned too
+    (``in_process_before_start``)."""
     import secrets as _secrets
 
     from sendit_ops.devtools.airflow_stack import AirflowStack, create_database
@@ -330,6 +332,7 @@ def airflow_overhead(
             seconds, alone = [], []
             for conf in [{}] + [{"reprocess": True}] * WARM_RUNS:
                 if conf:
+                    time.sleep(SETTLE_SECONDS)  # the stack idle again, as before its start
                     alone.append(in_process())
                 run_id = stack.trigger(dag_id, conf)
                 state = stack.wait_run(dag_id, run_id, timeout=900)
