@@ -82,10 +82,11 @@ def test_airflow_cfg_template_has_the_fast_task_start_the_live_tests_run_with():
     the same, and the modules it names must import."""
     import importlib
 
-    from sendit_ops.devtools.airflow_stack import TASK_START_SETTINGS
+    from sendit_ops.devtools.airflow_stack import SHIPPED_PARSE_INTERVAL, TASK_START_SETTINGS
 
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(ROOT / "airflow.cfg.template")
+    assert int(cfg["dag_processor"]["min_file_process_interval"]) == SHIPPED_PARSE_INTERVAL
     for env, value in TASK_START_SETTINGS.items():
         _, section, key = env.split("__", 2)
         assert cfg[section.lower()][key.lower()] == value, env

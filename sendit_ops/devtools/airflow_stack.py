@@ -33,6 +33,9 @@ TASK_START_SETTINGS = {
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
     "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sendit_ops.celery_config.CELERY_CONFIG",
 }
+# [dag_processor] min_file_process_interval of airflow.cfg.template: the bench runs with it
+# (the live tests re-parse every 5 s, to see changed Variables quickly)
+SHIPPED_PARSE_INTERVAL = 30
 
 
 def worker_hostname() -> str:
@@ -86,6 +89,7 @@ class AirflowStack:
         celery_workers: int = 0,
         env: dict[str, str] | None = None,
         password: str = "admin-pw",
+        parse_interval: int = 5,
     ):
         self.home = home
         self.db_url = db_url
@@ -113,8 +117,9 @@ class AirflowStack:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "sendit_ops.devtools.airflow_stack.worker_hostname",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            # tests change Variables and expect the DAGs to follow within seconds
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(parse_interval),
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(parse_interval),
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "100",
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",

@@ -289,7 +289,11 @@ def airflow_overhead(
     (``in_process_before_start``)."""
     import secrets as _secrets
 
-    from sendit_ops.devtools.airflow_stack import AirflowStack, create_database
+    from sendit_ops.devtools.airflow_stack import (
+        SHIPPED_PARSE_INTERVAL,
+        AirflowStack,
+        create_database,
+    )
 
     small = root / "small"
     corpus(small, studies, images, size=256)
@@ -323,7 +327,11 @@ def airflow_overhead(
     }
     dags = Path(__file__).parents[1] / "dag_bundle"
     stack = AirflowStack(
-        root / "af-home", dags, create_database(f"sendit_bench_{_secrets.token_hex(4)}"), env=env
+        root / "af-home",
+        dags,
+        create_database(f"sendit_bench_{_secrets.token_hex(4)}"),
+        env=env,
+        parse_interval=SHIPPED_PARSE_INTERVAL,  # as deployed, not the live tests' 5 s
     )
     stack.start()
     try:
