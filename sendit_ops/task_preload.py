@@ -23,7 +23,7 @@ import logging
 log = logging.getLogger("sendit")
 
 MODULES = (
-    # what the Task SDK imports in every task process before running it
+    # what the Task SDK imports in each executor worker (the supervisor) and task process
     "airflow.sdk.execution_time.task_runner",
     "airflow.sdk.execution_time.supervisor",
     "airflow.dag_processing.dagbag",
