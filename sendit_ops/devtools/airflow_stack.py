@@ -34,7 +34,8 @@ TASK_START_SETTINGS = {
     "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sendit_ops.celery_config.CELERY_CONFIG",
 }
 # [dag_processor] min_file_process_interval of airflow.cfg.template: the bench runs with it
-# (the live tests re-parse every 5 s, to see changed Variables quickly)
+# (the live tests re-parse every 5 s, to see changed Variables quickly). The stack uses one
+# figure for refresh_interval too (the template says 60 s; a folder rescan is cheap)
 SHIPPED_PARSE_INTERVAL = 30
 
 
