@@ -67,6 +67,20 @@ def test_one_dag_per_folder_without_import_errors(folders_env):
     assert dag.get_task("filter_images").retries == 2
 
 
+def test_a_task_process_builds_only_its_own_dag(folders_env, monkeypatch):
+    """In a task process (Airflow's parsing context names the DAG) only that DAG is built;
+    an unknown dag id falls back to every DAG, so Airflow reports what is missing."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    from sendit_ops.dag_factory import build_all_dags
+
+    assert set(build_all_dags()) == {"sendit_demo", "sendit_other"}
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "sendit_other")
+    assert set(build_all_dags()) == {"sendit_other"}
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "sendit_gone")
+    assert set(build_all_dags()) == {"sendit_demo", "sendit_other"}
+
+
 def test_dag_test_processes_the_demo_and_logs_no_phi(airflow_db, folders_env, capfd):
     from sendit_ops.dag_factory import build_all_dags
 
