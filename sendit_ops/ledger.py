@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,10 @@ class Ledger:
             if (p / "record.json").exists()
         ]
 
-    def delivered(self) -> dict[str, str]:
-        """Batch key -> fingerprint for batches already DONE."""
-        return {r.key: r.fingerprint for r in self.all() if r.state == DONE}
+    def delivered(self, keys: Iterable[str]) -> dict[str, str]:
+        """Batch key -> fingerprint for those of ``keys`` already DONE.
+
+        Only the records of ``keys`` are read (the batches found in the input folder), so a
+        run's discovery does not slow down as the ledger's history grows."""
+        records = (self.get(key) for key in keys)
+        return {r.key: r.fingerprint for r in records if r is not None and r.state == DONE}

@@ -98,19 +98,50 @@ def safe_name(run_id: str) -> str:
 
 
 def write_run_report(ledger: Ledger, summary: dict) -> Path:
-    """Write ``runs/<run>/summary.json`` and refresh ``metrics.tsv`` of all batches."""
+    """Write ``runs/<run>/summary.json`` and merge the run's batches into ``metrics.tsv``."""
     folder = ledger.root / "runs" / safe_name(summary["run_id"])
     write_json(folder / "summary.json", summary)
     write_atomic(folder / "summary.txt", format_summary(summary) + "\n", mode=0o644)
-    write_atomic(ledger.root / "metrics.tsv", export_metrics(ledger.all()), mode=0o644)
+    refresh_metrics(ledger, summary["batch_lines"])
     return folder
+
+
+def refresh_metrics(ledger: Ledger, lines: Iterable[dict[str, Any]]) -> None:
+    """Update ``metrics.tsv`` (one line per batch ever seen, by batch id) with ``lines``.
+
+    The file itself is read and rewritten, not every batch record: a run's report costs one
+    sequential read, not one file per batch the ledger ever kept (20,000 records took ~1 s
+    to read, warm). When the file is missing, unreadable or has other columns, it is
+    rebuilt from the records."""
+    path = ledger.root / "metrics.tsv"
+    rows = _read_metrics(path)
+    if rows is None:
+        rows = {r.key: batch_metrics(r) for r in ledger.all()}
+    rows.update((line["batch_id"], line) for line in lines)
+    write_atomic(path, _tsv(rows[k] for k in sorted(rows)), mode=0o644)
+
+
+def _read_metrics(path: Path) -> dict[str, dict[str, Any]] | None:
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh, delimiter="\t")
+            if tuple(reader.fieldnames or ()) != TSV_COLUMNS:
+                return None
+            return {row["batch_id"]: row for row in reader}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
 
 
 def export_metrics(records: Iterable[BatchRecord]) -> str:
     """sendit's export_metrics as TSV text."""
+    return _tsv(batch_metrics(record) for record in records)
+
+
+def _tsv(lines: Iterable[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, TSV_COLUMNS, delimiter="\t", lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, TSV_COLUMNS, delimiter="\t", lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
-    for record in records:
-        writer.writerow(batch_metrics(record))
+    writer.writerows(lines)
     return buf.getvalue()

@@ -93,7 +93,7 @@ def run_in_process(pipe, input_dir: Path, *, reprocess: bool = False, requested=
         found,
         requested=requested,
         interval=None,
-        delivered=pipe.ledger.delivered(),
+        delivered=pipe.ledger.delivered(b.key for b in found),
         reprocess=reprocess,
     )
     keys = pipe.register(chosen)

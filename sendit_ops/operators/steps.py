@@ -50,7 +50,7 @@ def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any
         found,
         requested=requested,
         interval=interval,
-        delivered=pipe.ledger.delivered(),
+        delivered=pipe.ledger.delivered(b.key for b in found),
         reprocess=bool(params.get("reprocess")),
     )
     keys = pipe.register(chosen)

@@ -1,0 +1,62 @@
+"""A run's bookkeeping does not read the whole ledger history (discovery, metrics.tsv)."""
+
+from __future__ import annotations
+
+import csv
+
+from conftest import run_in_process
+
+from sendit_ops.devtools.sample_data import PATIENTS, write_study
+from sendit_ops.report import summarize, write_run_report
+
+
+def _metrics(pipe) -> dict[str, dict[str, str]]:
+    with (pipe.ledger.root / "metrics.tsv").open(newline="") as fh:
+        return {row["batch_id"]: row for row in csv.DictReader(fh, delimiter="\t")}
+
+
+def _report(pipe, records) -> None:
+    write_run_report(pipe.ledger, summarize(records, pipe.run_id))
+
+
+def _old_unreadable_record(pipe) -> None:
+    """A record of a batch no longer in the input folder, which nothing may need to read."""
+    old = pipe.ledger.record_path("b0000000000000old")
+    old.parent.mkdir(parents=True)
+    old.write_text("{ not json")
+
+
+def test_discovery_and_report_read_only_this_runs_batches(tmp_path, make_pipeline):
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    first = make_pipeline(run_id="r1")
+    done = run_in_process(first, inbox)
+    _report(first, done.values())
+    assert [r["status"] for r in _metrics(first).values()] == ["DONE"]
+
+    _old_unreadable_record(first)
+    write_study(inbox / "ACC2", PATIENTS[1], "ACC2", "20240116", "CT", 1, 2)
+    second = make_pipeline(run_id="r2")
+    records = run_in_process(second, inbox)
+    assert set(records) == {"ACC2"}  # ACC1 was delivered with the same content: skipped
+    assert records["ACC2"].state == "DONE"
+    _report(second, records.values())
+    lines = _metrics(second)
+    assert set(lines) == {done["ACC1"].key, records["ACC2"].key}
+    assert {r["status"] for r in lines.values()} == {"DONE"}
+
+
+def test_metrics_tsv_is_rebuilt_from_the_records_when_missing_or_foreign(tmp_path, make_pipeline):
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    write_study(inbox / "ACC2", PATIENTS[1], "ACC2", "20240116", "CT", 1, 2)
+    pipe = make_pipeline()
+    records = run_in_process(pipe, inbox)
+    keys = {r.key for r in records.values()}
+    tsv = pipe.ledger.root / "metrics.tsv"
+    _report(pipe, [records["ACC1"]])  # no file yet: every record is in it
+    assert set(_metrics(pipe)) == keys
+    tsv.write_text("some\tother\tcolumns\nx\ty\tz\n")
+    _report(pipe, [records["ACC2"]])
+    assert set(_metrics(pipe)) == keys
+    assert tsv.read_text().splitlines()[0].startswith("batch_id\tstatus\t")
