@@ -1,61 +1,88 @@
 """Cheap detection of batch folders not yet taken by any run (for streaming pick-up).
 
-One ``stat`` per folder: a finished folder is pending when the ledger has no record for its
-path, or when the folder changed after the record's completion time (files added or
-renamed). The run itself then decides with full content fingerprints.
+A finished folder is pending when the ledger has no record for its path, or when the folder
+changed after the record's completion time (files added or renamed). The run itself then
+decides with full content fingerprints.
 
-A watched folder accumulates thousands of batches; the trigger polls every few seconds, so
-the ledger records it knows are cached by modification time and only changed ones are read
-again (one ``stat`` per record per poll instead of a read and a JSON parse).
+A watched folder accumulates thousands of batches and the ledger keeps every batch ever
+seen; the trigger polls every few seconds. A ``RecordIndex`` kept between polls reads each
+record once and then only looks again at the records of folders still in the input folder
+(one ``stat`` each, a read when it changed): per poll, one listing of the ledger's batch
+folders plus two ``stat`` per input folder, whatever the size of the history.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sendit_ops.discovery import is_in_progress
 
-RecordCache = dict[str, tuple[int, str, float]]  # record path -> (mtime_ns, source, finished)
 
+@dataclass
+class RecordIndex:
+    """What the watcher knows of a ledger's records, kept between polls."""
 
-def known_batches(
-    work_root: str | Path, dag_id: str, cache: RecordCache | None = None
-) -> dict[str, float]:
-    """Source path -> completion time of every batch the ledger knows (any state).
+    records: dict[str, tuple[int, str, float]] = field(default_factory=dict)
+    """batch folder name in the ledger -> (record mtime_ns, source path, completion time)"""
+    by_source: dict[str, str] = field(default_factory=dict)  # source path -> batch folder name
 
-    With ``cache`` (kept by the caller between calls), a record is read again only when its
-    modification time changed; records that disappeared are dropped from the cache.
-    """
-    base = Path(work_root) / dag_id / "batches"
-    known: dict[str, float] = {}
-    if not base.is_dir():
-        return known
-    cache = {} if cache is None else cache
-    present = set()
-    for record in base.glob("*/record.json"):
-        path = str(record)
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def read(self, base: Path, name: str, mtime: int | None = None) -> bool:
+        """(Re)read one record; forget it when it is gone or unreadable."""
+        record = base / name / "record.json"
+        old = self.records.pop(name, None)
+        if old and self.by_source.get(old[1]) == name:
+            del self.by_source[old[1]]
         try:
-            mtime = record.stat().st_mtime_ns
-            entry = cache.get(path)
-            if entry is None or entry[0] != mtime:
-                data = json.loads(record.read_text())
-                entry = (mtime, data["source_path"], float(data.get("finished_at") or 0))
-                cache[path] = entry
-        except (OSError, ValueError, KeyError):
-            continue
-        present.add(path)
-        known[entry[1]] = entry[2]
-    for gone in set(cache) - present:
-        del cache[gone]
-    return known
+            mtime = record.stat().st_mtime_ns if mtime is None else mtime
+            data = json.loads(record.read_text())
+            entry = (mtime, str(data["source_path"]), float(data.get("finished_at") or 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        self.records[name] = entry
+        self.by_source[entry[1]] = name
+        return True
+
+    def refresh(self, base: Path) -> None:
+        """Read the records added since the last poll, drop those that disappeared."""
+        try:
+            names = set(os.listdir(base))
+        except OSError:
+            names = set()
+        for gone in set(self.records) - names:
+            self.read(base, gone)  # gone: forgotten
+        for name in names - set(self.records):
+            self.read(base, name)
+
+    def completion(self, base: Path, source: str) -> float | None:
+        """Completion time of the batch of ``source`` (None when no readable record has it);
+        its record is read again only when it changed."""
+        name = self.by_source.get(source)
+        if name is None:
+            return None
+        try:
+            mtime = (base / name / "record.json").stat().st_mtime_ns
+        except OSError:
+            self.read(base, name)
+            return None
+        if mtime != self.records[name][0] and not self.read(base, name, mtime):
+            return None
+        entry = self.records.get(name)
+        return entry[2] if entry and entry[1] == source else None
 
 
 def pending_folders(
-    input_dir: str | Path, work_root: str | Path, dag_id: str, cache: RecordCache | None = None
+    input_dir: str | Path, work_root: str | Path, dag_id: str, index: RecordIndex | None = None
 ) -> set[str]:
     """Finished batch folders no run has taken yet (paths; never logged)."""
-    known = known_batches(work_root, dag_id, cache)
+    base = Path(work_root) / dag_id / "batches"
+    index = RecordIndex() if index is None else index
+    index.refresh(base)
     pending = set()
     root = Path(input_dir)
     if not root.is_dir():
@@ -63,7 +90,7 @@ def pending_folders(
     for child in root.iterdir():
         if child.name.startswith(".") or is_in_progress(child.name) or not child.is_dir():
             continue
-        seen = known.get(str(child))
+        seen = index.completion(base, str(child))
         if seen is None or child.stat().st_mtime > seen + 1:
             pending.add(str(child))
     return pending

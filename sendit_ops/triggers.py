@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from sendit_ops.discovery_watch import RecordCache, pending_folders
+from sendit_ops.discovery_watch import RecordIndex, pending_folders
 
 
 class FolderArrivalTrigger(BaseEventTrigger):
@@ -42,7 +42,7 @@ class FolderArrivalTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll; yield an event for each new set of arrivals."""
         announced: set[str] = set()
-        records: RecordCache = {}  # ledger records already read, by modification time
+        records = RecordIndex()  # ledger records already read, by modification time
         while True:
             pending = await asyncio.to_thread(
                 pending_folders, self.input_dir, self.work_root, self.dag_id, records

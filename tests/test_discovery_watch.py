@@ -8,7 +8,7 @@ import time
 from conftest import SECRET
 
 from sendit_ops.discovery import find_batches
-from sendit_ops.discovery_watch import pending_folders
+from sendit_ops.discovery_watch import RecordIndex, pending_folders
 
 
 def _folder(root, name):
@@ -41,7 +41,7 @@ def test_records_are_read_again_only_when_they_change(tmp_path, make_pipeline):
     work, dag = pipe.settings.work_root, pipe.dag_id
     pipe.register(find_batches(inbox, SECRET, "inbox"))
     record = next((tmp_path / "work").rglob("record.json"))
-    cache: dict = {}
+    cache = RecordIndex()
     assert pending_folders(inbox, work, dag, cache) == set()
     assert len(cache) == 1
 
@@ -57,4 +57,34 @@ def test_records_are_read_again_only_when_they_change(tmp_path, make_pipeline):
 
     record.unlink()  # a record that disappears leaves the cache
     assert pending_folders(inbox, work, dag, cache) == {str(a)}
-    assert cache == {}
+    assert len(cache) == 0
+
+
+def test_records_of_batches_gone_from_the_input_are_not_looked_at_again(
+    tmp_path, make_pipeline, monkeypatch
+):
+    """The ledger keeps every batch ever seen; a poll stats only the records of the folders
+    still in the input folder (and lists the ledger), whatever the size of the history."""
+    inbox = tmp_path / "inbox"
+    for i in range(30):
+        _folder(inbox, f"OLD{i}")
+    pipe = make_pipeline()
+    work, dag = pipe.settings.work_root, pipe.dag_id
+    pipe.register(find_batches(inbox, SECRET, "inbox"))
+    for i in range(30):  # delivered and cleaned up by the site
+        for f in (inbox / f"OLD{i}").iterdir():
+            f.unlink()
+        (inbox / f"OLD{i}").rmdir()
+    new = _folder(inbox, "ACC1")
+    index = RecordIndex()
+    assert pending_folders(inbox, work, dag, index) == {str(new)}
+    assert len(index) == 30  # each record read once
+
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(
+        os, "stat", lambda p, *a, **k: stats.append(str(p)) or real_stat(p, *a, **k)
+    )
+    assert pending_folders(inbox, work, dag, index) == {str(new)}
+    assert str(new) in stats  # the input folder was looked at
+    assert not [p for p in stats if p.endswith("record.json")]
