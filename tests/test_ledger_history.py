@@ -60,3 +60,28 @@ def test_metrics_tsv_is_rebuilt_from_the_records_when_missing_or_foreign(tmp_pat
     _report(pipe, [records["ACC2"]])
     assert set(_metrics(pipe)) == keys
     assert tsv.read_text().splitlines()[0].startswith("batch_id\tstatus\t")
+
+
+def test_dashboard_reads_a_record_again_only_when_it_changed(tmp_path, make_pipeline, monkeypatch):
+    import json
+    import os
+
+    from sendit_ops.dashboard import batch_rows
+
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    pipe = make_pipeline()
+    key = run_in_process(pipe, inbox)["ACC1"].key
+    folder = {"path": str(inbox), "name": "test", "settings": {"work_root": str(tmp_path / "work")}}
+    monkeypatch.setenv("AIRFLOW_VAR_SENDIT_INPUT_FOLDERS", json.dumps([folder]))
+    assert [(r["batch_id"], r["state"]) for r in batch_rows()] == [(key, "DONE")]
+
+    record = pipe.ledger.record_path(key)
+    stamp = record.stat()
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "state": "ERROR"}))
+    os.utime(record, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # same time: cached row
+    assert [r["state"] for r in batch_rows()] == ["DONE"]
+    os.utime(record, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # changed: read
+    assert [r["state"] for r in batch_rows()] == ["ERROR"]
+    assert batch_rows(state="DONE") == []
