@@ -269,6 +269,46 @@ def dag_parse_seconds() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def history_overhead(root: Path, records: int = 20_000, batches: int = 40) -> dict[str, float]:
+    """Seconds of a run's bookkeeping with a long ledger history: ``records`` old batches
+    (copies of a real record, their folders gone from the input) and ``batches`` in the
+    input folder. Timed: discover's delivered lookup, report's ``metrics.tsv`` refresh, a
+    watch-trigger poll after the first; each of them should not depend on ``records``."""
+    from dataclasses import asdict, replace
+
+    from sendit_ops.discovery_watch import RecordIndex, pending_folders
+    from sendit_ops.ledger import Ledger, write_json
+    from sendit_ops.report import refresh_metrics, summarize
+
+    inbox, work = root / "history-in", root / "history-work"
+    shutil.rmtree(work, ignore_errors=True)
+    if not inbox.is_dir():
+        corpus(inbox, batches, 1, size=64)
+    run_pipeline(inbox, work)
+    ledger = Ledger(work / "work", "bench")  # run_pipeline's dag id
+    current = ledger.all()
+    template = current[0]
+    for i in range(records):  # what thousands of studies a day leave behind
+        old = replace(template, key=f"h{i:015x}", source_path=f"{inbox}-gone/{i}")
+        write_json(ledger.record_path(old.key), asdict(old), durable=False)
+    found = [r.key for r in current]
+    timings = {}
+    started = time.perf_counter()
+    ledger.delivered(found)
+    timings["discover"] = time.perf_counter() - started
+    refresh_metrics(ledger, [])  # a first report after the upgrade rebuilds the file
+    lines = summarize(current, "bench")["batch_lines"]
+    started = time.perf_counter()
+    refresh_metrics(ledger, lines)
+    timings["report"] = time.perf_counter() - started
+    index = RecordIndex()
+    pending_folders(inbox, work / "work", "bench", index)
+    started = time.perf_counter()
+    pending_folders(inbox, work / "work", "bench", index)
+    timings["poll"] = time.perf_counter() - started
+    return timings
+
+
 def _run_seconds(stack: Any, dag_id: str, run_id: str) -> float:
     """A finished run's time in Airflow: from queued (trigger accepted) to end."""
     run = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()
@@ -364,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-mb", type=int, default=2000, help="size of the big RSS study")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "sendit-bench")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["naive", "rss", "scaleout", "parse", "airflow"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["naive", "rss", "scaleout", "parse", "history", "airflow"],
     )
     parser.add_argument(
         "--airflow-settings",
@@ -449,6 +492,15 @@ def main(argv: list[str] | None = None) -> int:
     if "parse" not in args.skip:
         results["dag_parse_s"] = round(dag_parse_seconds(), 3)
         print(f"DAG file parse: {results['dag_parse_s']} s for 4 input folders")
+    if "history" not in args.skip:
+        hist = history_overhead(args.dir)
+        for name, seconds in hist.items():
+            results[f"history_{name}_s"] = round(seconds, 4)
+        print(
+            "with 20,000 old batch records in the ledger: discover's lookup "
+            f"{hist['discover']:.4f} s, report's metrics.tsv {hist['report']:.3f} s, "
+            f"a watch poll {hist['poll']:.4f} s"
+        )
     if "airflow" not in args.skip:
         af = airflow_overhead(args.dir / "airflow", settings=args.airflow_settings)
         results["in_process_s"] = round(af["steps_in_process"], 2)
