@@ -235,3 +235,34 @@ def test_invalid_header_values_are_not_echoed_into_logs_or_warnings(
     said = " ".join([caplog.text, out, err, *(str(w.message) for w in caught)])
     for value in (birth, name[:20], "QUIRKY"):
         assert value not in said
+
+
+def test_fingerprint_covers_every_file_and_keeps_its_definition(tmp_path):
+    """The content fingerprint is sha256 over (relative path, size, mtime_ns) of the files
+    ``list_files`` gives, in its order (records made earlier keep matching); a file rewritten
+    in place, nested or not, changes it; hidden files do not."""
+    import hashlib
+
+    from sendit_ops.discovery import list_files, scan_batch
+
+    batch = tmp_path / "B"
+    for rel in ("a/x.dcm", "a-b/x.dcm", "a b/y.dcm", "z.dcm", "a/sub/1.dcm", "A/1", "é/1"):
+        (batch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (batch / rel).write_bytes(rel.encode())
+    (batch / "link").symlink_to(batch / "a")  # a symlinked folder is not followed
+
+    def reference() -> str:
+        digest = hashlib.sha256()
+        for p in list_files(batch):
+            st = p.stat()
+            digest.update(f"{p.relative_to(batch)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+    found = scan_batch(SECRET, "in", batch)
+    assert found.fingerprint == reference() and found.n_files == 7
+    (batch / ".hidden").write_bytes(b"x")
+    assert scan_batch(SECRET, "in", batch).fingerprint == found.fingerprint
+    target = batch / "a" / "sub" / "1.dcm"
+    target.write_bytes(b"rewritten in place")
+    changed = scan_batch(SECRET, "in", batch)
+    assert changed.fingerprint != found.fingerprint and changed.fingerprint == reference()
