@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
@@ -21,7 +20,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
 from sendit_ops.dag_factory import parse_time_setting, read_input_folders
-from sendit_ops.ledger import STATES, BatchRecord, Ledger, read_json
+from sendit_ops.ledger import STATES, BatchRecord, Ledger
 from sendit_ops.settings import default_home
 
 app = FastAPI(
@@ -60,12 +59,12 @@ def _ledger_rows(ledger: Ledger) -> list[dict[str, Any]]:
         return []
     rows = []
     for name in names:
-        path = str(base / name / "record.json")
+        path = str(ledger.record_path(name))
         try:
             mtime = os.stat(path).st_mtime_ns
             cached = _ROWS.get(path)
             if cached is None or cached[0] != mtime:
-                cached = (mtime, _row(ledger.dag_id, BatchRecord(**read_json(Path(path)))))
+                cached = (mtime, _row(ledger.dag_id, ledger.load(name)))
                 if len(_ROWS) >= _ROWS_LIMIT:
                     _ROWS.clear()
                 _ROWS[path] = cached
