@@ -132,11 +132,6 @@ def _read_metrics(path: Path) -> dict[str, dict[str, Any]] | None:
         return None
 
 
-def export_metrics(records: Iterable[BatchRecord]) -> str:
-    """sendit's export_metrics as TSV text."""
-    return _tsv(batch_metrics(record) for record in records)
-
-
 def _tsv(lines: Iterable[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(
