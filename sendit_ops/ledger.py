@@ -9,6 +9,7 @@ as the source folders.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("sendit")
 
 QUEUE = "QUEUE"
 PROCESSING = "PROCESSING"
@@ -126,15 +129,25 @@ class Ledger:
         write_json(self.record_path(record.key), asdict(record))
 
     def all(self) -> list[BatchRecord]:
-        """Every batch record of this DAG."""
+        """Every readable batch record of this DAG; an unreadable one (damaged disk, a copy
+        cut short) is left out with a warning naming its batch id."""
         base = self.root / "batches"
         if not base.is_dir():
             return []
-        return [
-            BatchRecord(**read_json(p / "record.json"))
-            for p in sorted(base.iterdir())
-            if (p / "record.json").exists()
-        ]
+        records = []
+        for p in sorted(base.iterdir()):
+            if not (p / "record.json").exists():
+                continue
+            try:
+                records.append(BatchRecord(**read_json(p / "record.json")))
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning(
+                    "batch %s: its record in %s is unreadable (%s) and is left out",
+                    p.name,
+                    self.root,
+                    type(exc).__name__,
+                )
+        return records
 
     def delivered(self, keys: Iterable[str]) -> dict[str, str]:
         """Batch key -> fingerprint for those of ``keys`` already DONE.

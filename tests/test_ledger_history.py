@@ -46,7 +46,9 @@ def test_discovery_and_report_read_only_this_runs_batches(tmp_path, make_pipelin
     assert {r["status"] for r in lines.values()} == {"DONE"}
 
 
-def test_metrics_tsv_is_rebuilt_from_the_records_when_missing_or_foreign(tmp_path, make_pipeline):
+def test_metrics_tsv_is_rebuilt_from_the_records_when_missing_or_foreign(
+    tmp_path, make_pipeline, caplog
+):
     inbox = tmp_path / "in"
     write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
     write_study(inbox / "ACC2", PATIENTS[1], "ACC2", "20240116", "CT", 1, 2)
@@ -60,6 +62,14 @@ def test_metrics_tsv_is_rebuilt_from_the_records_when_missing_or_foreign(tmp_pat
     _report(pipe, [records["ACC2"]])
     assert set(_metrics(pipe)) == keys
     assert tsv.read_text().splitlines()[0].startswith("batch_id\tstatus\t")
+
+    # rebuilt again with a damaged record in the ledger: left out, named by its batch id
+    _old_unreadable_record(pipe)
+    tsv.unlink()
+    with caplog.at_level("WARNING", logger="sendit"):
+        _report(pipe, [records["ACC2"]])
+    assert set(_metrics(pipe)) == keys
+    assert "batch b0000000000000old: its record" in caplog.text
 
 
 def test_dashboard_reads_a_record_again_only_when_it_changed(tmp_path, make_pipeline, monkeypatch):
