@@ -31,6 +31,10 @@ from sendit_ops.settings import (
 
 log = logging.getLogger("sendit")
 CACHE_SECONDS = int(os.environ.get("SENDIT_PARSE_CACHE_SECONDS", "300"))
+# a task returning a dict would otherwise push one XCom per key as well (Airflow infers
+# multiple_outputs from the return annotation): ~10 ms of API server round trip each, on the
+# critical path of every task, for values nothing reads
+ONE_XCOM = {"multiple_outputs": False}
 RETRIES = {
     "retries": 2,
     "retry_delay": timedelta(seconds=20),
@@ -245,7 +249,13 @@ def build_dag(folder: InputFolder) -> DAG:
             return steps.discover(folder, get_current_context())
 
         def batch_task(step: str, task_id: str, **kwargs: Any):
-            @task(task_id=task_id, max_active_tis_per_dag=map_limit, **RETRIES, **kwargs)
+            @task(
+                task_id=task_id,
+                max_active_tis_per_dag=map_limit,
+                **ONE_XCOM,
+                **RETRIES,
+                **kwargs,
+            )
             @_no_retry_on_config_errors
             def run(chunk: dict[str, Any]) -> dict[str, Any]:
                 context = get_current_context()
@@ -260,14 +270,14 @@ def build_dag(folder: InputFolder) -> DAG:
 
             return run
 
-        @task(task_id="deliver", trigger_rule="all_done", **RETRIES)
+        @task(task_id="deliver", trigger_rule="all_done", **ONE_XCOM, **RETRIES)
         @_no_retry_on_config_errors
         def deliver_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             from sendit_ops.operators import steps
 
             return steps.deliver(folder, chunks, get_current_context())
 
-        @task(task_id="report", trigger_rule="all_done", retries=0)
+        @task(task_id="report", trigger_rule="all_done", retries=0, **ONE_XCOM)
         @_no_retry_on_config_errors
         def report_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             from sendit_ops.operators import steps

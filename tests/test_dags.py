@@ -173,6 +173,11 @@ def test_fused_task_layout_gives_the_same_outputs(airflow_db, demo_input, tmp_pa
     for name, dag in dags.items():
         run = dag.test(run_conf={})
         assert str(run.state).endswith("success"), name
+        # one XCom per task instance: a dict is not also pushed key by key (an API round
+        # trip per key on every task's critical path)
+        pushed = xcoms(dag.dag_id, run.run_id)
+        assert {key for _, key in pushed} == {"return_value"}, name
+        assert {task for task, _ in pushed} == {t.task_id for t in dag.tasks}, name
         outbox = tmp_path / name.removeprefix("sendit_") / "outbox"
         archives = sorted(outbox.rglob("*.tar.gz"))
         summary = json.loads(next((outbox.parent / "work").rglob("summary.json")).read_text())
@@ -186,6 +191,19 @@ def test_fused_task_layout_gives_the_same_outputs(airflow_db, demo_input, tmp_pa
         )
     assert len(outputs["sendit_fused"][0]) == 3
     assert outputs["sendit_fused"] == outputs["sendit_steps"]
+
+
+def xcoms(dag_id: str, run_id: str) -> list[tuple[str, str]]:
+    """(task id, key) of every XCom a run pushed."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = select(XComModel.task_id, XComModel.key).where(
+        XComModel.dag_id == dag_id, XComModel.run_id == run_id
+    )
+    with create_session() as session:
+        return [tuple(row) for row in session.execute(query)]
 
 
 def test_unknown_task_layout_is_refused():
