@@ -258,15 +258,9 @@ def build_dag(folder: InputFolder) -> DAG:
             )
             @_no_retry_on_config_errors
             def run(chunk: dict[str, Any]) -> dict[str, Any]:
-                context = get_current_context()
-                provider = None
-                if step in ("pseudonymize", "process"):
-                    from sendit_ops.operators.pseudonym_source import provider_for
-
-                    provider = provider_for(context, folder)
                 from sendit_ops.operators import steps
 
-                return steps.run_step(folder, step, chunk, context, provider)
+                return steps.run_step(folder, step, chunk, get_current_context())
 
             return run
 

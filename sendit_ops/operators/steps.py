@@ -13,6 +13,7 @@ from sendit_ops.batch_steps import Pipeline, deliver_to_outbox
 from sendit_ops.discovery import chunk, find_batches, is_in_progress, select_batches
 from sendit_ops.errors import RunNeedsAttention
 from sendit_ops.ledger import ERROR, FINAL_STATES
+from sendit_ops.operators.pseudonym_source import provider_for
 from sendit_ops.operators.runtime import pipeline
 from sendit_ops.report import format_summary, summarize, write_run_report
 from sendit_ops.settings import InputFolder
@@ -73,17 +74,13 @@ def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any
 
 
 def run_step(
-    folder: InputFolder,
-    step: str,
-    chunk_: dict[str, Any],
-    context: dict[str, Any],
-    provider: Any = None,
+    folder: InputFolder, step: str, chunk_: dict[str, Any], context: dict[str, Any]
 ) -> dict[str, Any]:
     """Run one batch step (filter, pseudonymize, anonymize, package, or all four:
     process) over a chunk."""
     pipe = pipeline(folder, context)
-    if provider is not None:
-        pipe.provider = provider
+    if step in ("pseudonymize", "process"):
+        pipe.provider = provider_for(pipe.settings)
     getattr(pipe, step)(chunk_["keys"])
     if step == "process":  # the fused layout: each chunk delivers its own batches
         deliver_batches(pipe, chunk_["keys"], context)
