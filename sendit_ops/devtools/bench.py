@@ -410,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["naive", "rss", "scaleout", "parse", "history", "airflow"],
     )
     parser.add_argument(
+        "--airflow-run",
+        default="40x3",
+        metavar="STUDIESxIMAGES",
+        help="size of the Airflow comparison's run (the issue's case: 40x3)",
+    )
+    parser.add_argument(
         "--airflow-settings",
         type=json.loads,
         default={},
@@ -502,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
             f"a watch poll {hist['poll']:.4f} s"
         )
     if "airflow" not in args.skip:
-        af = airflow_overhead(args.dir / "airflow", settings=args.airflow_settings)
+        studies, images = (int(n) for n in args.airflow_run.lower().split("x"))
+        af = airflow_overhead(args.dir / "airflow", studies, images, args.airflow_settings)
         results["in_process_s"] = round(af["steps_in_process"], 2)
         results["in_process_fused_s"] = round(af["fused_in_process"], 2)
         results["in_process_before_start_s"] = round(af["in_process_before_start"], 2)
@@ -514,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
             af["fused_warm"] / af["fused_in_process"], 2
         )
         print(
-            f"40 studies x 3 images through a running scheduler (LocalExecutor), run queued to "
+            f"{studies} studies x {images} images through a running scheduler (LocalExecutor), "
+            "run queued to "
             f"end, median of {WARM_RUNS} warm runs against the median of the in-process runs "
             f"made between them: {af['steps_warm']:.1f} s vs {af['steps_in_process']:.1f} s "
             f"with a task per step ({results['airflow_overhead_ratio']}x; "
