@@ -20,6 +20,39 @@ SETTINGS_VARIABLE = "sendit_settings"
 INPUT_FOLDERS_VARIABLE = "sendit_input_folders"
 SECRET_KEY_VARIABLE = "sendit_secret_key"
 PROVIDERS = ("local", "dasher")
+# burned-in text: "ocr" finds, masks and verifies text in every image that may carry it;
+# "recipe" masks only the deid graylist / ultrasound-region boxes (and still verifies with
+# OCR when an engine is installed); "off" refuses every image that may carry text
+PIXEL_CLEANING = ("ocr", "recipe", "off")
+OCR_ENGINES = ("rapidocr",)
+# when an image is held back (pixels not verified clean, undecodable): hold its whole study
+# for review ("study"), or deliver the rest of the study without it ("image")
+PIXEL_HOLD = ("study", "image")
+# PS3.15 Annex E options (CID 7050) on top of the Basic Application Level Confidentiality
+# Profile; the defaults suit research use (docs/configuration.md says what each keeps)
+DEID_OPTIONS = (
+    "retain_longitudinal_modified_dates",
+    "retain_longitudinal_full_dates",
+    "retain_patient_characteristics",
+    "retain_device_identity",
+    "retain_institution_identity",
+    "retain_uids",
+    "retain_safe_private",
+    "clean_descriptors",
+    "clean_structured_content",
+    "clean_graphics",
+)
+DEFAULT_DEID_OPTIONS = (
+    "retain_longitudinal_modified_dates",
+    "retain_patient_characteristics",
+    "clean_descriptors",
+)
+# technical tokens that may stay burned into an ultrasound image after cleaning
+DEFAULT_PIXEL_ALLOW_LIST = (
+    "MI", "TIS", "TIB", "TIC", "CM", "MM", "HZ", "KHZ", "MHZ", "DB", "FPS", "GN", "DR",
+    "FR", "ST", "S", "MS", "CM/S", "M/S", "%", "2D", "3D", "4D", "M", "B", "C", "D", "PW",
+    "CW", "THI", "HR", "BPM", "PRF", "WF", "G", "P", "R", "L", "A", "F",
+)  # fmt: skip
 # "steps": one task per step and chunk (filter, pseudonyms, headers, package);
 # "fused": one task per chunk runs the four steps (fewer task instances for small studies)
 TASK_LAYOUTS = ("steps", "fused")
@@ -47,12 +80,18 @@ class Settings:
     entity_id_source: str = "Stanford MRN"  # sendit CUSTOM_ENTITY_ID
     item_id_source: str = "DCM Accession #"
     # filters
-    anonymize_pixels: bool = False
+    anonymize_pixels: bool = False  # sendit 2017's flag; kept for old settings (see pixel_cleaning)
     study_deid: str | None = None
     modality_allowlist: tuple[str, ...] = ()  # sendit production: ("CT", "MR")
     image_type_required: tuple[str, ...] = ()  # sendit production: ("AXIAL",)
     # anonymization
     recipe: str | None = None  # a user deid recipe; default: the one shipped in recipes/
+    deid_options: tuple[str, ...] = DEFAULT_DEID_OPTIONS
+    # pixels (burned-in text)
+    pixel_cleaning: str = "ocr"
+    pixel_allow_list: tuple[str, ...] = DEFAULT_PIXEL_ALLOW_LIST
+    ocr_engine: str = "rapidocr"
+    pixel_hold: str = "study"
     gzip_level: int = 1  # ISA-L level 1: ~15x zlib level 1 on CT data, same size (performance.md)
     # storage (sendit: SEND_TO_GOOGLE, GOOGLE_CLOUD_STORAGE, GOOGLE_STORAGE_COLLECTION, ...)
     send_to_google: bool = False
@@ -69,6 +108,10 @@ class Settings:
     watch_poll_seconds: int = 10
     keep_work_files: bool = False
     fail_run_on_batch_error: bool = True
+    # discovery: follow symlinks that lead outside the input folder (off: they are refused)
+    follow_external_symlinks: bool = False
+    # the ledger's database: an SQLAlchemy URL; default: SQLite in the work root
+    ledger_url: str | None = None
 
     @property
     def chunks_in_flight(self) -> int:
@@ -86,14 +129,21 @@ class Settings:
         return self.dasher_study or self.google_storage_collection.lower()
 
 
-_BOOL = {"anonymize_pixels", "send_to_google", "keep_work_files", "fail_run_on_batch_error"}
+_BOOL = {
+    "anonymize_pixels",
+    "send_to_google",
+    "keep_work_files",
+    "fail_run_on_batch_error",
+    "follow_external_symlinks",
+}
 _INT = {
     "gzip_level": (0, 9),
     "chunk_size": (1, 1000),
     "max_batches_in_flight": (1, 10000),
     "watch_poll_seconds": (1, 3600),
 }
-_TUPLE = {"modality_allowlist", "image_type_required"}
+_TUPLE = {"modality_allowlist", "image_type_required", "pixel_allow_list", "deid_options"}
+_LOWER_TUPLE = {"deid_options"}
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _SENDIT_ALIASES = {"custom_entity_id": "entity_id_source"}
 
@@ -124,6 +174,8 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
         if not isinstance(value, list | tuple):
             problems.append(f"'{name}' must be a list of strings (got {value!r})")
             return ()
+        if name in _LOWER_TUPLE:
+            return tuple(str(v).strip().lower() for v in value)
         return tuple(str(v).upper() for v in value)
     if value is not None and not isinstance(value, str):
         problems.append(f"'{name}' must be a string (got {value!r})")
@@ -161,6 +213,27 @@ def load_settings(*layers: dict[str, Any] | None) -> Settings:
     if settings.task_layout not in TASK_LAYOUTS:
         problems.append(
             f"'task_layout' must be one of {', '.join(TASK_LAYOUTS)} (got {settings.task_layout!r})"
+        )
+    for name, allowed in (
+        ("pixel_cleaning", PIXEL_CLEANING),
+        ("ocr_engine", OCR_ENGINES),
+        ("pixel_hold", PIXEL_HOLD),
+    ):
+        if getattr(settings, name) not in allowed:
+            problems.append(
+                f"'{name}' must be one of {', '.join(allowed)} (got {getattr(settings, name)!r})"
+            )
+    unknown = [o for o in settings.deid_options if o not in DEID_OPTIONS]
+    if unknown:
+        problems.append(
+            f"unknown 'deid_options' {', '.join(unknown)} (known: {', '.join(DEID_OPTIONS)})"
+        )
+    if {"retain_longitudinal_modified_dates", "retain_longitudinal_full_dates"} <= set(
+        settings.deid_options
+    ):
+        problems.append(
+            "'deid_options' can hold retain_longitudinal_full_dates or "
+            "retain_longitudinal_modified_dates, not both"
         )
     if not _COLLECTION_RE.match(settings.google_storage_collection or ""):
         problems.append(
