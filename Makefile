@@ -5,7 +5,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 DEMO := $(CURDIR)/.demo
 
-.PHONY: install demo demo-dasher test lint bench dasher-dev clean
+.PHONY: install demo demo-dasher test test-deps lint bench dasher-dev clean
+# Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text
+DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9
@@ -22,7 +24,15 @@ demo: install  ## generate sample studies and run the pipeline on them (local ke
 	@echo; echo "archives:"; find $(DEMO)/outbox/Collection -name '*.tar.gz' | sed 's|^|  |'
 	@echo "rows: $(DEMO)/outbox/bigquery/DEMO/dicom.jsonl ($$(wc -l < $(DEMO)/outbox/bigquery/DEMO/dicom.jsonl) rows)"
 
-test: install  ## run the test suite (starts the services it needs)
+test-deps:  ## Debian packages of the tests (installed when missing; needs root or sudo)
+	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing Debian packages: $$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: install test-deps  ## run the test suite (starts the services it needs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 

@@ -151,6 +151,23 @@ def trigger_params() -> dict[str, Param]:
             title="Dry run",
             description="Filter, de-identify and verify, but deliver nothing.",
         ),
+        "release": Param(
+            [],
+            type=["array", "null"],
+            items={"type": "string"},
+            title="Release held batches",
+            description="Batch ids held for review (pixels not verified text-free) that a "
+            "reviewer checked on the dashboard's masked thumbnails: they are processed again "
+            "and delivered with their held images (masked as shown).",
+        ),
+        "reject": Param(
+            [],
+            type=["array", "null"],
+            items={"type": "string"},
+            title="Reject held images",
+            description="Batch ids held for review whose held images must not leave: they are "
+            "processed again and delivered without the held images.",
+        ),
         "provider": Param(
             "settings",
             enum=["settings", "local", "dasher"],
