@@ -1,8 +1,18 @@
-"""Header de-identification with a deid recipe, parsed once per task and reused per file.
+"""Header de-identification: DICOM PS3.15 Annex E, then the site's deid recipe, per file.
+
+Order for every image (``anonymize_dataset``):
+
+1. private elements removed (unless Retain Safe Private keeps the safe ones), preamble zeroed;
+2. the Annex E profile (``sendit_ops.annex_e``: Table E.1-1 with the options of
+   ``settings.deid_options``), compiled once per process and option set;
+3. the user's deid recipe on top (site rules: the shipped one puts the pseudonyms in
+   PatientID/PatientName/AccessionNumber/StudyID), parsed once per task;
+4. the record of what was done (PatientIdentityRemoved, De-identification Method and its
+   code sequence, Longitudinal Temporal Information Modified) and the file meta;
+5. the leak scan in memory: anything original left stops the image (LeakError).
 
 The per-batch values (coded ids, jitter) and a keyed UID remapper are handed to deid as
-recipe variables (``var:``/``func:``). Private tags are removed and the preamble zeroed before
-the recipe runs; the output is checked in memory by the leak scanner before it is written.
+recipe variables (``var:``/``func:``), and to the profile as its ``Context``.
 """
 
 from __future__ import annotations
@@ -16,10 +26,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from sendit_ops import __version__, deid_tuning
+from sendit_ops.annex_e import Context, Profile, compile_profile, record
+from sendit_ops.annex_e.profile import REMOVE, Cleaner
 from sendit_ops.dicom_io import as_file_dataset, remove_private_tags
 from sendit_ops.errors import LeakError
 from sendit_ops.recipe_engine import CompiledRecipe, apply_recipe
 from sendit_ops.recipe_variables import recipe_variables, uid_remapper  # noqa: F401 - re-exported
+from sendit_ops.settings import DEFAULT_DEID_OPTIONS
 from sendit_ops.verify import LeakScanner
 
 SHIPPED_RECIPE = Path(__file__).parent / "recipes" / "deid.sendit"
@@ -41,22 +54,53 @@ def recipe_checksum(user_recipe: str | None) -> str:
     return hashlib.sha256(recipe_path(user_recipe).read_bytes()).hexdigest()
 
 
+def load_profile(options: tuple[str, ...] | list[str] | None = None) -> Profile:
+    """The Annex E profile for ``settings.deid_options`` (the defaults when None); compiled
+    once per process and option set."""
+    return compile_profile(DEFAULT_DEID_OPTIONS if options is None else options)
+
+
 def anonymize_dataset(
-    ds: Dataset, recipe: CompiledRecipe, variables: dict[str, Any], scanner: LeakScanner
+    ds: Dataset,
+    recipe: CompiledRecipe,
+    variables: dict[str, Any],
+    scanner: LeakScanner,
+    profile: Profile | None = None,
+    clean: Cleaner | None = None,
+    *,
+    recipe_only: bool = False,
 ) -> Dataset:
-    """De-identify one dataset in place and return it; raise LeakError if anything survives."""
+    """De-identify one dataset in place and return it; raise LeakError if anything survives.
+
+    ``profile``: the compiled Annex E profile (``load_profile(settings.deid_options)``; the
+    default options when None). ``clean``: the study's descriptor cleaner (text -> text with
+    its identifiers replaced); without one, what the options would clean is removed as the
+    Basic Profile says. ``recipe_only`` runs the recipe alone (no profile, no record): only
+    for comparing sendit's recipe engine with deid's (tests/test_equivalence.py).
+    """
     ds = as_file_dataset(ds)
-    remove_private_tags(ds)
+    profile = load_profile() if profile is None else profile
+    if recipe_only or profile.private_action == REMOVE:
+        remove_private_tags(ds)  # before anything is decoded
     ds.preamble = b"\0" * 128
+    jitter = int(variables.get("jitter") or 0)
+    done = None
+    if not recipe_only:
+        context = Context(remap_uid=variables["remap"], jitter_days=jitter, clean=clean)
+        done = profile.apply(ds, context)
     try:
         ds = apply_recipe(ds, recipe, variables)
     finally:
         deid_tuning.release_caches()  # only a KEEP action still goes through deid's cache
+    if done is not None:
+        record(ds, profile, done, jitter)
     if getattr(ds, "file_meta", None) is not None and "SOPInstanceUID" in ds:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ds.file_meta.ImplementationVersionName = "SENDIT_" + __version__.replace(".", "")[:9]
     leaks = scanner.scan_dataset(ds)
     if leaks:
-        raise LeakError("original identifier left after the recipe in: " + ", ".join(leaks[:5]))
+        raise LeakError(
+            "original identifier left after de-identification in: " + ", ".join(leaks[:5])
+        )
     return ds

@@ -35,7 +35,8 @@ def uid_remapper(secret_key: bytes) -> Callable[[str], str]:
 
 
 def recipe_variables(pseudonym: Pseudonym, remap: Callable[[str], str]) -> dict[str, Any]:
-    """The ``var:``/``func:`` lookup deid sees for every file of a batch."""
+    """The ``var:``/``func:`` lookup deid sees for every file of a batch (``remap`` is the
+    plain remapper, for the Annex E profile, which runs before the recipe)."""
 
     def remap_uid(item: Any = None, value: Any = None, field: Any = None, **_: Any) -> Any:
         current = field.element.value
@@ -48,4 +49,5 @@ def recipe_variables(pseudonym: Pseudonym, remap: Callable[[str], str]) -> dict[
         "item_suid": pseudonym.item_suid,
         "jitter": pseudonym.jitter,
         "remap_uid": remap_uid,
+        "remap": remap,
     }
