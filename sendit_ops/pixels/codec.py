@@ -1,0 +1,166 @@
+"""Decode pixel data into frames, and write masked frames back so the header matches the bytes.
+
+Decoding uses pydicom 3's decoders (numpy for native/RLE/deflated, pylibjpeg with -libjpeg,
+-openjpeg, -rle and pyjpegls for JPEG, JPEG-LS and JPEG 2000), asking for RGB: YBR_* colour
+comes back as RGB and is written back as RGB with PlanarConfiguration 0, so the header always
+describes the bytes (deid 0.4.13 scrambles PlanarConfiguration 1 cines, deid #228).
+
+Re-encoding never loses anything: native input stays native (same transfer syntax), compressed input
+goes out JPEG-LS lossless (RLE when JPEG-LS cannot hold it), and a lossy source keeps saying
+so (LossyImageCompression 01 with its ratio and method).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder
+from pydicom.uid import (
+    UID,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+# transfer syntaxes whose codestream may have lost information, with the PS3.3 C.7.6.1.1.5
+# method that names the compression
+LOSSY_METHODS = {
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG extended
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000
+    "1.2.840.10008.1.2.4.203": "ISO_15444_15",  # HTJ2K
+}
+# the pixel module elements write_back may change (kept to restore a held image)
+PIXEL_KEYWORDS = (
+    "PixelData",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "SamplesPerPixel",
+    "LossyImageCompression",
+    "LossyImageCompressionRatio",
+    "LossyImageCompressionMethod",
+    "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
+)
+
+
+class UndecodableError(Exception):
+    """The pixel data cannot be decoded; the message names the problem, never a value."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An image's pixels as frames: (frames, rows, columns) or (frames, rows, columns, 3)."""
+
+    frames: np.ndarray
+    photometric: str  # after decoding: YBR_* is returned as RGB
+    bits_stored: int
+    source_syntax: UID
+
+    @property
+    def count(self) -> int:
+        """Number of frames."""
+        return int(self.frames.shape[0])
+
+    @property
+    def color(self) -> bool:
+        """True for three samples per pixel."""
+        return self.frames.ndim == 4
+
+
+def decode(ds: Dataset) -> Decoded:
+    """All frames of ``ds``, or UndecodableError naming the transfer syntax and the problem."""
+    if "PixelData" not in ds:
+        kind = "float" if ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds) else "no"
+        raise UndecodableError(f"{kind} pixel data: cannot be cleaned")
+    meta = getattr(ds, "file_meta", None)
+    syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    name = syntax.name if syntax else "no transfer syntax"
+    allocated = int(ds.get("BitsAllocated") or 0)
+    if allocated not in (8, 16, 32):
+        raise UndecodableError(f"pixel data cannot be cleaned (BitsAllocated {allocated})")
+    try:
+        decoder = get_decoder(syntax)
+    except (NotImplementedError, ValueError):
+        raise UndecodableError(f"pixel data cannot be decoded ({name}: no decoder)") from None
+    try:
+        arr, info = decoder.as_array(ds, as_rgb=True)
+    except Exception as exc:  # codec errors come as many types; the text may hold values
+        raise UndecodableError(
+            f"pixel data cannot be decoded ({name}: {type(exc).__name__})"
+        ) from None
+    photometric = str(info.get("photometric_interpretation", ds.PhotometricInterpretation))
+    samples = int(info.get("samples_per_pixel", ds.get("SamplesPerPixel", 1)))
+    frames = int(info.get("number_of_frames", ds.get("NumberOfFrames", 1)) or 1)
+    if frames == 1 and arr.ndim == (3 if samples == 3 else 2):
+        arr = arr[np.newaxis]
+    if photometric.startswith("YBR"):  # as_rgb could not convert (e.g. YBR_ICT left as is)
+        raise UndecodableError(f"pixel data cannot be cleaned ({name}: {photometric} colour)")
+    bits = int(info.get("bits_stored", ds.get("BitsStored", allocated)))
+    return Decoded(arr, photometric, bits, syntax)
+
+
+def snapshot(ds: Dataset) -> dict[str, object]:
+    """The elements write_back may change, to put back when an image is held."""
+    saved: dict[str, object] = {k: ds[k] for k in PIXEL_KEYWORDS if k in ds}
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        saved["TransferSyntaxUID"] = meta.TransferSyntaxUID
+    return saved
+
+
+def restore(ds: Dataset, saved: dict[str, object]) -> None:
+    """Undo write_back (see :func:`snapshot`)."""
+    for keyword in PIXEL_KEYWORDS:
+        if keyword in ds:
+            del ds[keyword]
+    for keyword, elem in saved.items():
+        if keyword == "TransferSyntaxUID":
+            ds.file_meta.TransferSyntaxUID = elem
+        else:
+            ds[keyword] = elem
+
+
+def _native_bytes(frames: np.ndarray, little_endian: bool) -> bytes:
+    dtype = frames.dtype.newbyteorder("<" if little_endian else ">")
+    return np.ascontiguousarray(frames, dtype=dtype).tobytes()
+
+
+def write_back(ds: Dataset, frames: np.ndarray, decoded: Decoded) -> UID:
+    """Store ``frames`` (same shape as decoded) in ``ds``; return the new transfer syntax.
+
+    Rows, columns, frame count and bit depth stay; colour is RGB, PlanarConfiguration 0.
+    The SOP Instance UID is not touched (the header stage owns it).
+    """
+    source = decoded.source_syntax
+    source_size = len(ds.PixelData) if source.is_compressed else 0
+    allocated = int(ds.BitsAllocated)
+    ds.PhotometricInterpretation = decoded.photometric
+    if decoded.color:
+        ds.SamplesPerPixel = 3
+        ds.PlanarConfiguration = 0
+    arr = frames if decoded.count > 1 else frames[0]
+    if not source.is_compressed:
+        for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+            if keyword in ds:
+                del ds[keyword]
+        # same transfer syntax, same byte order (pydicom cannot re-encode a big endian
+        # dataset as little endian on write)
+        ds.PixelData = _native_bytes(frames, source.is_little_endian)
+        ds["PixelData"].VR = "OB" if allocated == 8 else "OW"
+        return UID(str(ds.file_meta.TransferSyntaxUID))
+    try:
+        ds.compress(JPEGLSLossless, arr, encoding_plugin="pyjpegls", generate_instance_uid=False)
+    except Exception:  # bit depth or layout JPEG-LS cannot hold: RLE holds anything up to 32
+        ds.compress(RLELossless, arr, generate_instance_uid=False)
+    method = LOSSY_METHODS.get(str(source))
+    if method or str(ds.get("LossyImageCompression", "")).strip() == "01":
+        ds.LossyImageCompression = "01"
+        if method and "LossyImageCompressionMethod" not in ds:
+            ds.LossyImageCompressionMethod = method
+        if "LossyImageCompressionRatio" not in ds and source_size:
+            ratio = frames.nbytes / source_size
+            ds.LossyImageCompressionRatio = f"{ratio:.2f}"[:16]
+    return UID(str(ds.file_meta.TransferSyntaxUID))

@@ -1,0 +1,32 @@
+"""Boxes around the text OCR reads, grown a little to cover anti-aliased glyph edges."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sendit_ops.pixels import ocr
+from sendit_ops.pixels.display import Display
+from sendit_ops.pixels.model import OCR, Box
+
+
+def pad_for(height: int) -> int:
+    """Margin around a text line: a fifth of its height, at least 2 pixels."""
+    return max(2, round(height * 0.2))
+
+
+def hit_box(hit: ocr.TextHit, frame: int | None, rows: int, columns: int) -> Box | None:
+    """The box to mask for one OCR hit (padded, clipped to the image)."""
+    box = Box(hit.x0, hit.y0, hit.x1, hit.y1, frame, OCR).padded(pad_for(hit.y1 - hit.y0))
+    return box.clipped(rows, columns)
+
+
+def ocr_boxes(display: Display, frames: np.ndarray, engine: str) -> list[Box]:
+    """Boxes of every text line OCR finds in the views of ``frames`` (see Display.views)."""
+    rows, columns = frames.shape[1:3]
+    boxes: list[Box] = []
+    for frame, image in display.views(frames):
+        for hit in ocr.read(image, engine):
+            box = hit_box(hit, frame, rows, columns)
+            if box is not None:
+                boxes.append(box)
+    return boxes

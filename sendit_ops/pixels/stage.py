@@ -1,0 +1,132 @@
+"""The pixel stage for one image: decode, find text, mask, re-encode, verify.
+
+Runs on the header-anonymized dataset in memory, with the plan made from the original header.
+An image is delivered only when OCR, reading the re-encoded output again, finds nothing but
+allow-listed technical text; otherwise it is held with a PHI-free reason and its pixel data
+is put back as it was. No exception escapes: a codec or engine failure is a held image.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from sendit_ops.pixels import check, detect, mask, ocr, thumbnail
+from sendit_ops.pixels.codec import Decoded, UndecodableError, decode, restore, snapshot, write_back
+from sendit_ops.pixels.display import Display
+from sendit_ops.pixels.model import Box, PixelOutcome, PixelPlan
+from sendit_ops.settings import Settings
+
+log = logging.getLogger("sendit.pixels")
+RESIDUAL = "residual"  # source of a box where text was still read after masking
+EXTRA_ROUNDS = 1  # in "ocr" mode, text read at verification is masked once more, then verified
+
+
+def _held(reason: str, start: float, **kw: object) -> PixelOutcome:
+    log.info("pixel stage: image held (%s)", reason)
+    return PixelOutcome(False, reason, seconds=time.perf_counter() - start, **kw)  # type: ignore[arg-type]
+
+
+Hits = list[tuple[int | None, ocr.TextHit]]
+
+
+def _read(display: Display, frames: np.ndarray, engine: str) -> Hits:
+    """Every line OCR reads in the views of ``frames``, with the frame it was read on."""
+    return [(f, hit) for f, image in display.views(frames) for hit in ocr.read(image, engine)]
+
+
+def clean(
+    ds: Dataset,
+    plan: PixelPlan,
+    settings: Settings,
+    is_identifying: Callable[[str], bool],
+) -> PixelOutcome:
+    """Clean the burned-in text of ``ds`` (modified in place only when the outcome is
+    ``cleaned``). ``plan`` comes from :func:`plan_pixels` on the ORIGINAL header;
+    ``is_identifying`` tells whether OCR text names the study's identifiers (see
+    :func:`identifier_matcher`)."""
+    start = time.perf_counter()
+    mode = settings.pixel_cleaning
+    if mode == "off":
+        return _held("pixel cleaning is off and the image may carry burned-in text", start)
+    try:
+        decoded = decode(ds)
+    except UndecodableError as exc:
+        return _held(str(exc), start)
+    saved = snapshot(ds)
+    try:
+        return _clean(ds, decoded, plan, settings, is_identifying, start)
+    except Exception as exc:  # never let a codec or the engine stop the batch; never echo text
+        restore(ds, saved)
+        return _held(f"pixel stage failed ({type(exc).__name__})", start, frames=decoded.count)
+
+
+def _clean(
+    ds: Dataset,
+    decoded: Decoded,
+    plan: PixelPlan,
+    settings: Settings,
+    is_identifying: Callable[[str], bool],
+    start: float,
+) -> PixelOutcome:
+    rows, columns = decoded.frames.shape[1:3]
+    engine = settings.ocr_engine
+    boxes: list[Box] = [b for b in (x.clipped(rows, columns) for x in plan.boxes) if b]
+    display = Display(decoded, ds)
+    if settings.pixel_cleaning == "ocr":
+        boxes += detect.ocr_boxes(display, decoded.frames, engine)
+    value = mask.fill_value(decoded, ds)
+    saved = snapshot(ds)
+    rounds = EXTRA_ROUNDS if settings.pixel_cleaning == "ocr" else 0
+    while True:
+        masked = mask.apply(decoded.frames, boxes, value)
+        syntax = write_back(ds, masked, decoded)
+        again = decode(ds)
+        if again.frames.shape != masked.shape or not np.array_equal(again.frames, masked):
+            restore(ds, saved)
+            return _held("re-encoded pixels differ from the masked pixels", start,
+                         boxes=tuple(boxes), frames=decoded.count)  # fmt: skip
+        seen = _read(display, again.frames, engine)
+        left = check.residual([h for _, h in seen], settings.pixel_allow_list, is_identifying)
+        if not left:
+            break
+        if rounds == 0:
+            restore(ds, saved)
+            extra = [
+                Box(b.x0, b.y0, b.x1, b.y1, b.frame, RESIDUAL)
+                for f, h in seen
+                if h in left and (b := detect.hit_box(h, f, rows, columns)) is not None
+            ]
+            return _held(
+                f"text remains after masking: {len(left)} line(s) not on the allow-list "
+                "or naming an identifier",
+                start,
+                boxes=(*boxes, *extra),
+                frames=decoded.count,
+                thumbnail_png=thumbnail.png(display.render(masked[:1])[0]),
+            )  # fmt: skip
+        rounds -= 1
+        restore(ds, saved)
+        boxes += [b for f, h in seen if (b := detect.hit_box(h, f, rows, columns)) is not None]
+    ds.BurnedInAnnotation = "NO"
+    preview = display.render(masked[:1])[0]
+    outcome = PixelOutcome(
+        cleaned=True,
+        held_reason=None,
+        boxes=tuple(boxes),
+        frames=decoded.count,
+        thumbnail_png=thumbnail.png(preview),
+        seconds=time.perf_counter() - start,
+        transfer_syntax=str(syntax),
+    )
+    log.info(
+        "pixel stage: %d frame(s), %d box(es) masked, verified in %.2f s",
+        outcome.frames,
+        len(boxes),
+        outcome.seconds,
+    )
+    return outcome
