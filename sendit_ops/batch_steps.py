@@ -83,8 +83,8 @@ class Pipeline:
 
     @cached_property
     def ledger(self) -> Ledger:
-        """The batch records of this DAG."""
-        return Ledger(self.settings.work_root, self.dag_id)
+        """The batch records of this DAG (SQLite in the work root, or ``ledger_url``)."""
+        return Ledger(self.settings.work_root, self.dag_id, self.settings.ledger_url)
 
     @cached_property
     def filter_rules(self) -> FilterRules:
@@ -107,28 +107,30 @@ class Pipeline:
     # ---- bookkeeping -------------------------------------------------------------------
 
     def register(self, found: Iterable[FoundBatch]) -> list[str]:
-        """Put the chosen batches in QUEUE for this run (work files of earlier tries removed)."""
-        keys = []
-        for batch in found:
-            old = self.ledger.get(batch.key)
-            record = BatchRecord(
-                key=batch.key,
-                dag_id=self.dag_id,
-                source_path=batch.path,
-                fingerprint=batch.fingerprint,
-                finished_at=batch.finished_at,
-                run_id=self.run_id,
-                history=old.history if old else [],
-            )
+        """Put the chosen batches in QUEUE for this run (work files of earlier tries removed),
+        in one transaction. A record starts afresh: what sendit delivered before is kept
+        apart (``Ledger.delivery``), whatever state the previous attempt was left in."""
+        chosen = list(found)
+        for batch in chosen:
             work = self.ledger.batch_dir(batch.key)
             for name in ("anonymized", "archive"):
                 shutil.rmtree(work / name, ignore_errors=True)
-            if old and old.state == DONE and old.outputs.get("sha256"):
-                # what we delivered before: the only object delivery may replace
-                record.outputs["previous_sha256"] = old.outputs["sha256"]
-            record.set_state(QUEUE)
-            self.ledger.save(record)
-            keys.append(batch.key)
+        keys = []
+        with self.ledger.transaction():
+            for batch in chosen:
+                old = self.ledger.get(batch.key)
+                record = BatchRecord(
+                    key=batch.key,
+                    dag_id=self.dag_id,
+                    source_path=batch.path,
+                    fingerprint=batch.fingerprint,
+                    finished_at=batch.finished_at,
+                    run_id=self.run_id,
+                    history=old.history if old else [],
+                )
+                record.set_state(QUEUE)
+                self.ledger.save(record)
+                keys.append(batch.key)
         return keys
 
     def _each(self, keys: Iterable[str], step: str, want: tuple[str, ...], fn: Callable) -> None:
@@ -452,6 +454,13 @@ class Pipeline:
                 self.ledger.save(record)
                 continue
             ready.append(record)
+        if ready:
+            # noted before any object is written: a crash after the write leaves the
+            # checksum known, so the next attempt may replace that object
+            delivered = self.ledger.note_attempts(ready)
+            for record in ready:
+                # every version sendit put at this batch's object (the replace-own rule)
+                record.outputs["previous_sha256"] = delivered[record.key].own_versions()
         return ready
 
     def row_of(self, record: BatchRecord) -> dict[str, str]:
@@ -459,16 +468,30 @@ class Pipeline:
         return read_json(self._work(record) / "archive" / "row.json")
 
     def mark_delivered(self, record: BatchRecord, where: dict[str, Any]) -> None:
-        """DONEPROCESSING -> DONE; remove identified work files."""
+        """DONEPROCESSING -> DONE and "what sendit delivered" in one transaction; then
+        remove identified work files, and in the outbox the batch's own earlier object when
+        this one has another name (one object and one row per study)."""
         record.outputs.update(where)
         record.finish("deliver")
         record.set_state(DONE)
+        outbox = where.get("delivered_to") == "outbox"
+        location = str(where.get("bucket") or (self.settings.outbox if outbox else ""))
+        with self.ledger.transaction():
+            before = self.ledger.delivery(record.key)
+            self.ledger.save(record)
+            self.ledger.confirm_delivery(record, location)
+        mine = before is not None and (before.target, before.location) == ("outbox", location)
+        if outbox and before is not None and mine:
+            from sendit_ops import outbox as box
+
+            s, out = self.settings, record.outputs
+            table = box.table_path(Path(location), s.collection, s.bigquery_table)
+            box.remove_replaced(Path(location), table, before, out["object_name"], out["item_suid"])
         work = self._work(record)
         for name in ("identifiers.json", "images.json"):
             (work / name).unlink(missing_ok=True)
         if not self.settings.keep_work_files:
             shutil.rmtree(work / "archive", ignore_errors=True)
-        self.ledger.save(record)
 
     def mark_failed(self, record: BatchRecord, exc: Exception) -> None:
         """A delivery failure of one batch: ERROR with the (PHI-free) reason."""

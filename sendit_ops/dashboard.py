@@ -10,7 +10,7 @@ and tags; source folder paths are never included.
 from __future__ import annotations
 
 import html
-import os
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
 from sendit_ops.dag_factory import parse_time_setting, read_input_folders
-from sendit_ops.ledger import STATES, BatchRecord, Ledger
+from sendit_ops.ledger import STATES, Ledger
 from sendit_ops.settings import default_home
 
 app = FastAPI(
@@ -28,50 +28,29 @@ app = FastAPI(
 )
 
 
-# record path -> (modification time, row): the API server reads a record again only when it
-# changed, so a page over a long history costs a stat per batch, not a read and a JSON parse
-_ROWS: dict[str, tuple[int, dict[str, Any]]] = {}
-_ROWS_LIMIT = 1_000_000
-
-
-def _row(dag_id: str, record: BatchRecord) -> dict[str, Any]:
-    changed = record.history[-1][0] if record.history else 0
+def _row(dag_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+    changed = summary["changed"]
     return {
         "dag_id": dag_id,
-        "batch_id": record.key,
-        "state": record.state,
-        "images": record.metrics.get("images_accepted", 0),
-        "images_found": record.metrics.get("images_found", 0),
-        "size_mb": round(record.metrics.get("bytes_in", 0) / 1e6, 3),
-        "reasons": record.reasons,
-        "warnings": len(record.warnings),
-        "run_id": record.run_id,
+        "batch_id": summary["key"],
+        "state": summary["state"],
+        "images": summary["images"],
+        "images_found": summary["images_found"],
+        "size_mb": round(summary["bytes_in"] / 1e6, 3),
+        "reasons": json.loads(summary["reasons"] or "[]"),
+        "warnings": summary["warnings"],
+        "run_id": summary["run_id"],
         "changed": datetime.fromtimestamp(changed, UTC).isoformat() if changed else "",
-        "object": record.outputs.get("object_name", ""),
+        "object": summary["object_name"],
     }
 
 
-def _ledger_rows(ledger: Ledger) -> list[dict[str, Any]]:
-    base = ledger.root / "batches"
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return []
-    rows = []
-    for name in names:
-        path = str(ledger.record_path(name))
-        try:
-            mtime = os.stat(path).st_mtime_ns
-            cached = _ROWS.get(path)
-            if cached is None or cached[0] != mtime:
-                cached = (mtime, _row(ledger.dag_id, ledger.load(name)))
-                if len(_ROWS) >= _ROWS_LIMIT:
-                    _ROWS.clear()
-                _ROWS[path] = cached
-        except (OSError, ValueError, TypeError):
-            continue  # gone, or being written for the first time: shown at the next view
-        rows.append(cached[1])
-    return rows
+def _ledger_rows(ledger: Ledger, state: str | None) -> list[dict[str, Any]]:
+    """A ledger's rows, from the database's dashboard columns (no record is parsed, no
+    cache is needed: the database is the one place a state changes)."""
+    if not ledger.has_database():
+        return []  # no run wrote a record yet
+    return [_row(ledger.dag_id, s) for s in ledger.summaries(state)]
 
 
 def batch_rows(state: str | None = None, dag_id: str | None = None) -> list[dict[str, Any]]:
@@ -81,11 +60,8 @@ def batch_rows(state: str | None = None, dag_id: str | None = None) -> list[dict
         if dag_id and folder.dag_id != dag_id:
             continue
         work_root = parse_time_setting(folder, "work_root", default_home() / "work")
-        rows += [
-            r
-            for r in _ledger_rows(Ledger(work_root, folder.dag_id))
-            if not state or r["state"] == state
-        ]
+        url = parse_time_setting(folder, "ledger_url", None)
+        rows += _ledger_rows(Ledger(work_root, folder.dag_id, url), state)
     return sorted(rows, key=lambda r: r["changed"], reverse=True)
 
 

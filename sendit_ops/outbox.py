@@ -11,21 +11,27 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
 from sendit_ops.errors import DeliveryError
-from sendit_ops.ledger import write_atomic
+from sendit_ops.ledger import Delivery, write_atomic
 from sendit_ops.package import sha256_file
 
 ROW_KEY = "CodedAccessionNumberID"
 
 
 def put_object(
-    outbox: Path, name: str, source: Path, sha256: str, replaces: str | None = None
+    outbox: Path,
+    name: str,
+    source: Path,
+    sha256: str,
+    replaces: str | Iterable[str] | None = None,
 ) -> str:
     """Copy an archive to ``outbox/name``; return 'created', 'exists' (identical one there) or
-    'replaced' (the object there is the one this batch delivered before, ``replaces``).
+    'replaced' (the object there is a version sendit itself wrote for this batch: one of
+    ``replaces``, see ``Delivery.own_versions``).
     Any other file under that name raises DeliveryError and is left alone."""
     target = outbox / name
     status = "created"
@@ -33,7 +39,7 @@ def put_object(
         current = sha256_file(target)
         if current == sha256:
             return "exists"
-        if not replaces or current != replaces:
+        if current not in own_versions(replaces):
             raise DeliveryError(f"a different archive already exists at outbox object {name}")
         status = "replaced"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,3 +88,37 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def own_versions(replaces: str | Iterable[str] | None) -> set[str]:
+    """The checksums sendit wrote for a batch (one, or several when an earlier attempt was
+    cut short after its object was written): the only objects delivery may replace."""
+    if not replaces:
+        return set()
+    return {replaces} if isinstance(replaces, str) else {s for s in replaces if s}
+
+
+def remove_replaced(
+    outbox: Path, table: Path, before: Delivery, object_name: str, row_key: str
+) -> None:
+    """After a batch was delivered under a new object name or row key, remove what sendit
+    delivered for it before (only when the object still holds sendit's version, and the
+    row still points at that object), so the outbox keeps one object and one row per study."""
+    if before.object_name and before.object_name != object_name:
+        old = outbox / before.object_name
+        if old.is_file() and before.sha256 and sha256_file(old) == before.sha256:
+            old.unlink()
+    if before.row_key and before.row_key != row_key and before.object_name:
+        with _locked(table):
+            rows = read_rows(table)
+            keep = [
+                r
+                for r in rows
+                if not (
+                    r.get(ROW_KEY) == before.row_key
+                    and str(r.get("storage_download", "")).endswith("/" + before.object_name)
+                )
+            ]
+            if len(keep) != len(rows):
+                body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+                write_atomic(table, body, mode=0o644)

@@ -34,37 +34,30 @@ def test_new_finished_folders_are_pending_until_a_run_takes_them(tmp_path, make_
     assert pending_folders(inbox, work, pipe.dag_id) == {str(a), str(b)}
 
 
-def test_records_are_read_again_only_when_they_change(tmp_path, make_pipeline):
+def test_a_poll_sees_the_ledger_database_as_it_is_now(tmp_path, make_pipeline):
+    """No cache between polls: a record changed by a run is seen at the next poll."""
     inbox = tmp_path / "inbox"
     a = _folder(inbox, "ACC1")
     pipe = make_pipeline()
     work, dag = pipe.settings.work_root, pipe.dag_id
-    pipe.register(find_batches(inbox, SECRET, "inbox"))
-    record = next((tmp_path / "work").rglob("record.json"))
-    cache = RecordIndex()
-    assert pending_folders(inbox, work, dag, cache) == set()
-    assert len(cache) == 1
+    assert not (tmp_path / "work" / "ledger.sqlite").exists()
+    assert pending_folders(inbox, work, dag) == {str(a)}  # no database yet: nothing created
+    assert not (tmp_path / "work" / "ledger.sqlite").exists()
+    (key,) = pipe.register(find_batches(inbox, SECRET, "inbox"))
+    index = RecordIndex()
+    assert pending_folders(inbox, work, dag, index) == set()
 
-    # same modification time: the cached entry is used, the (now unreadable) file is not
-    stamp = record.stat()
-    record.write_text("{not json")
-    os.utime(record, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert pending_folders(inbox, work, dag, cache) == set()
-
-    # changed: read again; an unreadable record counts as unknown, so the folder is pending
-    os.utime(record, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))
-    assert pending_folders(inbox, work, dag, cache) == {str(a)}
-
-    record.unlink()  # a record that disappears leaves the cache
-    assert pending_folders(inbox, work, dag, cache) == {str(a)}
-    assert len(cache) == 0
+    record = pipe.ledger.load(key)
+    record.finished_at -= 3600  # the folder changed after the record's completion time
+    pipe.ledger.save(record)
+    assert pending_folders(inbox, work, dag, index) == {str(a)}
 
 
-def test_records_of_batches_gone_from_the_input_are_not_looked_at_again(
-    tmp_path, make_pipeline, monkeypatch
-):
-    """The ledger keeps every batch ever seen; a poll stats only the records of the folders
-    still in the input folder (and lists the ledger), whatever the size of the history."""
+def test_a_poll_looks_up_only_the_folders_in_the_input(tmp_path, make_pipeline, monkeypatch):
+    """The ledger keeps every batch ever seen; a poll asks the database about the folders
+    still in the input folder only, and looks at no batch folder of the work root."""
+    from sendit_ops.ledger import Ledger
+
     inbox = tmp_path / "inbox"
     for i in range(30):
         _folder(inbox, f"OLD{i}")
@@ -78,13 +71,15 @@ def test_records_of_batches_gone_from_the_input_are_not_looked_at_again(
     new = _folder(inbox, "ACC1")
     index = RecordIndex()
     assert pending_folders(inbox, work, dag, index) == {str(new)}
-    assert len(index) == 30  # each record read once
 
-    stats = []
-    real_stat = os.stat
+    asked, stats = [], []
+    real_lookup, real_stat = Ledger.completion_times, os.stat
+    monkeypatch.setattr(
+        Ledger, "completion_times", lambda self, s: real_lookup(self, asked.extend(s) or s)
+    )
     monkeypatch.setattr(
         os, "stat", lambda p, *a, **k: stats.append(str(p)) or real_stat(p, *a, **k)
     )
     assert pending_folders(inbox, work, dag, index) == {str(new)}
-    assert str(new) in stats  # the input folder was looked at
-    assert not [p for p in stats if p.endswith("record.json")]
+    assert asked == [str(new)]
+    assert not [p for p in stats if p.startswith(os.path.join(work, dag))]  # no record file

@@ -1,12 +1,14 @@
 """Delivery to Google Cloud Storage and BigQuery through the Google provider's hooks.
 
 Objects: ``gs://<bucket>/Collection/<c>/Entity/<coded patient>/<archive>``, created only if
-absent (``if_generation_match=0``); an identical object (same MD5) is left alone, the batch's
-own previous version (same sha256 in the object metadata as the ledger's) is replaced under a
-generation precondition, and anything else under the name is a conflict: batch ERROR, object
-untouched. Integrity: the MD5 GCS reports must equal the local one. Uploads above 8 MiB are
-resumable. Rows: dataset and table created if missing (never altered), then MERGE statements
-keyed by coded accession number, only for objects uploaded and verified in this run.
+absent (``if_generation_match=0``); an identical object (same MD5) is left alone, a version
+sendit itself wrote for the batch (the sha256 in the object metadata is one the ledger's
+``Delivery`` holds: the last confirmed delivery or an attempt cut short after its upload) is
+replaced under a generation precondition, and anything else under the name is a conflict:
+batch ERROR, object untouched. Integrity: the MD5 GCS reports must equal the local one.
+Uploads above 8 MiB are resumable. Rows: dataset and table created if missing (never
+altered), then MERGE statements keyed by coded accession number, only for objects uploaded
+and verified in this run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sendit_ops.batch_steps import Pipeline
 from sendit_ops.bigquery_sql import merge_statements, table_ref
 from sendit_ops.errors import ConfigError, DeliveryError
 from sendit_ops.ledger import BatchRecord
+from sendit_ops.outbox import own_versions
 from sendit_ops.package import BQ_SCHEMA, CONTENT_TYPE
 from sendit_ops.settings import Settings
 
@@ -113,7 +116,8 @@ def upload_archive(bucket: Any, record: BatchRecord) -> tuple[str, Any]:
         if existing.md5_hash == md5:
             return "exists", existing
         ours = (existing.metadata or {}).get("sha256")
-        if not out.get("previous_sha256") or ours != out["previous_sha256"]:
+        # replace only a version sendit itself wrote for this batch (Delivery.own_versions)
+        if not ours or ours not in own_versions(out.get("previous_sha256")):
             raise DeliveryError(
                 f"a different object already exists at gs://{bucket.name}/"
                 f"{name}; it was left untouched"
