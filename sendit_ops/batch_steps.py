@@ -8,6 +8,8 @@ PHI-free reason (the stack is logged without exception text, which may quote hea
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import shutil
 import time
@@ -26,11 +28,18 @@ from sendit_ops.anonymize import (
     recipe_variables,
     uid_remapper,
 )
-from sendit_ops.dicom_io import NotDicomError, read_full, read_header, text
-from sendit_ops.discovery import FoundBatch, list_files
-from sendit_ops.errors import BatchError, DeliveryError, LeakError, ProviderError
+from sendit_ops.dicom_io import NotDicomError, read_full, text
+from sendit_ops.discovery import FoundBatch, batch_problem, list_entries
+from sendit_ops.errors import (
+    BatchError,
+    DeliveryError,
+    LeakError,
+    NoSpaceError,
+    ProviderError,
+)
 from sendit_ops.filters import FilterRules, load_filter_recipe, skip_reason
 from sendit_ops.identifiers import Needles, collect_needles, dicom_date_to_iso
+from sendit_ops.image_check import RejectedImageError, read_checked_header
 from sendit_ops.ledger import (
     DONE,
     DONEPROCESSING,
@@ -150,17 +159,37 @@ class Pipeline:
                 record.set_state(ERROR, f"{step}: {exc}")
                 log.error("batch %s: ERROR in %s: %s", key, step, exc)
             except Exception as exc:  # keep the run going; never print the exception text
-                stack = "".join(traceback.format_tb(exc.__traceback__))
-                log.error(
-                    "batch %s: internal error in %s (%s)\n%s", key, step, type(exc).__name__, stack
-                )
-                record.set_state(
-                    ERROR,
-                    f"{step}: internal error ({type(exc).__name__}); "
-                    "see the task log, then rerun the batch",
-                )
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    # the working copies and the archive: about twice the batch's size
+                    full = NoSpaceError("work root", 2 * record.metrics.get("bytes_in", 0))
+                    record.set_state(ERROR, f"{step}: {full}")
+                    log.error("batch %s: ERROR in %s: %s", key, step, full)
+                else:
+                    stack = "".join(traceback.format_tb(exc.__traceback__))
+                    log.error(
+                        "batch %s: internal error in %s (%s)\n%s",
+                        key,
+                        step,
+                        type(exc).__name__,
+                        stack,
+                    )
+                    record.set_state(
+                        ERROR,
+                        f"{step}: internal error ({type(exc).__name__}); "
+                        "see the task log, then rerun the batch",
+                    )
+            if record.state == ERROR:  # finished: its identifier lists go (docs/pipeline.md)
+                self._drop_identifiers(record)
             record.finish(step)
             self.ledger.save(record)
+
+    def _drop_identifiers(self, record: BatchRecord) -> None:
+        """Delete a finished batch's identifier lists (names, ids, addresses: identified
+        data nothing needs once the batch is DONE, EMPTY or ERROR; a rerun derives them
+        again from the source folder)."""
+        work = self._work(record)
+        for name in ("identifiers.json", "images.json"):
+            (work / name).unlink(missing_ok=True)
 
     def _work(self, record: BatchRecord) -> Path:
         return self.ledger.batch_dir(record.key)
@@ -181,11 +210,22 @@ class Pipeline:
     def _filter_one(self, record: BatchRecord) -> None:
         s = self.settings
         source = Path(record.source_path)
-        if not source.is_dir():
-            raise BatchError("the batch folder is gone (moved or deleted before processing)")
+        refused = batch_problem(source, s.follow_external_symlinks)
+        if refused:
+            raise BatchError(refused)
         record.set_state(PROCESSING)
-        files = list_files(source)
+        try:
+            listing = list_entries(source, source.parent, s.follow_external_symlinks)
+        except FileNotFoundError:
+            raise BatchError("the batch folder is gone (moved or deleted during the run)") from None
+        except OSError as exc:
+            raise BatchError(f"the batch folder cannot be read ({type(exc).__name__})") from None
+        files = listing.paths
         total = len(files)
+        record.warnings.extend(listing.notes)
+        record.warnings.extend(f"{problem}, not read" for problem in listing.problems)
+        # files of the study that cannot be delivered (unreadable entries, corrupt images)
+        rejected: list[str] = list(listing.problems)
         accepted: list[dict[str, Any]] = []
         needles = Needles()
         series: dict[str, dict[str, Any]] = {}
@@ -197,10 +237,14 @@ class Pipeline:
         }
         missing: dict[str, int] = {}
         size = 0
-        for i, path in enumerate(files, 1):
-            size += path.stat().st_size
+        for i, (path, (_, st, _)) in enumerate(zip(files, listing.files, strict=True), 1):
+            size += st.st_size
             try:
-                ds = read_header(path)
+                ds = read_checked_header(path)
+            except RejectedImageError as exc:
+                rejected.append(f"file {i} of {total}: {exc}")
+                record.warnings.append(f"file {i} of {total}: {exc}, rejected")
+                continue
             except NotDicomError as exc:
                 record.warnings.append(f"file {i} of {total}: {exc}, skipped")
                 continue
@@ -249,8 +293,11 @@ class Pipeline:
                 "series_detail": sorted(series.values(), key=lambda v: v["ordinal"]),
                 "series_removed": sum(1 for v in series.values() if v["images"] == v["removed"]),
                 "study_dates": len(seen["study_date"] - {""}),
+                "images_rejected": len(rejected),
             }
         )
+        if rejected:
+            self._incomplete(record, rejected, bool(accepted))
         if not accepted:
             why = "no image passed the filters" if total else "the batch folder has no files"
             record.set_state(EMPTY, why)
@@ -294,6 +341,24 @@ class Pipeline:
             len(accepted),
             total,
             len(series),
+        )
+
+    def _incomplete(self, record: BatchRecord, rejected: list[str], others: bool) -> None:
+        """The rule for a study with files that cannot be delivered (docs/pipeline.md): the
+        batch ends ERROR naming the count and the first problem, so a study is never
+        delivered silently incomplete; with ``deliver_incomplete_studies`` on, the images
+        that passed are delivered and the batch carries a warning instead."""
+        if others and getattr(self.settings, "deliver_incomplete_studies", False):
+            record.warnings.append(
+                f"delivered without {len(rejected)} file(s) that cannot be delivered "
+                "(deliver_incomplete_studies is on)"
+            )
+            return
+        more = f" (and {len(rejected) - 1} more, see the warnings)" if len(rejected) > 1 else ""
+        raise BatchError(
+            f"{len(rejected)} file(s) of the study cannot be delivered, the study would be "
+            f"incomplete: {rejected[0]}{more}; replace them (fetch the study again), "
+            "then reprocess the batch"
         )
 
     @staticmethod
@@ -494,19 +559,23 @@ class Pipeline:
             shutil.rmtree(work / "archive", ignore_errors=True)
 
     def mark_failed(self, record: BatchRecord, exc: Exception) -> None:
-        """A delivery failure of one batch: ERROR with the (PHI-free) reason."""
+        """A delivery failure of one batch: ERROR with the (PHI-free) reason; a full disk
+        says so ("no space left on the outbox"), and the identifier lists go (finished)."""
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            exc = NoSpaceError("outbox", record.outputs.get("bytes_out", 0))
         reason = str(exc) if isinstance(exc, BatchError) else type(exc).__name__
         record.set_state(ERROR, f"deliver: {reason}")
+        self._drop_identifiers(record)
         self.ledger.save(record)
 
     def finalize_empty(self, keys: Iterable[str]) -> None:
-        """Remove identified work files of EMPTY batches (nothing of them is kept)."""
+        """Remove identified work files of finished batches that will not be delivered
+        (EMPTY, and ERROR: docs/pipeline.md promises identifier lists are deleted when a
+        batch is finished, whatever its end)."""
         for key in keys:
             record = self.ledger.get(key)
-            if record and record.state == EMPTY:
-                work = self._work(record)
-                for name in ("identifiers.json", "images.json"):
-                    (work / name).unlink(missing_ok=True)
+            if record and record.state in (EMPTY, ERROR):
+                self._drop_identifiers(record)
 
 
 def _file_name(series: str, instance: str, taken: set[str]) -> str:
@@ -525,6 +594,15 @@ def _file_name(series: str, instance: str, taken: set[str]) -> str:
     return name
 
 
+def _outbox_error(exc: Exception) -> Exception:
+    """The reason an outbox write failed, as an admin reads it (a full disk named)."""
+    if isinstance(exc, BatchError | OSError) and getattr(exc, "errno", None) == errno.ENOSPC:
+        return exc  # mark_failed words it with the batch's size
+    if isinstance(exc, BatchError):
+        return exc
+    return DeliveryError(f"outbox write failed ({type(exc).__name__})")
+
+
 def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> dict[str, int]:
     """Deliver ready batches to the local outbox (objects, then one upsert of all rows)."""
     from sendit_ops import outbox as box
@@ -532,6 +610,7 @@ def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> 
     s = pipeline.settings
     counts = {"created": 0, "exists": 0, "replaced": 0, "failed": 0}
     delivered: list[tuple[BatchRecord, dict[str, str]]] = []
+    created: dict[str, bool] = {}
     for record in pipeline.ready_for_delivery(keys):
         record.start("deliver")
         try:
@@ -544,21 +623,36 @@ def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> 
                 replaces=out.get("previous_sha256"),
             )
             counts[status] += 1
+            created[record.key] = status == "created"
             row = pipeline.row_of(record)
             row["storage_download"] = (outbox / out["object_name"]).resolve().as_uri()
             row["storage_metadataLink"] = row["storage_download"]
             delivered.append((record, row))
         except (BatchError, OSError) as exc:
             counts["failed"] += 1
-            pipeline.mark_failed(
-                record,
-                exc
-                if isinstance(exc, BatchError)
-                else DeliveryError(f"outbox write failed ({type(exc).__name__})"),
-            )
+            pipeline.mark_failed(record, _outbox_error(exc))
     if delivered:
         table = box.table_path(outbox, s.collection, s.bigquery_table)
-        counts.update(box.upsert_rows(table, [row for _, row in delivered]))
+        try:
+            counts.update(box.upsert_rows(table, [row for _, row in delivered]))
+        except OSError as exc:
+            # no row, so no object either: an archive without its row looks delivered to
+            # whoever reads the outbox; objects this call created are removed, the batches
+            # end ERROR and the next run delivers them again
+            # the table is rewritten whole: its size plus the new rows
+            need = sum(len(json.dumps(row)) + 1 for _, row in delivered)
+            need += table.stat().st_size if table.exists() else 0
+            for record, _ in delivered:
+                if created.get(record.key):
+                    (outbox / record.outputs["object_name"]).unlink(missing_ok=True)
+                counts["failed"] += 1
+                pipeline.mark_failed(
+                    record,
+                    NoSpaceError("outbox", need)
+                    if exc.errno == errno.ENOSPC
+                    else _outbox_error(exc),
+                )
+            return counts
         for record, _ in delivered:
             pipeline.mark_delivered(record, {"delivered_to": "outbox", "delivered_at": time.time()})
     return counts

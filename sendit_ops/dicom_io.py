@@ -10,7 +10,9 @@ and decoding is faster without it.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 import pydicom.config
@@ -32,14 +34,39 @@ class NotDicomError(BatchError):
     """The file is not a readable DICOM image (reason text is PHI-free)."""
 
 
+def looks_like_dicom(fp: BinaryIO) -> bool:
+    """True when a file looks like DICOM: the "DICM" marker after a 128-byte preamble, or
+    (old files without a preamble) a first element in group 0002 or 0008.
+
+    pydicom's ``force=True`` parses any bytes as elements; a log file or a file with a
+    preamble and garbage then fails later with an error that reads like a bug ("internal
+    error (ValueError) ... rerun the batch") although no rerun can fix it. The file is left
+    positioned at its start."""
+    head = fp.read(132)
+    fp.seek(0)
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group_le, group_be = struct.unpack("<H", head[:2])[0], struct.unpack(">H", head[:2])[0]
+    return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
+
+
 def read_header(path: str | Path) -> Dataset:
     """Read a file's header without pixel data; raise NotDicomError if it is not DICOM.
 
     With ``force=True`` pydicom accepts almost any bytes, so a file is only accepted when it
-    has an SOP Instance UID (or a file meta header) after reading.
+    looks like DICOM (``looks_like_dicom``) and has an SOP Instance UID (or a file meta
+    header) after reading. The filter step uses ``image_check.read_checked_header``, which
+    also checks the file is complete.
     """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        with open(path, "rb") as fp:
+            if not looks_like_dicom(fp):
+                raise NotDicomError("not a DICOM file (no DICM marker, no DICOM header)")
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+    except NotDicomError:
+        raise
     except Exception as exc:  # pydicom raises many types for corrupt files
         raise NotDicomError(f"unreadable DICOM ({type(exc).__name__})") from None
     try:
@@ -58,6 +85,8 @@ def read_full(path: str | Path) -> Dataset:
     """Read a whole DICOM file (pixels included)."""
     try:
         return pydicom.dcmread(path, force=True)
+    except FileNotFoundError:
+        raise NotDicomError("an image file is gone (moved or deleted during the run)") from None
     except Exception as exc:
         raise NotDicomError(f"unreadable DICOM ({type(exc).__name__})") from None
 

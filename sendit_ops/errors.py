@@ -29,3 +29,16 @@ class DeliveryError(BatchError):
 
 class RunNeedsAttention(SenditError):
     """The run finished but some batches are in ERROR: a person must look at them."""
+
+
+class NoSpaceError(BatchError):
+    """A disk filled up (ENOSPC) while a batch was written: says which disk and roughly how
+    much room the batch needs, which is what an admin must know to free space."""
+
+    def __init__(self, where: str, need_bytes: int) -> None:
+        self.where = where
+        self.need_mb = max(1, -(-int(need_bytes) // 1_000_000))
+        super().__init__(
+            f"no space left on the {where} (need ~{self.need_mb:,} MB); free space there, "
+            "then rerun the batch"
+        )

@@ -44,7 +44,11 @@ def put_object(
         status = "replaced"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
-    shutil.copyfile(source, tmp)
+    try:
+        shutil.copyfile(source, tmp)
+    except OSError:  # a full outbox (ENOSPC) must not keep a partial copy
+        tmp.unlink(missing_ok=True)
+        raise
     if sha256_file(tmp) != sha256:
         tmp.unlink()
         raise DeliveryError("outbox copy does not match the archive checksum")
