@@ -16,7 +16,8 @@ How the table's actions are done, and why:
 - ``U`` the keyed, consistent UID remapper (``recipe_variables.uid_remapper``).
 - Compound actions (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) depend on the element's
   type in the IOD. A removal is only allowed for Type 3, which sendit cannot know for every
-  nesting, so the action that is valid for every type is done: ``X/Z`` -> ``Z``; ``X/D``,
+  nesting, so the action that is valid for every type is done: ``X/Z`` -> ``Z`` (a sequence:
+  kept, walked like a ``D`` sequence, as an empty Type 3 sequence is invalid); ``X/D``,
   ``Z/D``, ``X/Z/D`` -> ``D`` when the element has a value (a Type 1 element stays valid), else
   ``Z``; ``X/Z/U*`` (reference sequences) -> kept, their UIDs replaced by their own rows.
   Nothing identifying survives either way; dciodvfy checks the result
@@ -39,6 +40,7 @@ How the table's actions are done, and why:
 - Elements not in the table are kept (the Basic Profile's list is exhaustive for standard
   attributes), except UIDs outside the DICOM root (a sendit rule, stricter than the table:
   the leak check looks for original UIDs), which are replaced unless UIDs are retained.
+- ``EMPTIED_NOT_REMOVED``: the few ``X`` rows that an IOD requires as Type 2C are emptied.
 """
 
 from __future__ import annotations
@@ -87,6 +89,16 @@ CODE_KEYWORD_TAGS = frozenset(
     }
 )
 STANDARD_UID_ROOT = "1.2.840.10008."
+
+# X in Table E.1-1, but Type 2C in an IOD (Patient Module of veterinary patients, PS3.3
+# C.7.1.1): removing them makes the file invalid (dciodvfy), emptying them does not
+# identify anyone either, so they are emptied (Z), as the table does for Type 2 elsewhere.
+EMPTIED_NOT_REMOVED = frozenset(
+    {
+        0x00102297,  # ResponsiblePerson
+        0x00102299,  # ResponsibleOrganization
+    }
+)
 
 # PS3.15 Table E.3.10-1 examples of safe private attributes: numeric diffusion parameters
 # with a documented meaning, no text. (private creator, group, element byte) -> kept.
@@ -156,6 +168,8 @@ def _basic(action: str, vr: str) -> str:
     """A Basic Profile action (compound ones resolved to one valid for any type)."""
     if action == "X":
         return REMOVE
+    if action == "X/Z" and vr == "SQ":  # empty is invalid for Type 3, absent for Type 2
+        return DUMMY_ITEMS
     if action in ("Z", "X/Z"):
         return EMPTY
     if action == "U":
@@ -451,6 +465,10 @@ def _compile(options: frozenset[str]) -> Profile:
         vr = _vr(tag)
         rules[tag] = _resolve(entry, options, vr, can_clean=True)
         rules_without[tag] = _resolve(entry, options, vr, can_clean=False)
+        if tag in EMPTIED_NOT_REMOVED:
+            for table_rules in (rules, rules_without):
+                if table_rules[tag] == REMOVE:
+                    table_rules[tag] = EMPTY
     overlay: dict[int, str] = {}
     curve = REMOVE_GROUP
     for entry in table.masked():
