@@ -1,14 +1,19 @@
 """Image filters: which images of a batch may be de-identified and shipped.
 
-Rules, in order (the first that applies decides):
+Rules, in order (the first that skips decides):
 1. not readable as DICOM -> skipped (recorded on the batch);
-2. header ``BurnedInAnnotation`` = YES -> skipped (pixel text cannot be removed by header edits);
+2. header ``BurnedInAnnotation`` = YES -> needs the pixel stage;
 3. modality not in the allow list (when one is set) -> skipped;
 4. ``ImageType`` lacks a required value (when set, e.g. AXIAL) -> skipped;
 5. deid's filter recipes (deid's default, plus ``study_deid``): a whitelist match keeps the
    image ("accept no matter what", as in sendit); else a blacklist match rejects it; else a
-   greylist match rejects it (it would need pixel cleaning); no match keeps it.
-Reasons name rules and tags, never header values.
+   greylist match needs the pixel stage; no match keeps it;
+6. an image that may carry burned-in text by its header (ultrasound, secondary capture, camera
+   and screen images, DERIVED/SECONDARY ImageType: ``sendit_ops.pixels.text_risk``) needs the
+   pixel stage, whatever deid's whitelist says: a header flag never proves pixels text-free.
+"Needs the pixel stage" keeps the image, marked (``Verdict.pixels``), when ``pixel_cleaning``
+is ``ocr`` or ``recipe``; when it is ``off`` every such image is skipped, as before pixel
+cleaning existed. Reasons name rules and tags, never header values.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pydicom.dataset import Dataset
 from sendit_ops import deid_tuning  # noqa: F401 - silences deid's logger (may print values)
 from sendit_ops.dicom_io import as_file_dataset, text
 from sendit_ops.errors import ConfigError
+from sendit_ops.pixels.risk import text_risk
 
 DEID_DATA = Path(__import__("deid").__file__).parent / "data"
 
@@ -68,6 +74,9 @@ class FilterRules:
     recipe: DeidRecipe
     modality_allowlist: tuple[str, ...] = ()
     image_type_required: tuple[str, ...] = ()
+    # Settings.pixel_cleaning; "off" (the safe default until a caller runs the pixel stage)
+    # refuses every image that may carry burned-in text
+    pixel_cleaning: str = "off"
     _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
@@ -128,16 +137,39 @@ def _deid_rules(ds: Dataset, recipe: DeidRecipe) -> str | None:
     return f"deid {name}: needs pixel cleaning ({groups[name]})"
 
 
-def skip_reason(ds: Dataset, rules: FilterRules) -> str | None:
-    """Why an image must not be shipped, or None to keep it (rules 2-5 above)."""
+@dataclass(frozen=True)
+class Verdict:
+    """The filters' decision on one image: ``skip`` (why it must not be shipped) or, for a
+    kept image, ``pixels`` (why it must go through the pixel stage; None: it need not)."""
+
+    skip: str | None = None
+    pixels: str | None = None
+
+
+def judge(ds: Dataset, rules: FilterRules) -> Verdict:
+    """Rules 2-6 above for one header."""
+    pixels = None
     if text(ds, "BurnedInAnnotation").upper() in {"YES", "Y"}:
-        return "BurnedInAnnotation is YES (burned-in text)"
+        pixels = "BurnedInAnnotation is YES (burned-in text)"
     modality = text(ds, "Modality").upper()
     if rules.modality_allowlist and modality not in rules.modality_allowlist:
-        return f"modality {modality or 'missing'} not in the allow list"
+        return Verdict(skip=f"modality {modality or 'missing'} not in the allow list")
     if rules.image_type_required:
         image_type = {v.strip().upper() for v in text(ds, "ImageType").split("\\")}
         missing = [v for v in rules.image_type_required if v not in image_type]
         if missing:
-            return f"ImageType lacks {'/'.join(missing)}"
-    return _deid_decision(ds, rules)
+            return Verdict(skip=f"ImageType lacks {'/'.join(missing)}")
+    deid = _deid_decision(ds, rules)
+    if deid and deid.startswith("deid blacklist"):
+        return Verdict(skip=deid)
+    pixels = pixels or deid or text_risk(ds)
+    if pixels and rules.pixel_cleaning == "off":
+        if pixels.startswith(("deid", "BurnedInAnnotation")):
+            return Verdict(skip=pixels)
+        return Verdict(skip=f"{pixels} (pixel cleaning is off)")
+    return Verdict(pixels=pixels)
+
+
+def skip_reason(ds: Dataset, rules: FilterRules) -> str | None:
+    """Why an image must not be shipped, or None to keep it (see :func:`judge`)."""
+    return judge(ds, rules).skip

@@ -11,9 +11,18 @@ from pydicom.data import get_testdata_file
 from sendit_ops.devtools.sample_data import PATIENTS, make_image
 from sendit_ops.dicom_io import NotDicomError, read_header
 from sendit_ops.errors import ConfigError
-from sendit_ops.filters import FilterRules, load_filter_recipe, resolve_study_deid, skip_reason
+from sendit_ops.filters import (
+    FilterRules,
+    Verdict,
+    judge,
+    load_filter_recipe,
+    resolve_study_deid,
+    skip_reason,
+)
 
-DEFAULT = FilterRules(load_filter_recipe(None))
+DEFAULT = FilterRules(load_filter_recipe(None))  # pixel_cleaning "off"
+OCR = FilterRules(DEFAULT.recipe, pixel_cleaning="ocr")
+RECIPE = FilterRules(DEFAULT.recipe, pixel_cleaning="recipe")
 
 
 def image(**changes):
@@ -102,8 +111,59 @@ def test_corrupt_and_non_dicom_files_are_refused(tmp_path: Path):
 
 
 def test_real_files_from_pydicom_pass_through_the_filter():
-    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
-    assert skip_reason(ds, DEFAULT) is None or skip_reason(ds, DEFAULT).startswith("deid")
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"), stop_before_pixels=True)
+    assert judge(ct, DEFAULT) == judge(ct, OCR) == Verdict()
+    # MR_small is a DERIVED/SECONDARY reformat: deid's blacklist refuses it in every mode
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
+    assert judge(mr, OCR).skip.startswith("deid blacklist")
+    us = pydicom.dcmread(get_testdata_file("US1_UNCR.dcm"), stop_before_pixels=True)
+    assert judge(us, OCR) == Verdict(pixels="SOP class US may carry burned-in text")
+    assert (
+        skip_reason(us, DEFAULT) == "SOP class US may carry burned-in text (pixel cleaning is off)"
+    )
+
+
+@pytest.mark.parametrize("rules", [OCR, RECIPE], ids=["ocr", "recipe"])
+def test_with_pixel_cleaning_on_text_images_are_kept_and_marked(rules):
+    burned = judge(image(modality="US", BurnedInAnnotation="YES"), rules)
+    assert burned == Verdict(pixels="BurnedInAnnotation is YES (burned-in text)")
+    gray = judge(image(**RECON), rules)
+    assert gray.skip is None and gray.pixels.startswith("deid graylist: needs pixel cleaning")
+    assert judge(image(modality="US"), rules).pixels == "SOP class US may carry burned-in text"
+    assert judge(image(), rules) == Verdict()  # a plain CT: no pixel stage, no OCR cost
+    blacklisted = judge(image(ImageType=["DERIVED", "SECONDARY", "REPORTDATA"]), rules)
+    assert blacklisted.skip.startswith("deid blacklist") and blacklisted.pixels is None
+
+
+def test_a_header_flag_never_proves_an_ultrasound_text_free():
+    """BurnedInAnnotation NO matches deid's whitelist, yet US pixels still get checked."""
+    us_no = image(modality="US", BurnedInAnnotation="NO")
+    assert judge(us_no, OCR).pixels == "SOP class US may carry burned-in text"
+    assert "pixel cleaning is off" in skip_reason(us_no, DEFAULT)
+
+
+@pytest.mark.parametrize("modality", ["XC", "ES", "VL", "OT", "US"])
+def test_pixel_cleaning_off_refuses_every_image_that_may_carry_text(modality):
+    ds = image()
+    ds.Modality = modality
+    if modality == "US":
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"  # US multi-frame
+    reason = skip_reason(ds, DEFAULT)
+    assert reason and reason.endswith("(pixel cleaning is off)")
+    assert judge(ds, OCR).skip is None and judge(ds, OCR).pixels
+
+
+def test_secondary_capture_sop_class_and_odd_burned_in_values():
+    sc = image()
+    sc.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    assert judge(sc, OCR).pixels == "SOP class SC may carry burned-in text"
+    odd = image(BurnedInAnnotation="MAYBE")
+    assert judge(odd, OCR).pixels == "BurnedInAnnotation is not NO"
+    screen = image(modality="XA", ImageType=["DERIVED", "SECONDARY", "SCREEN SAVE"])
+    assert (
+        judge(screen, OCR).pixels
+        == "ImageType SECONDARY/DERIVED/SCREEN/SAVE may carry burned-in text"
+    )
 
 
 def test_memoized_decisions_equal_deids_own_on_real_files():
