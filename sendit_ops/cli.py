@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sendit_ops.errors import SenditError
@@ -35,16 +36,34 @@ def _env_var(name: str) -> str:
 
 
 def ensure_secret_key(home: Path) -> None:
-    """Use ``AIRFLOW_VAR_SENDIT_SECRET_KEY`` if set, else a key generated once under home."""
+    """Use ``AIRFLOW_VAR_SENDIT_SECRET_KEY`` if set, else a key generated once under home.
+
+    The key file is created with mode 0600 from its first byte (``O_CREAT | O_EXCL``): a
+    file written with the default umask and chmod'ed afterwards is readable by others for a
+    moment. Two first runs at once: one creates it, the other reads that key."""
     if os.environ.get(_env_var(SECRET_KEY_VARIABLE)):
         return
     key_file = home / "secret_key"
-    if not key_file.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+            fh.flush()
+            os.fsync(fh.fileno())
         print(f"generated a secret key in {key_file} (same key = same pseudonyms; keep it safe)")
-    os.environ[_env_var(SECRET_KEY_VARIABLE)] = key_file.read_text().strip()
+    key = ""
+    for _ in range(50):  # a concurrent first run may still be writing it
+        key = key_file.read_text().strip()
+        if key:
+            break
+        time.sleep(0.1)
+    if not key:
+        raise SenditError(f"the secret key file {key_file} is empty; remove it and rerun")
+    os.environ[_env_var(SECRET_KEY_VARIABLE)] = key
 
 
 def ensure_airflow_home(home: Path) -> None:
@@ -134,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = json.loads(summary_file.read_text())
     print(format_summary(summary))
     print(f"outbox: {resolved.outbox}\nreport: {summary_file.parent}")
-    if summary["states"].get("ERROR") and args.strict:
+    if summary["states"].get("ERROR"):
         return EXIT_BATCH_ERRORS
     return EXIT_OK
 
@@ -156,7 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``sendit``."""
     parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the DAG of one input folder in-process")
+    run = sub.add_parser(
+        "run",
+        help="run the DAG of one input folder in-process",
+        description="Run the DAG of one input folder in-process and print its summary.",
+        epilog=(
+            f"exit status: {EXIT_OK} every batch ended DONE or EMPTY (or nothing to do); "
+            f"{EXIT_BATCH_ERRORS} at least one batch ended ERROR (the summary says why); "
+            f"{EXIT_USAGE} bad arguments or settings; {EXIT_RUN_FAILED} the run stopped "
+            "before its summary"
+        ),
+    )
     run.add_argument("--input", required=True, help="input folder (one sub-folder per batch)")
     run.add_argument("--outbox", required=True, help="local outbox (used when Google is off)")
     run.add_argument("--provider", choices=["local", "dasher"], help="pseudonym provider")
@@ -172,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="verify but deliver nothing")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="any setting")
     run.add_argument(
-        "--strict", action="store_true", help=f"exit {EXIT_BATCH_ERRORS} when a batch ends in ERROR"
+        "--strict",
+        action="store_true",
+        help=f"kept for old scripts: exit {EXIT_BATCH_ERRORS} on a batch in ERROR is the default",
     )
     run.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     run.set_defaults(func=cmd_run)
