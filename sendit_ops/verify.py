@@ -1,80 +1,213 @@
 """The leak check: no original identifying value may survive in anything that leaves.
 
 Run on every anonymized header (file meta, sequences and private blocks included), on file and
-archive names and on the metadata rows. A hit names the place (tag or field), never the value.
-Matching is case-insensitive and bounded by characters other than letters, digits and ``_``,
-so ``ANN`` does not match ``CHANNEL`` and a name part ``RIS`` does not match the code
-``SIEMENS_RIS``; a date also matches at the start of a date-time.
+archive names, on the metadata rows and on the raw header bytes of every archive member. A hit
+names the place (tag path or field), never the value.
+
+What counts as a hit is ``identifiers.IdentifierMatcher``'s: names in every component group
+and written form (accents, case, order, other scripts), ids with or without separators, dates
+in common formats, UIDs; Latin words bounded by non-word characters so ``ANN`` does not match
+``CHANNEL`` and a name part ``RIS`` does not match ``SIEMENS_RIS``. Three rules keep it from
+crying wolf:
+
+- a date element (DA, DT) is a leak only when it still holds *its own* original value: a
+  shifted date equal to another element's original date (InstanceCreationDate 19970911 shifted
+  by -36 days onto SeriesDate 19970806) is what date shifting does, not a leak;
+- a coded string (CS) holds defined terms: a single name part there (ImageType ``PERFUSION``
+  for a patient ``Perfusion^MCA Stroke``) is not a leak, two name parts together still are;
+- in a metadata row only values are searched, JSON strings parsed, never keys (a name part
+  ``PATIENTNAME`` is not found in the ``DicomHeader`` key ``PatientName``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+import contextlib
+import json
+from collections.abc import Iterator
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from sendit_ops.identifiers import Needles
+from sendit_ops.identifiers import (
+    BIRTH_DATE_TAG,
+    DATE_VRS,
+    DateForms,
+    IdentifierMatcher,
+    Needles,
+    fold,
+    original_dates,
+    path_key,
+)
+
+__all__ = ["LeakScanner", "original_dates"]
 
 _NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "AT", "OF", "OD", "OL", "OV", "SV", "UV"}
+# strings of digits: a date written there can only be YYYYMMDD (DD.MM.YY would be a version)
+_NUMBER_STRING_VRS = {"DS", "IS", "TM", "AS", "UI"}
 _MAX_BINARY = 1 << 16
 
 
-def _alternation(values: Iterable[str]) -> str:
-    return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+def _where(prefix: str, elem: DataElement) -> str:
+    """The place of an element as hits name it: tag and keyword, never the value (built only
+    for hits: keyword look-ups are a large part of a clean header's scan)."""
+    return f"{prefix}{elem.tag} {elem.keyword or 'private'}".strip()
+
+
+def _date_parts(value: str) -> list[str]:
+    return [v.strip()[:8] for v in value.split("\\")]
 
 
 class LeakScanner:
-    """Searches text and headers for a batch's original identifying values."""
+    """Searches text, headers, rows and raw bytes for a batch's original identifying values.
 
-    def __init__(self, needles: Needles):
-        parts = []
-        words = needles.words | needles.uids
-        if words:
-            parts.append(rf"(?<![A-Z0-9_])(?:{_alternation(words)})(?![A-Z0-9_])")
-        if needles.dates:
-            parts.append(rf"(?<![0-9])(?:{_alternation(needles.dates)})")
-        self._re = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+    ``full_dates``: dates are retained on purpose (Retain Longitudinal Temporal Information
+    with Full Dates): no date is a needle except the birth date.
+    """
+
+    def __init__(self, needles: Needles, *, full_dates: bool = False):
+        self.needles = needles
+        self.full_dates = full_dates
+        self.matcher = IdentifierMatcher(needles, dates=not full_dates)
+        self._redactor: IdentifierMatcher | None = None
+
+    # ---- text --------------------------------------------------------------------------------
 
     def hits(self, text: str) -> bool:
         """True when ``text`` contains an original identifying value."""
-        return bool(self._re and text and self._re.search(text))
+        return self.matcher.hits(text)
 
-    def scan_dataset(self, ds: Dataset) -> list[str]:
-        """Places (tag paths) in a header holding an original identifying value."""
+    def hits_bytes(self, data: bytes) -> bool:
+        """True when raw bytes hold an original value in UTF-8, Latin-1 or the study's
+        character sets (for the archive members' header bytes)."""
+        return self.matcher.hits_bytes(data)
+
+    def redact(self, text: str, marker: str = "[removed]") -> str:
+        """Clean Descriptors: ``text`` with every identifying value, institution names
+        included, replaced by ``marker`` (the same matcher as the leak check, plus
+        institutions)."""
+        if self._redactor is None:
+            self._redactor = IdentifierMatcher(
+                self.needles, dates=not self.full_dates, institutions=True
+            )
+        return self._redactor.redact(text, marker)
+
+    # ---- dates -------------------------------------------------------------------------------
+
+    def _date_kept(self, path: str, tag: int, value: str, originals: dict[str, str] | None) -> bool:
+        """True when a date element still holds its own original value (its date part)."""
+        if self.full_dates and tag != BIRTH_DATE_TAG:
+            return False
+        current = _date_parts(value)
+        if originals is not None:
+            before = _date_parts(originals.get(path, ""))
+            return any(c and i < len(before) and c == before[i] for i, c in enumerate(current))
+        pooled = self.needles.element_dates.get(path_key(path))
+        if pooled is None:
+            if self.needles.element_dates:
+                return False  # the element was not there before: nothing of its own to keep
+            return any(c in self.needles.dates for c in current)  # needles from an old file
+        before_set = {d[:8] for d in pooled}
+        return any(c and c in before_set for c in current)
+
+    # ---- headers -----------------------------------------------------------------------------
+
+    def _value_hits(self, vr: str | None, text: str) -> bool:
+        dates: DateForms = "compact" if vr in _NUMBER_STRING_VRS else "any"
+        return self.matcher.search_folded(fold(text), coded=vr == "CS", dates=dates)
+
+    def scan_dataset(self, ds: Dataset, original_dates: dict[str, str] | None = None) -> list[str]:
+        """Places (tag paths) in a header holding an original identifying value.
+
+        ``original_dates``: the header's own ``identifiers.original_dates`` taken before
+        de-identification; without it a date element is compared with the originals of the
+        same element path over the study (``Needles.element_dates``).
+        """
         found: list[str] = []
-        if self._re is None:
+        if self.matcher.empty:
             return found
 
-        def visit(dataset: Dataset, prefix: str) -> None:
+        def visit(dataset: Dataset, prefix: str, path_prefix: str) -> None:
             for elem in dataset:
-                where = f"{prefix}{elem.tag} {elem.keyword or 'private'}".strip()
-                if elem.VR == "SQ":
-                    for i, item in enumerate(elem.value or []):
-                        visit(item, f"{where}[{i}] > ")
+                tag = int(elem.tag)
+                vr = elem.VR
+                if tag == 0x7FE00010 or vr in _NUMERIC_VRS:
                     continue
-                if elem.tag == 0x7FE00010 or elem.VR in _NUMERIC_VRS:
+                path = f"{path_prefix}{tag:08X}"
+                if vr == "SQ":
+                    where = _where(prefix, elem)
+                    for i, item in enumerate(elem.value or []):
+                        visit(item, f"{where}[{i}] > ", f"{path}[{i}].")
                     continue
                 value = elem.value
-                if isinstance(value, bytes):
-                    if len(value) > _MAX_BINARY:
-                        continue
-                    value = value.decode("latin-1")
-                elif isinstance(value, MultiValue | list | tuple):
-                    value = "\\".join(str(v) for v in value)
-                elif value is None:
+                if value is None or value == "":
                     continue
-                if self.hits(str(value)):
-                    found.append(where)
+                if isinstance(value, bytes):
+                    hit = len(value) <= _MAX_BINARY and self.matcher.hits_bytes(value)
+                elif vr in DATE_VRS:
+                    text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else value
+                    hit = self._date_kept(path, tag, str(text), original_dates)
+                else:
+                    if isinstance(value, MultiValue | list | tuple):
+                        value = "\\".join(str(v) for v in value)
+                    hit = self._value_hits(vr, str(value))
+                if hit:
+                    found.append(_where(prefix, elem))
 
         if getattr(ds, "file_meta", None):
-            visit(ds.file_meta, "file meta ")
-        visit(ds, "")
-        if self.hits(ds.preamble.decode("latin-1") if ds.preamble else ""):
+            visit(ds.file_meta, "file meta ", "")
+        visit(ds, "", "")
+        preamble = getattr(ds, "preamble", None)
+        if preamble and self.matcher.hits_bytes(preamble):
             found.append("preamble")
         return found
 
+    # ---- rows --------------------------------------------------------------------------------
+
     def scan_mapping(self, row: dict, label: str) -> list[str]:
-        """Fields of a metadata row (or any flat mapping) holding an original value."""
-        return [f"{label} field {k}" for k, v in sorted(row.items()) if self.hits(str(v))]
+        """Fields of a metadata row (or any mapping) holding an original value. Only values
+        are searched; a string holding JSON (``DicomHeader``) is parsed and its values
+        searched, each with the rule of the DICOM element its key names."""
+        found: list[str] = []
+        for key, value in sorted(row.items()):
+            if any(self._leaf_hits(k, v) for k, v in _leaves(str(key), value)):
+                found.append(f"{label} field {key}")
+        return found
+
+    def _leaf_hits(self, key: str, value: object) -> bool:
+        text = "\\".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        if not text:
+            return False
+        vr = _keyword_vr(key)
+        if vr in DATE_VRS:
+            tag = tag_for_keyword(key) or 0
+            return self._date_kept(f"{tag:08X}", tag, text, None)
+        return self._value_hits(vr, text)
+
+
+def _leaves(key: str, value: object) -> Iterator[tuple[str, object]]:
+    """(nearest key, value) of every scalar or list of scalars in a value, JSON strings
+    parsed (a row's ``DicomHeader``)."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        with contextlib.suppress(ValueError):  # not JSON after all: searched as text
+            value = json.loads(value)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(str(k), v)
+    elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        for v in value:
+            yield from _leaves(key, v)
+    elif value is not None:
+        yield key, value
+
+
+def _keyword_vr(keyword: str) -> str | None:
+    """VR of the DICOM element a keyword names (None for other field names)."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return None
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
