@@ -202,6 +202,116 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     return expect
 
 
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+
+
+def ultrasound_picture(rows: int, columns: int, seed: int = 0) -> np.ndarray:
+    """An 8-bit ultrasound-like picture: a speckled fan on black (no text)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:rows, 0:columns]
+    apex_x, apex_y = columns / 2, rows * 0.08
+    radius = np.hypot(x - apex_x, y - apex_y)
+    angle = np.degrees(np.arctan2(x - apex_x, y - apex_y))
+    fan = (radius > rows * 0.05) & (radius < rows * 0.9) & (np.abs(angle) < 38)
+    speckle = rng.gamma(2.0, 30.0, (rows, columns)) * np.exp(-radius / (rows * 1.2))
+    return np.where(fan, np.clip(speckle, 0, 200), 0).astype(np.uint8)
+
+
+def burn_text(
+    image: np.ndarray, text: str, x: int, y: int, *, height: int = 16, level: int = 255
+) -> None:
+    """Draw ``text`` into an 8-bit grey or RGB image, in place (Pillow's default font)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.new("L", (image.shape[1], image.shape[0]), 0)
+    ImageDraw.Draw(canvas).text((x, y), text, fill=255, font=ImageFont.load_default(height))
+    ink = np.asarray(canvas, dtype=np.float32) / 255.0
+    if image.ndim == 3:
+        ink = ink[..., np.newaxis]
+    image[...] = np.round(image * (1 - ink) + level * ink).astype(np.uint8)
+
+
+def make_burned_in_ultrasound(
+    patient: Patient,
+    accession: str,
+    study_date: str,
+    instance: int,
+    *,
+    frames: int = 1,
+    color: bool = False,
+    rows: int = 384,
+    columns: int = 512,
+    seed: int = 0,
+) -> Dataset:
+    """An ultrasound image with the patient's name, id and the study date burned in: a banner
+    above the imaging region (outside SequenceOfUltrasoundRegions) and the id inside it, so
+    that masking the region's outside is not enough. No BurnedInAnnotation YES: the grey
+    cine has none, the colour image says NO (header flags are not to be trusted)."""
+    ds = make_image(patient, accession, study_date, "US", 1, instance, seed=seed)
+    last, _, first = patient.name.partition("^")
+    date = f"{study_date[4:6]}/{study_date[6:8]}/{study_date[:4]}"
+    picture = ultrasound_picture(rows, columns, seed + instance)
+    if color:
+        picture = np.repeat(picture[..., np.newaxis], 3, axis=-1)
+        picture[rows // 3 : rows // 3 + 20, columns // 2 - 30 : columns // 2 + 30] = (200, 40, 40)
+    burn_text(picture, f"{last}, {first.split('^')[0]}", 8, 6, height=16)
+    burn_text(picture, patient.mrn, 8, 26, height=16)
+    burn_text(picture, f"{date} 08:35:12", columns - 170, 6, height=14)
+    burn_text(picture, "MI 0.9  TIS 0.4", columns - 140, 26, height=12, level=200)
+    burn_text(picture, f"ID {patient.mrn}", 40, rows - 60, height=14, level=230)
+    region = Dataset()
+    region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 46
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = columns - 1, rows - 1
+    ds.SequenceOfUltrasoundRegions = Sequence([region])
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL"]
+    ds.StudyDescription = "US ABDOMEN"
+    ds.SeriesDescription = "ABDOMEN"
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    if color:
+        ds.BurnedInAnnotation = "NO"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    if frames > 1:
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = US_MULTIFRAME
+        ds.NumberOfFrames = frames
+        ds.FrameTime = 40.0
+        ds.FrameIncrementPointer = 0x00181063
+        rng = np.random.default_rng(seed)
+        stack = []
+        for _ in range(frames):  # the anatomy moves, the text does not
+            moved = picture.copy()
+            fan = ultrasound_picture(rows, columns, int(rng.integers(1 << 30)))
+            below = slice(50, rows - 70)
+            moved[below] = np.maximum(moved[below] // 2, fan[below] // 2)
+            stack.append(moved)
+        picture = np.stack(stack)
+    ds.PixelData = np.ascontiguousarray(picture).tobytes()
+    return ds
+
+
+def write_burned_in_ultrasound(
+    folder: Path,
+    patient: Patient = PATIENTS[2],
+    accession: str = "ACC10009",
+    study_date: str = "20240307",
+    *,
+    frames: int = 8,
+) -> list[Path]:
+    """An ultrasound study with burned-in name, id and date: one grey multi-frame cine and
+    one RGB image (for the pixel stage's demo and tests). Returns the file paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for instance, (count, color) in enumerate(((frames, False), (1, True)), 1):
+        ds = make_burned_in_ultrasound(
+            patient, accession, study_date, instance, frames=count, color=color
+        )
+        path = folder / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
 def make_bench_corpus(root: Path, studies: int, images: int, size: int = 512) -> int:
     """CT studies of ``images`` 512x512 16-bit files each; returns total bytes."""
     total = 0

@@ -30,3 +30,26 @@ def ocr_boxes(display: Display, frames: np.ndarray, engine: str) -> list[Box]:
             if box is not None:
                 boxes.append(box)
     return boxes
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return (
+        outer.x0 <= inner.x0
+        and outer.y0 <= inner.y0
+        and inner.x1 <= outer.x1
+        and inner.y1 <= outer.y1
+    )
+
+
+def unique_boxes(boxes: list[Box]) -> list[Box]:
+    """``boxes`` without those lying inside another (the same line read on several frames),
+    in their first-seen order; the mask is the same."""
+    kept: list[Box] = []
+    for i, box in enumerate(boxes):
+        later = boxes[i + 1 :]
+        if any(_inside(box, other) for other in kept) or any(
+            _inside(box, other) and not _inside(other, box) for other in later
+        ):
+            continue
+        kept.append(box)
+    return kept

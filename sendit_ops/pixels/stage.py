@@ -78,7 +78,7 @@ def _clean(
     boxes: list[Box] = [b for b in (x.clipped(rows, columns) for x in plan.boxes) if b]
     display = Display(decoded, ds)
     if settings.pixel_cleaning == "ocr":
-        boxes += detect.ocr_boxes(display, decoded.frames, engine)
+        boxes = detect.unique_boxes(boxes + detect.ocr_boxes(display, decoded.frames, engine))
     value = mask.fill_value(decoded, ds)
     saved = snapshot(ds)
     rounds = EXTRA_ROUNDS if settings.pixel_cleaning == "ocr" else 0
@@ -111,7 +111,8 @@ def _clean(
             )  # fmt: skip
         rounds -= 1
         restore(ds, saved)
-        boxes += [b for f, h in seen if (b := detect.hit_box(h, f, rows, columns)) is not None]
+        found = [b for f, h in seen if (b := detect.hit_box(h, f, rows, columns)) is not None]
+        boxes = detect.unique_boxes(boxes + found)
     ds.BurnedInAnnotation = "NO"
     preview = display.render(masked[:1])[0]
     outcome = PixelOutcome(
