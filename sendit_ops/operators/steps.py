@@ -1,18 +1,25 @@
 """Task callables of a sendit DAG: glue between Airflow (context, XCom) and batch_steps.
 
 XCom carries only batch keys (opaque) and small summaries, never paths or header values.
+
+One run at a time per input folder and work root: ``discover`` takes the ledger's run lock
+(waiting a bounded time for another run, then stopping with a message naming it), every
+later task of the same run keeps and refreshes it while it works, ``report`` releases it.
+This holds whatever starts the run (the scheduler, ``sendit run``, ``airflow dags test``)
+and wherever its tasks run, since the lock is a row in the ledger's database.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from sendit_ops.batch_steps import Pipeline, deliver_to_outbox
 from sendit_ops.discovery import chunk, find_batches, is_in_progress, select_batches
 from sendit_ops.errors import RunNeedsAttention
-from sendit_ops.ledger import ERROR, FINAL_STATES
+from sendit_ops.ledger import ERROR, FINAL_STATES, RunLock
 from sendit_ops.operators.pseudonym_source import provider_for
 from sendit_ops.operators.runtime import pipeline
 from sendit_ops.report import format_summary, summarize, write_run_report
@@ -32,9 +39,24 @@ def _interval(context: dict[str, Any]) -> tuple[float, float] | None:
     return start.timestamp(), end.timestamp()
 
 
+def _holder_id(pipe: Pipeline) -> str:
+    """Who holds the run lock: the run (a run without an id: this process)."""
+    return pipe.run_id or f"process-{os.getpid()}"
+
+
+def _lock(pipe: Pipeline, folder: InputFolder) -> RunLock:
+    return pipe.ledger.run_lock(folder.path)
+
+
 def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Find finished batches, choose this run's, queue them; return chunks for mapping."""
+    """Take the run lock of the input folder (another run holding it: wait, then stop),
+    find finished batches, choose this run's, queue them; return chunks for mapping."""
     pipe = pipeline(folder, context)
+    with _lock(pipe, folder).held(_holder_id(pipe)):
+        return _discover(pipe, folder, context)
+
+
+def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> list[dict]:
     if pipe.settings.pseudonym_provider == "dasher":
         from sendit_ops.hooks.dasher_hook import DasherHook
 
@@ -81,9 +103,11 @@ def run_step(
     pipe = pipeline(folder, context)
     if step in ("pseudonymize", "process"):
         pipe.provider = provider_for(pipe.settings)
-    getattr(pipe, step)(chunk_["keys"])
-    if step == "process":  # the fused layout: each chunk delivers its own batches
-        deliver_batches(pipe, chunk_["keys"], context)
+    # the run's lock is kept (another run holding it now: this run lost it, it stops)
+    with _lock(pipe, folder).held(_holder_id(pipe), wait=0):
+        getattr(pipe, step)(chunk_["keys"])
+        if step == "process":  # the fused layout: each chunk delivers its own batches
+            deliver_batches(pipe, chunk_["keys"], context)
     states: dict[str, int] = {}
     for key in chunk_["keys"]:
         record = pipe.ledger.get(key)
@@ -103,7 +127,9 @@ def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str
     if chunks is None:
         log.info("nothing to deliver: discover did not finish")
         return {"target": "none"}
-    return deliver_batches(pipeline(folder, context), all_keys(chunks), context)
+    pipe = pipeline(folder, context)
+    with _lock(pipe, folder).held(_holder_id(pipe), wait=0):
+        return deliver_batches(pipe, all_keys(chunks), context)
 
 
 def deliver_batches(pipe: Pipeline, keys: list[str], context: dict[str, Any]) -> dict:
@@ -127,13 +153,24 @@ def deliver_batches(pipe: Pipeline, keys: list[str], context: dict[str, Any]) ->
 
 
 def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
-    """Close the run: every batch in a final state, summary written and logged."""
+    """Close the run: every batch in a final state, summary written and logged, the run
+    lock released (only this run's: a run stopped by another's lock leaves it alone)."""
     if chunks is None:  # discover failed: its XCom is missing
+        try:
+            pipe = pipeline(folder, context)
+            _lock(pipe, folder).release(_holder_id(pipe))
+        except Exception as exc:  # settings or database unusable: discover said why
+            log.warning("run lock not released (%s)", type(exc).__name__)
         raise RunNeedsAttention(
             "the run stopped before choosing batches (no batch was touched); the reason is in "
             "the log of the 'discover' task"
         )
     pipe = pipeline(folder, context)
+    with _lock(pipe, folder).held(_holder_id(pipe), wait=0, release=True):
+        return _report(pipe, chunks, context)
+
+
+def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
     keys = all_keys(chunks)
     records = []
     for key in keys:

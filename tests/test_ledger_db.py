@@ -1,0 +1,423 @@
+"""The ledger's database and run lock, on SQLite (the default) and on PostgreSQL.
+
+PostgreSQL: the machine's server (127.0.0.1:5432, user postgres); a database named for this
+test session is created and dropped afterwards (skipped when no server answers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from sendit_ops import ledger as ledger_mod
+from sendit_ops.devtools.sample_data import PATIENTS, write_study
+from sendit_ops.ledger import (
+    DONE,
+    ERROR,
+    QUEUE,
+    BatchRecord,
+    Ledger,
+    RunLocked,
+    dispose_engines,
+    write_json,
+)
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL database for this session, dropped afterwards."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    except psycopg2.OperationalError:
+        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+    admin.autocommit = True
+    name = f"sendit_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+    dispose_engines()
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request) -> str | None:
+    """None: SQLite in the work root (the default); else the session's PostgreSQL URL."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_url")
+
+
+def _record(key: str, state: str = QUEUE, **outputs) -> BatchRecord:
+    record = BatchRecord(key=key, dag_id="sendit_t", source_path=f"/in/{key}", fingerprint="f1")
+    record.outputs.update(outputs)
+    record.set_state(state)
+    return record
+
+
+# ---- records and transactions ---------------------------------------------------------
+
+
+def test_records_round_trip_and_state_changes_are_transactions(tmp_path, ledger_url):
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    a, b = _record("ka"), _record("kb", DONE)
+    ledger.save_many([a, b])
+    assert ledger.get("ka") == a and ledger.load("kb") == b
+    assert ledger.get("nope") is None
+    assert [r.key for r in ledger.all()] == ["ka", "kb"]
+    assert ledger.delivered(["ka", "kb", "kc"]) == {"kb": "f1"}
+    assert ledger.completion_times(["/in/ka", "/in/zz"]) == {"/in/ka": 0.0}
+
+    # a failure inside a transaction leaves every record as it was
+    with pytest.raises(RuntimeError), ledger.transaction():
+        a.set_state(ERROR, "x")
+        ledger.save(a)
+        b.set_state(QUEUE)
+        ledger.save(b)
+        raise RuntimeError("crash in the middle")
+    assert ledger.load("ka").state == QUEUE and ledger.load("kb").state == DONE
+
+    # another ledger (DAG) in the same database does not see these records
+    assert Ledger(tmp_path / "work", "sendit_other", ledger_url).all() == []
+    if ledger_url is None:
+        db = tmp_path / "work" / "ledger.sqlite"
+        assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_reader_never_sees_half_a_transaction(tmp_path, ledger_url):
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    ledger.save_many([_record("ka"), _record("kb")])
+    inside, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with ledger.transaction():
+            ledger.save(_record("ka", DONE))
+            inside.set()
+            release.wait(10)
+            ledger.save(_record("kb", DONE))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(10)
+    reader = Ledger(tmp_path / "work", "sendit_t", ledger_url)  # another connection
+    assert {r.state for r in reader.all()} == {QUEUE}
+    release.set()
+    thread.join(10)
+    assert {r.state for r in reader.all()} == {DONE}
+
+
+def test_record_json_ledgers_are_imported_once(tmp_path, ledger_url, caplog, monkeypatch):
+    work = tmp_path / "work"
+    old = Ledger(work, "sendit_t", ledger_url)
+    done = _record("kdone", DONE, sha256="s" * 64, object_name="Collection/x.tar.gz")
+    done.outputs.update(item_suid="ITEM", delivered_to="outbox")
+    queued = _record("kq", QUEUE, previous_sha256="p" * 64)  # a changed study, re-queued
+    for record in (done, queued):
+        write_json(old.record_path(record.key), asdict(record))
+    old.record_path("kbad").parent.mkdir(parents=True)
+    old.record_path("kbad").write_text("{ cut short")
+
+    # an import that fails half way leaves nothing behind, and is redone whole
+    real_row = ledger_mod._record_row
+    calls = []
+
+    def failing_row(ledger_id, record):
+        calls.append(record.key)
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        return real_row(ledger_id, record)
+
+    monkeypatch.setattr(ledger_mod, "_record_row", failing_row)
+    with pytest.raises(OSError):
+        Ledger(work, "sendit_t", ledger_url).all()
+    monkeypatch.setattr(ledger_mod, "_record_row", real_row)
+
+    with caplog.at_level("WARNING", logger="sendit"):
+        ledger = Ledger(work, "sendit_t", ledger_url)
+        assert [r.key for r in ledger.all()] == ["kdone", "kq"]
+    assert "batch kbad: its record" in caplog.text
+    assert ledger.load("kdone") == done
+    assert ledger.delivery("kdone").sha256 == "s" * 64
+    assert ledger.delivery("kdone").row_key == "ITEM"
+    assert ledger.delivery("kq").own_versions() == ["p" * 64]
+
+    # later changes are not overwritten by a second import (another process, a new Ledger)
+    changed = ledger.load("kq")
+    changed.set_state(ERROR, "deliver: x")
+    ledger.save(changed)
+    again = Ledger(work, "sendit_t", ledger_url)
+    assert again.load("kq").state == ERROR
+    assert len(again.all()) == 2
+
+
+def test_attempts_are_kept_until_a_delivery_is_confirmed(tmp_path, ledger_url):
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    first = _record("k", sha256="a" * 64, object_name="o", item_suid="I")
+    assert ledger.note_attempts([first])["k"].own_versions() == ["a" * 64]
+    ledger.confirm_delivery(first, "/outbox")
+    second = _record("k", sha256="b" * 64, object_name="o", item_suid="I")
+    ledger.note_attempts([second])  # written, then the process died before the row
+    third = _record("k", sha256="c" * 64, object_name="o", item_suid="I")
+    assert ledger.note_attempts([third])["k"].own_versions() == ["a" * 64, "b" * 64, "c" * 64]
+    ledger.confirm_delivery(third, "/outbox")
+    d = ledger.delivery("k")
+    assert (d.sha256, d.object_name, d.row_key, d.location) == ("c" * 64, "o", "I", "/outbox")
+    assert d.own_versions() == ["c" * 64]
+
+
+# ---- the run lock ----------------------------------------------------------------------
+
+
+def test_lock_is_kept_by_its_run_and_refused_to_another(tmp_path, ledger_url):
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    lock = ledger.run_lock(tmp_path / "in")
+    lock.acquire("run-a", wait=0)
+    lock.acquire("run-a", wait=0)  # another task of the same run
+    other = ledger.run_lock(tmp_path / "in")
+    started = time.monotonic()
+    with pytest.raises(RunLocked) as refused:
+        other.acquire("run-b", wait=1.0)
+    assert time.monotonic() - started >= 1.0  # waited the bounded time
+    message = str(refused.value)
+    assert message.startswith("another run (run-a) of this input folder is in progress since ")
+    assert "this run stops" in message
+    # another input folder, or another work root, is not locked by it
+    ledger.run_lock(tmp_path / "in2").acquire("run-b", wait=0)
+    Ledger(tmp_path / "work2", "sendit_t", ledger_url).run_lock(tmp_path / "in").acquire(
+        "run-b", wait=0
+    )
+    assert not other.release("run-b")  # never releases another run's lock
+    assert lock.release("run-a")
+    other.acquire("run-b", wait=0)
+    assert other.holder().run_id == "run-b"
+
+
+def test_a_waiting_run_starts_when_the_holder_releases(tmp_path, ledger_url):
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    ledger.run_lock(tmp_path / "in").acquire("run-a", wait=0)
+    timer = threading.Timer(1.5, lambda: ledger.run_lock(tmp_path / "in").release("run-a"))
+    timer.start()
+    ledger.run_lock(tmp_path / "in").acquire("run-b", wait=30)
+    timer.join()
+    assert ledger.run_lock(tmp_path / "in").holder().run_id == "run-b"
+
+
+def test_a_silent_holder_is_taken_over_once(tmp_path, ledger_url, monkeypatch):
+    """A holder on another machine that stopped its heartbeat: taken over by exactly one of
+    two runs trying at the same moment (compare-and-swap in a locking transaction)."""
+    from sqlalchemy import update
+
+    from sendit_ops.ledger import run_locks
+
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    lock = ledger.run_lock(tmp_path / "in")
+    lock.acquire("run-dead", wait=0)
+    with ledger.engine.begin() as conn:  # working on another host, alive 10 s ago
+        conn.execute(
+            update(run_locks)
+            .where(run_locks.c.scope == lock.scope)
+            .values(host="elsewhere", heartbeat_at=time.time() - 10)
+        )
+    with pytest.raises(RunLocked):
+        ledger.run_lock(tmp_path / "in").acquire("run-b", wait=0)
+
+    monkeypatch.setattr(ledger_mod, "ACTIVE_STALE_SECONDS", 5.0)
+    winners, barrier = [], threading.Barrier(2)
+
+    def contend(run_id: str) -> None:
+        barrier.wait()
+        if ledger.run_lock(tmp_path / "in").try_acquire(run_id) is None:
+            winners.append(run_id)
+
+    threads = [threading.Thread(target=contend, args=(r,)) for r in ("run-b", "run-c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(winners) == 1
+    assert lock.holder().run_id == winners[0]
+
+
+def test_heartbeat_keeps_a_long_task_alive_and_idle_between_tasks(
+    tmp_path, ledger_url, monkeypatch
+):
+    monkeypatch.setattr(ledger_mod, "HEARTBEAT_SECONDS", 0.2)
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    lock = ledger.run_lock(tmp_path / "in")
+    with lock.held("run-a"):
+        first = lock.holder()
+        assert first.active and first.pid == os.getpid()
+        time.sleep(1.0)
+        assert lock.holder().heartbeat_at > first.heartbeat_at
+    idle = lock.holder()
+    assert idle.run_id == "run-a" and not idle.active  # between tasks: kept, not working
+    with lock.held("run-a", release=True):
+        pass
+    assert lock.holder() is None
+
+
+# ---- whole runs in separate processes --------------------------------------------------
+
+RUNNER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from types import SimpleNamespace
+    from sendit_ops.operators import steps
+    from sendit_ops.operators.runtime import pipeline
+    from sendit_ops.settings import InputFolder
+
+    input_dir, run_id, hold, signal_file = sys.argv[1:5]
+    folder = InputFolder(input_dir, "lockt")
+    ctx = {"dag_run": SimpleNamespace(run_id=run_id, run_type="manual"), "params": {}}
+    try:
+        chunks = steps.discover(folder, ctx)
+    except Exception as exc:
+        print("STOPPED", type(exc).__name__, exc, flush=True)
+        try:
+            steps.report(folder, None, ctx)
+        except Exception:
+            pass
+        sys.exit(3)
+    pipe = pipeline(folder, ctx)
+    with pipe.ledger.run_lock(input_dir).held(run_id, wait=0):  # a task at work
+        open(signal_file, "w").write(run_id)
+        until = time.monotonic() + 600
+        while os.path.exists(hold) and time.monotonic() < until:  # the test says when
+            time.sleep(0.2)
+    for chunk in chunks:
+        steps.run_step(folder, "process", chunk, ctx)
+    summary = steps.report(folder, chunks, ctx)
+    print("SUMMARY", json.dumps(summary["states"]), summary["batches"], flush=True)
+    """
+)
+
+
+def _start_run(tmp_path, ledger_url, run_id: str, wait: float, hold: bool = False):
+    """A whole run (discover, process, report) in a process; with ``hold`` its task works
+    until the test removes the file ``<run_id>.hold``."""
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    settings = {
+        "work_root": str(tmp_path / "work"),
+        "outbox": str(tmp_path / "outbox"),
+        "fail_run_on_batch_error": False,
+        "chunk_size": 10,
+    }
+    if ledger_url:
+        settings["ledger_url"] = ledger_url
+    env = {
+        **os.environ,
+        "AIRFLOW_VAR_SENDIT_SETTINGS": json.dumps(settings),
+        "SENDIT_RUN_LOCK_WAIT_SECONDS": str(wait),
+        "PYTHONPATH": str(ROOT),
+    }
+    holding = tmp_path / f"{run_id}.hold"
+    if hold:
+        holding.touch()
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path / "in"),
+            run_id,
+            str(holding),
+            str(tmp_path / f"{run_id}.locked"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "the run did not take the lock"
+        time.sleep(0.2)
+
+
+def _inbox(tmp_path: Path) -> None:
+    for i, acc in enumerate(("ACC1", "ACC2", "ACC3")):
+        write_study(tmp_path / "in" / acc, PATIENTS[i], acc, f"2024011{i + 5}", "CT", 1, 2)
+
+
+def _objects(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "outbox").rglob("*.tar.gz"))
+
+
+def test_two_runs_at_once_one_waits_the_other_refuses(tmp_path, ledger_url):
+    """Runs of the same input folder in separate processes: a second run waits for the
+    first, then finds nothing left to do; a third that may not wait long stops with the
+    message and changes nothing. No batch fails."""
+    _inbox(tmp_path)
+    first = _start_run(tmp_path, ledger_url, "run-a", wait=0, hold=True)
+    _wait_for(tmp_path / "run-a.locked", first)
+    waiting = _start_run(tmp_path, ledger_url, "run-b", wait=300)
+    refused = _start_run(tmp_path, ledger_url, "run-c", wait=1)
+    out_c, _ = refused.communicate(timeout=300)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(waiting.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while not any("this run waits" in line for line in lines):
+        assert waiting.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
+        time.sleep(0.2)
+    (tmp_path / "run-a.hold").unlink()  # run-a's task ends, its run goes on
+    out_a, _ = first.communicate(timeout=300)
+    waiting.wait(timeout=300)
+    reader.join(30)
+    out_b = "".join(lines)
+    assert refused.returncode == 3, out_c[-3000:]
+    assert "another run (run-a) of this input folder is in progress since" in out_c
+    assert "this run stops" in out_c
+    assert first.returncode == 0 and 'SUMMARY {"DONE": 3} 3' in out_a, out_a[-3000:]
+    assert waiting.returncode == 0 and "SUMMARY {} 0" in out_b, out_b[-3000:]
+    assert "this run waits" in out_b
+    ledger = Ledger(tmp_path / "work", "sendit_lockt", ledger_url)
+    assert {r.state for r in ledger.all()} == {DONE}
+    assert {r.run_id for r in ledger.all()} == {"run-a"}
+    assert len(_objects(tmp_path)) == 3
+    assert ledger.run_lock(tmp_path / "in").holder() is None  # released by run-b's report
+
+
+def test_a_run_killed_while_holding_the_lock_is_taken_over(tmp_path, ledger_url):
+    _inbox(tmp_path)
+    victim = _start_run(tmp_path, ledger_url, "run-killed", wait=0, hold=True)
+    _wait_for(tmp_path / "run-killed.locked", victim)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=60)
+    ledger = Ledger(tmp_path / "work", "sendit_lockt", ledger_url)
+    assert ledger.run_lock(tmp_path / "in").holder().run_id == "run-killed"
+    assert {r.state for r in ledger.all()} == {QUEUE}
+
+    rerun = _start_run(tmp_path, ledger_url, "run-next", wait=5)
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out[-3000:]
+    assert "took over the lock of this input folder from run run-killed" in out
+    assert 'SUMMARY {"DONE": 3} 3' in out
+    assert len(_objects(tmp_path)) == 3
+    for phi in ("ACC1", "ACC2", "ACC3", str(tmp_path / "in")):
+        assert phi not in out
