@@ -44,6 +44,11 @@ def looks_like_dicom(fp: BinaryIO) -> bool:
     positioned at its start."""
     head = fp.read(132)
     fp.seek(0)
+    return head_looks_like_dicom(head)
+
+
+def head_looks_like_dicom(head: bytes) -> bool:
+    """``looks_like_dicom`` on the first 132 bytes of a file."""
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     if len(head) < 8:

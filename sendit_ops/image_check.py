@@ -33,7 +33,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from sendit_ops.dicom_io import NotDicomError, looks_like_dicom
+from sendit_ops.dicom_io import NotDicomError, head_looks_like_dicom
 
 UNDEFINED = 0xFFFFFFFF
 ITEM, SEQ_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
@@ -99,7 +99,9 @@ def read_checked_header(path: str | Path) -> Dataset:
         raise RejectedImageError(f"unreadable file ({type(exc).__name__})") from None
     with fp:
         size = os.fstat(fp.fileno()).st_size
-        if not looks_like_dicom(fp):
+        head = fp.read(132)
+        fp.seek(0)
+        if not head_looks_like_dicom(head):
             raise NotDicomError("not a DICOM file (no DICM marker, no DICOM header)")
         try:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
@@ -115,11 +117,7 @@ def read_checked_header(path: str | Path) -> Dataset:
                     f"truncated: the file ends inside {where}: no pixel data"
                 ) from None
             raise RejectedImageError(f"corrupt DICOM header ({type(exc).__name__})") from None
-        fp_pos = fp.tell()
-        fp.seek(128)
-        part10 = fp.read(4) == b"DICM"
-        fp.seek(fp_pos)
-        check_file(ds, fp, size, part10)
+        check_file(ds, fp, size, head[128:132] == b"DICM")
     return ds
 
 
@@ -131,8 +129,8 @@ def check_file(ds: Dataset, fp: BinaryIO, size: int, part10: bool = True) -> Non
     if meta is not None:
         _check_lengths(meta)
     _check_lengths(ds)
-    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    if meta is None or "TransferSyntaxUID" not in meta:
+    syntax = _raw_text(meta, 0x00020010) if meta is not None else ""
+    if not syntax:
         if "SOPInstanceUID" not in ds:
             if part10:
                 raise RejectedImageError(
@@ -146,7 +144,6 @@ def check_file(ds: Dataset, fp: BinaryIO, size: int, part10: bool = True) -> Non
         raise RejectedImageError("corrupt header: no SOPInstanceUID")
     try:
         ds.SOPInstanceUID  # noqa: B018 - decode it: a damaged value raises here
-        sop_class = str(ds.get("SOPClassUID", "") or "")
     except Exception as exc:
         raise RejectedImageError(f"corrupt DICOM header ({type(exc).__name__})") from None
     if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
@@ -155,8 +152,8 @@ def check_file(ds: Dataset, fp: BinaryIO, size: int, part10: bool = True) -> Non
     span = _pixel_span(ds, fp, pos, size) if pos < size else None
     if span is None:
         _check_tail_without_pixels(ds, size)
-        if is_image_sop_class(sop_class):
-            missing = [k for k in REQUIRED if k not in ds]
+        if is_image_sop_class(_raw_text(ds, 0x00080016)):
+            missing = [k for k in REQUIRED if _raw_value(ds, k) is None]
             detail = f"; also missing {', '.join(missing)}" if missing else ""
             raise RejectedImageError(f"no pixel data in an image{detail}")
         return
@@ -184,6 +181,15 @@ def check_file(ds: Dataset, fp: BinaryIO, size: int, part10: bool = True) -> Non
         # viewers ignore the excess, so it is accepted
         end = span.value_start + span.length
     _walk_trailing(ds, fp, end, size)
+
+
+def _raw_text(ds: Dataset, tag: int) -> str:
+    """A UID element's text without pydicom's conversion ('' when absent or unreadable)."""
+    elem = ds._dict.get(tag)
+    value = elem.value if elem is not None else None
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip(" \0")
+    return str(value or "").strip()
 
 
 def _check_lengths(ds: Dataset) -> None:
@@ -246,14 +252,42 @@ def _pixel_span(ds: Dataset, fp: BinaryIO, pos: int, size: int) -> PixelSpan | N
     return PixelSpan(tag, start, length)
 
 
+# the image attributes, by tag: looked up in the dataset's dict, no keyword translation
+TAGS = {
+    "Rows": 0x00280010,
+    "Columns": 0x00280011,
+    "BitsAllocated": 0x00280100,
+    "SamplesPerPixel": 0x00280002,
+    "PhotometricInterpretation": 0x00280004,
+    "NumberOfFrames": 0x00280008,
+}
+
+
+def _raw_value(ds: Dataset, keyword: str) -> bytes | object | None:
+    """An element's value without pydicom's conversion (a conversion per attribute and file
+    costs more than the whole check): the raw bytes of a RawDataElement, else the value."""
+    elem = ds._dict.get(TAGS[keyword])
+    if elem is None:
+        return None
+    return elem.value
+
+
 def _int_attr(ds: Dataset, keyword: str, default: int | None = None) -> int:
-    if keyword not in ds:
+    """A US (Rows, Columns, ...) or IS (NumberOfFrames) attribute as an int."""
+    value = _raw_value(ds, keyword)
+    if value is None or value in (b"", ""):
         if default is not None:
             return default
         raise RejectedImageError(f"missing required image attribute {keyword}")
     try:
-        value = ds[keyword].value
-        number = int(value if value not in (None, "") else (default or 0))
+        if isinstance(value, bytes) and keyword != "NumberOfFrames":
+            _, little = ds.original_encoding
+            number = int.from_bytes(value[:2], "little" if little in (True, None) else "big")
+            if len(value) != 2:
+                raise ValueError(keyword)
+        else:
+            text = value.decode("ascii") if isinstance(value, bytes) else value
+            number = int(str(text).strip("\0 ") or (default or 0))
     except Exception:
         raise RejectedImageError(f"invalid image attribute {keyword}") from None
     if number < 1 and default is None:
@@ -267,19 +301,20 @@ def _frames(ds: Dataset) -> int:
 
 def expected_length(ds: Dataset, pixel_keyword: str = "PixelData") -> int:
     """Bytes of native pixel data the image attributes call for (no pad byte)."""
-    missing = [k for k in REQUIRED if k not in ds]
+    missing = [k for k in REQUIRED if _raw_value(ds, k) is None]
     if missing:
         raise RejectedImageError(f"missing required image attribute(s): {', '.join(missing)}")
     rows, cols = _int_attr(ds, "Rows"), _int_attr(ds, "Columns")
     bits, samples = _int_attr(ds, "BitsAllocated"), _int_attr(ds, "SamplesPerPixel")
     if bits != 1 and bits % 8:
         raise UnsupportedImageError(f"unsupported BitsAllocated {bits}")
+    raw = _raw_value(ds, "PhotometricInterpretation")
     try:
-        photometric = str(ds.PhotometricInterpretation).strip().upper()
+        photometric = (raw.decode("ascii") if isinstance(raw, bytes) else str(raw)).strip(" \0")
     except Exception:
         raise RejectedImageError("invalid image attribute PhotometricInterpretation") from None
     pixels = rows * cols * _frames(ds)
-    if photometric == "YBR_FULL_422" and pixel_keyword == "PixelData":
+    if photometric.upper() == "YBR_FULL_422" and pixel_keyword == "PixelData":
         return pixels * 2 * bits // 8  # 4:2:2 chroma subsampling: two values per pixel
     if bits == 1:
         return -(-pixels * samples // 8)
