@@ -344,7 +344,7 @@ _DATE_FORMS = (
     # 2002-May-24
     rf"{_D}(?P<e_y>\d{{4}}){_S}{_mon('e_m')}{_S}(?P<e_d>\d{{1,2}}){_ND}",
     # 2002年5月24日, 2002년 5월 24일
-    r"(?P<f_y>\d{4})\s*[年년]\s*(?P<f_m>\d{1,2})\s*[月월]\s*(?P<f_d>\d{1,2})",
+    r"(?P<f_y>\d{4})\s*[年년]\s*(?P<f_m>\d{1,2})\s*[月월]\s*(?P<f_d>\d{1,2})\s*[日일]?",
 )
 _DATE_RE = re.compile("|".join(_DATE_FORMS))
 
@@ -428,6 +428,22 @@ def _part_strength(folded: str) -> str | None:
     return "weak" if n >= 1 else None
 
 
+# how umlauts and some Nordic letters are typed without them (MÜLLER as MUELLER); folding
+# gives the other spelling (MULLER)
+_TRANSLITERATIONS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ø": "oe", "å": "aa"})
+
+
+def _with_transliterations(names: Iterable[str]) -> list[str]:
+    out = []
+    for name in names:
+        out.append(name)
+        lowered = unicodedata.normalize("NFC", name).casefold()
+        spelled = lowered.translate(_TRANSLITERATIONS)
+        if spelled != lowered:
+            out.append(spelled)
+    return out
+
+
 def name_forms(names: Iterable[str]) -> NameForms:
     """Patterns for every part of every component group of each PN value: the parts, each
     component whole, the family and given names together in both orders, the whole group."""
@@ -443,7 +459,7 @@ def name_forms(names: Iterable[str]) -> NameForms:
             if kind == "strong" and not _CJK_RE.search(folded):
                 weak.add(_latin([folded[0]]))  # its initial: "J. Doe"
 
-    for name in names:
+    for name in _with_transliterations(names):
         for group in name.split("="):
             components = [c.strip() for c in group.split("^")]
             for i, component in enumerate(components):
