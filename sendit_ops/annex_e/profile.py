@@ -129,7 +129,7 @@ _DUMMY: dict[str, Any] = {
     "ST": _DUMMY_TEXT,
     "UC": _DUMMY_TEXT,
     "UT": _DUMMY_TEXT,
-    "UR": "",
+    "UR": "urn:anonymized",
     **{vr: 0 for vr in ("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT")},
     **{vr: b"\0\0" for vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN")},
 }
