@@ -74,9 +74,18 @@ class LeakScanner:
 
     # ---- text --------------------------------------------------------------------------------
 
-    def hits(self, text: str) -> bool:
-        """True when ``text`` contains an original identifying value."""
-        return self.matcher.hits(text)
+    def hits(self, text: str, *, dates: DateForms = "any") -> bool:
+        """True when ``text`` contains an original identifying value. ``dates="none"`` for
+        text that carries a shifted date on purpose (an archive name: check its date with
+        ``date_kept("StudyDate", ...)``), where another element's original date is no leak."""
+        return self.matcher.hits(text, dates=dates)
+
+    def date_kept(self, keyword: str, value: str) -> bool:
+        """True when ``value``, the value of top-level date element ``keyword`` (or a tag path
+        ``00080020``) after de-identification, is still one of that element's originals."""
+        tag = tag_for_keyword(keyword)
+        path = f"{tag:08X}" if tag is not None else keyword
+        return bool(value) and self._date_kept(path, int(path[-8:], 16), value, None)
 
     def hits_bytes(self, data: bytes) -> bool:
         """True when raw bytes hold an original value in UTF-8, Latin-1 or the study's

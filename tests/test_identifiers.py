@@ -4,6 +4,7 @@ for good (shifted dates, defined terms, JSON keys) are gone, and every canary is
 from __future__ import annotations
 
 import copy
+import io
 import json
 from datetime import date, timedelta
 
@@ -16,7 +17,7 @@ from pydicom.dataset import Dataset
 from sendit_ops.anonymize import anonymize_dataset, load_recipe, recipe_variables, uid_remapper
 from sendit_ops.devtools.sample_data import PATIENTS, make_image
 from sendit_ops.identifiers import IdentifierMatcher, Needles, collect_needles, original_dates
-from sendit_ops.package import metadata_row, shared_header
+from sendit_ops.package import header_bytes, metadata_row, shared_header
 from sendit_ops.pseudonyms import Pseudonym
 from sendit_ops.verify import LeakScanner
 
@@ -304,3 +305,26 @@ def test_hits_name_places_never_values():
     blob = " ".join(places).upper()
     for value in ("DOE", "JANE", "MRN-100234", "20240115", "19710304", "SPRINGFIELD"):
         assert value not in blob
+
+
+def test_archive_name_and_raw_header_dates_do_not_raise_the_false_alarm():
+    """The archive check reads the raw header bytes and the archive name, both holding shifted
+    dates: only the StudyDate's own original counts there."""
+    ds = _two_dates()
+    scanner = _scanner(ds)
+    out = _shifted(ds, -36)
+    out.file_meta = pydicom.dataset.FileMetaDataset()
+    out.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID = "2.25.1"
+    buf = io.BytesIO()
+    out.save_as(buf, enforce_file_format=True)
+    raw = header_bytes(buf.getvalue())
+    assert b"19970806" in raw  # the shifted InstanceCreationDate == original StudyDate
+    assert not scanner.hits_bytes(raw)
+    name = f"codedpatient01_{out.StudyDate}_codedstudy0001.tar.gz"
+    assert not scanner.hits(name, dates="none") and not scanner.date_kept(
+        "StudyDate", out.StudyDate
+    )
+    assert scanner.date_kept("StudyDate", ds.StudyDate)  # an unshifted study date is caught
+    assert scanner.hits_bytes(raw + b"LO\x08\x00DOE JANE")
