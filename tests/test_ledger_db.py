@@ -421,3 +421,29 @@ def test_a_run_killed_while_holding_the_lock_is_taken_over(tmp_path, ledger_url)
     assert len(_objects(tmp_path)) == 3
     for phi in ("ACC1", "ACC2", "ACC3", str(tmp_path / "in")):
         assert phi not in out
+
+
+def test_sendit_run_stops_with_the_message_while_another_run_holds_the_lock(tmp_path, ledger_url):
+    """The CLI (dag.test in-process) goes through the same lock: refused with the message
+    and nothing touched while another run holds it; processed once it is released."""
+    _inbox(tmp_path)
+    work = tmp_path / "work"
+    ledger = Ledger(work, "sendit_in", ledger_url)
+    ledger.run_lock(tmp_path / "in").acquire("run-elsewhere", wait=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(SENDIT_HOME=str(tmp_path / "home"), SENDIT_RUN_LOCK_WAIT_SECONDS="2")
+    args = [str(ROOT / ".venv" / "bin" / "sendit"), "run", "--input", str(tmp_path / "in")]
+    args += ["--outbox", str(tmp_path / "outbox"), "--work-root", str(work)]
+    if ledger_url:
+        args += ["--set", f"ledger_url={ledger_url}"]
+    refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    said = refused.stdout + refused.stderr
+    assert "another run (run-elsewhere) of this input folder is in progress since" in said
+    assert ledger.all() == [] and _objects(tmp_path) == []
+    assert ledger.run_lock(tmp_path / "in").holder().run_id == "run-elsewhere"
+
+    ledger.run_lock(tmp_path / "in").release("run-elsewhere")
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert "3 batch(es): DONE 3" in done.stdout, (done.stdout + done.stderr)[-3000:]
+    assert len(_objects(tmp_path)) == 3
+    assert ledger.run_lock(tmp_path / "in").holder() is None

@@ -19,7 +19,7 @@ from typing import Any
 from sendit_ops.batch_steps import Pipeline, deliver_to_outbox
 from sendit_ops.discovery import chunk, find_batches, is_in_progress, select_batches
 from sendit_ops.errors import RunNeedsAttention
-from sendit_ops.ledger import ERROR, FINAL_STATES, RunLock
+from sendit_ops.ledger import ERROR, FINAL_STATES, RunLock, RunLocked
 from sendit_ops.operators.pseudonym_source import provider_for
 from sendit_ops.operators.runtime import pipeline
 from sendit_ops.report import format_summary, summarize, write_run_report
@@ -156,18 +156,38 @@ def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str,
     """Close the run: every batch in a final state, summary written and logged, the run
     lock released (only this run's: a run stopped by another's lock leaves it alone)."""
     if chunks is None:  # discover failed: its XCom is missing
-        try:
-            pipe = pipeline(folder, context)
-            _lock(pipe, folder).release(_holder_id(pipe))
-        except Exception as exc:  # settings or database unusable: discover said why
-            log.warning("run lock not released (%s)", type(exc).__name__)
-        raise RunNeedsAttention(
-            "the run stopped before choosing batches (no batch was touched); the reason is in "
-            "the log of the 'discover' task"
-        )
+        _stopped_before_discovery(folder, context)
     pipe = pipeline(folder, context)
     with _lock(pipe, folder).held(_holder_id(pipe), wait=0, release=True):
         return _report(pipe, chunks, context)
+
+
+def _stopped_before_discovery(folder: InputFolder, context: dict[str, Any]) -> None:
+    """A run whose discover failed: release its lock; when another run holds the lock
+    (the reason it stopped), write a summary that says so, for the CLI and the UI."""
+    message = (
+        "the run stopped before choosing batches (no batch was touched); the reason is in "
+        "the log of the 'discover' task"
+    )
+    try:
+        pipe = pipeline(folder, context)
+        lock = _lock(pipe, folder)
+        lock.release(_holder_id(pipe))
+        other = lock.holder()
+    except Exception as exc:  # settings or database unusable: discover said why
+        log.warning("run lock not released (%s)", type(exc).__name__)
+        raise RunNeedsAttention(message) from None
+    if other is None:
+        raise RunNeedsAttention(message)
+    message = (
+        f"another run ({other.run_id}) of this input folder is in progress since "
+        f"{other.since()}; this run stopped before choosing batches (nothing was changed)"
+    )
+    summary = summarize([], pipe.run_id, [message])
+    summary["stopped"] = message
+    where = write_run_report(pipe.ledger, summary)
+    log.info("%s\n  report: %s", format_summary(summary), where)
+    raise RunLocked(message)
 
 
 def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
