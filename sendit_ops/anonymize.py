@@ -27,7 +27,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from sendit_ops import __version__, deid_tuning
 from sendit_ops.annex_e import Context, Profile, compile_profile, record
-from sendit_ops.annex_e.profile import REMOVE, Cleaner
+from sendit_ops.annex_e.profile import Cleaner
 from sendit_ops.dicom_io import as_file_dataset, remove_private_tags
 from sendit_ops.errors import LeakError
 from sendit_ops.recipe_engine import CompiledRecipe, apply_recipe
@@ -80,8 +80,8 @@ def anonymize_dataset(
     """
     ds = as_file_dataset(ds)
     profile = load_profile() if profile is None else profile
-    if recipe_only or profile.private_action == REMOVE:
-        remove_private_tags(ds)  # before anything is decoded
+    if recipe_only:
+        remove_private_tags(ds)  # otherwise the profile's walk removes them, undecoded
     ds.preamble = b"\0" * 128
     jitter = int(variables.get("jitter") or 0)
     done = None

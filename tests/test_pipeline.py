@@ -155,12 +155,14 @@ def test_planted_identifier_stops_the_batch_and_nothing_is_delivered(tmp_path, m
     inbox = tmp_path / "in"
     files = write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
     ds = pydicom.dcmread(files[1])
-    ds.SeriesDescription = f"AXIAL {PATIENTS[0].mrn}"  # an MRN typed into kept free text
+    # an MRN typed into free text that Annex E keeps (Manufacturer is not in Table E.1-1;
+    # SeriesDescription, used before, is now removed or cleaned by the profile)
+    ds.Manufacturer = f"ACME {PATIENTS[0].mrn}"
     ds.save_as(files[1])
     pipe = make_pipeline()
     record = run_in_process(pipe, inbox)["ACC1"]
     assert record.state == "ERROR"
-    assert "SeriesDescription" in record.reasons[0]
+    assert "Manufacturer" in record.reasons[0]
     assert PATIENTS[0].mrn not in " ".join(record.reasons)
     assert not (Path(pipe.settings.outbox) / "Collection").exists()
 
