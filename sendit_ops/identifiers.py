@@ -352,6 +352,10 @@ _DATE_RE = re.compile("|".join(_DATE_FORMS))
 DateForms = Literal["any", "compact", "none"]
 
 
+# a run of dotted numbers (a UID, or something holding one), not inside a word
+_UID_RUN = re.compile(r"(?<![0-9a-z_])\d+(?:\.\d+)+(?![0-9a-z_])")
+
+
 def _ymd(year: str, month: int | str, day: str) -> list[str]:
     m, d = int(month), int(day)
     if not (1 <= m <= 12 and 1 <= d <= 31):
@@ -499,8 +503,12 @@ class IdentifierMatcher:
         values = {p for w in needles.words if (p := _value_pattern(fold(w)))}
         if institutions:
             values |= {p for w in needles.institutions if (p := _value_pattern(fold(w)))}
-        uids = {_bounded(u[0], re.escape(u.lower()[1:]), "[0-9a-z_]") for u in needles.uids if u}
-        plain = values | uids
+        # UIDs (one per image: thousands in a big study) are looked up in a set, not
+        # compiled into the pattern: an alternation of 1,000 UIDs made a header scan 10x slower
+        self.uids: frozenset[str] = frozenset(u.strip().lower() for u in needles.uids if u.strip())
+        self._uid_lengths = sorted({u.count(".") + 1 for u in self.uids})
+        self._uid_heads = frozenset(u.split(".", 1)[0] for u in self.uids)
+        plain = values
         self.dates: frozenset[str] = frozenset(needles.dates if dates else needles.birth_dates)
         self._compact_dates = (
             re.compile(rf"(?<!\d)(?:{'|'.join(sorted(self.dates))})") if self.dates else None
@@ -527,7 +535,31 @@ class IdentifierMatcher:
     @property
     def empty(self) -> bool:
         """Nothing to look for."""
-        return self._any is None and not self.dates
+        return self._any is None and not self.dates and not self.uids
+
+    def _uid_spans(self, folded: str, first: bool = False) -> list[tuple[int, int]]:
+        """Spans of original UIDs in dotted-number runs: the whole run, or any whole-component
+        part of it (``<uid>.1``, ``9.<uid>``), as the check always counted them."""
+        spans: list[tuple[int, int]] = []
+        if not self.uids:
+            return spans
+        shortest = self._uid_lengths[0]
+        for match in _UID_RUN.finditer(folded):
+            parts = match.group().split(".")
+            if len(parts) < shortest:
+                continue  # a decimal number (DS), a version
+            starts = [match.start()]
+            for part in parts[:-1]:
+                starts.append(starts[-1] + len(part) + 1)
+            for i in range(len(parts)):
+                if parts[i] not in self._uid_heads:
+                    continue
+                for n in self._uid_lengths:
+                    if i + n <= len(parts) and ".".join(parts[i : i + n]) in self.uids:
+                        spans.append((starts[i], starts[i] + len(".".join(parts[i : i + n]))))
+                        if first:
+                            return spans
+        return spans
 
     def _date_hit(self, folded: str) -> bool:
         return any(
@@ -543,6 +575,8 @@ class IdentifierMatcher:
         pattern = self._coded if coded else self._any
         if pattern is not None and pattern.search(folded):
             return True
+        if self.uids and "." in folded and self._uid_spans(folded, first=True):
+            return True
         if not self.dates or dates == "none":
             return False
         if dates == "compact":
@@ -555,17 +589,27 @@ class IdentifierMatcher:
 
     def hits_bytes(self, data: bytes) -> bool:
         """True when raw bytes (a file header) hold a needle encoded in UTF-8, Latin-1 or one
-        of the study's character sets (ISO 2022 escape sequences understood)."""
+        of the study's character sets (ISO 2022 escape sequences understood). Dates are not
+        searched here: raw bytes cannot tell a shifted date from another element's original
+        (``LeakScanner.scan_dataset`` checks every date element against its own)."""
         if not data:
             return False
-        texts = [data.decode("latin-1")]
-        if not data.isascii():
-            for codec in ("utf-8", *self.codecs):
-                try:
-                    texts.append(data.decode(codec, errors="replace"))
-                except LookupError:
-                    continue
-        return any(self.hits(t, dates="none") for t in texts)
+        # ASCII letters with every other byte a separator: a name right after a length byte
+        # that reads as a Latin-1 letter (a 200-byte comment: 0xC8 "È") is still bounded
+        if self.search_folded(data.translate(_ASCII_BYTES).decode("ascii"), dates="none"):
+            return True
+        if data.isascii():
+            return False
+        if self.search_folded(_fold_latin1(data), dates="none"):
+            return True
+        for codec in ("utf-8", *self.codecs):
+            try:
+                text = data.decode(codec, errors="replace")
+            except LookupError:
+                continue
+            if _BEYOND_LATIN1.search(text) and self.hits(text, dates="none"):
+                return True
+        return False
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """(start, end) in ``text`` of every needle, names as whole runs, merged."""
@@ -573,6 +617,7 @@ class IdentifierMatcher:
         found: list[tuple[int, int]] = []
         if self._redact is not None:
             found += [m.span() for m in self._redact.finditer(folded) if m.end() > m.start()]
+        found += self._uid_spans(folded)
         if self.dates:
             found += [
                 m.span()
@@ -601,6 +646,38 @@ class IdentifierMatcher:
             last = end
         out.append(text[last:])
         return "".join(out)
+
+
+def _byte_tables() -> tuple[bytes, bytes, dict[bytes, bytes]]:
+    """``bytes.translate`` tables for raw headers: ASCII letters lowered and every other byte
+    a space; Latin-1 folded as ``fold`` does (ß, æ, þ... that fold to two letters replaced
+    first)."""
+    ascii_table = bytearray(b" " * 256)
+    latin_table = bytearray(range(256))
+    wide: dict[bytes, bytes] = {}
+    for b in range(128):
+        ascii_table[b] = latin_table[b] = ord(chr(b).lower())
+    for b in range(128, 256):
+        folded = fold_char(chr(b))
+        if len(folded) == 1 and ord(folded) < 256:
+            latin_table[b] = ord(folded)
+        else:
+            wide[bytes([b])] = folded.encode("latin-1", errors="replace") or b" "
+    return bytes(ascii_table), bytes(latin_table), wide
+
+
+_ASCII_BYTES, _LATIN1_BYTES, _LATIN1_WIDE = _byte_tables()
+# text that a Latin-1 reading of the same bytes does not already show
+_BEYOND_LATIN1 = re.compile("[\u0100-\ufffc\ufffe-\U0010ffff]|[\u0080-\u00ff]")
+
+
+def _fold_latin1(data: bytes) -> str:
+    """``fold(data.decode("latin-1"))`` at the speed of ``bytes.translate`` (µ and the
+    fractions, which fold beyond Latin-1, read as ``?``: no needle holds them)."""
+    for byte, folded in _LATIN1_WIDE.items():
+        if byte in data:
+            data = data.replace(byte, folded)
+    return data.translate(_LATIN1_BYTES).decode("latin-1")
 
 
 def _codec(name: str) -> str:

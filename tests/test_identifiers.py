@@ -328,3 +328,26 @@ def test_archive_name_and_raw_header_dates_do_not_raise_the_false_alarm():
     )
     assert scanner.date_kept("StudyDate", ds.StudyDate)  # an unshifted study date is caught
     assert scanner.hits_bytes(raw + b"LO\x08\x00DOE JANE")
+
+
+def test_a_name_after_a_length_byte_that_reads_as_a_letter_is_still_bounded():
+    """A 200-byte comment's length byte is 0xC8, "È" in Latin-1 (folded to "e"): the
+    name right after it must still count as a word of its own."""
+    ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    scanner = _scanner(ds)
+    assert scanner.hits_bytes(b"LT\xc8\x00" + b"DOE moved".ljust(200, b" "))
+    assert scanner.hits_bytes(b"LO\xe9\x00" + b"Jane Doe")
+
+
+def test_thousands_of_uids_are_looked_up_not_alternated():
+    uids = {f"1.2.826.0.1.3680043.8.498.{i}" for i in range(3000)}
+    m = IdentifierMatcher(Needles(uids=uids))
+    for text in (
+        "1.2.826.0.1.3680043.8.498.17",
+        "ref 1.2.826.0.1.3680043.8.498.2999.1",
+        "9.1.2.826.0.1.3680043.8.498.5",
+    ):
+        assert m.hits(text), text
+    for text in ("1.2.826.0.1.3680043.8.498.3000", "2.25.1234567", "1.2.826.0.1.3680043.8.498"):
+        assert not m.hits(text), text
+    assert m.redact("uid 1.2.826.0.1.3680043.8.498.17 kept") == "uid [removed] kept"
