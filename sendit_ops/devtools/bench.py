@@ -395,6 +395,28 @@ def airflow_overhead(
     return timings
 
 
+def pixel_ms_per_frame(images: int = 5) -> float:
+    """The pixel stage (OCR detect, mask, re-encode, OCR verify) on a 512x512 ultrasound
+    frame with a name, an id and a date burned in, one core (the engine runs one thread):
+    median milliseconds per frame over ``images`` runs, after one warm-up (model loading)."""
+    from sendit_ops.devtools.sample_data import PATIENTS, make_burned_in_ultrasound
+    from sendit_ops.pixels import clean, header_identifiers, identifier_matcher, plan_pixels
+    from sendit_ops.settings import Settings
+
+    settings = Settings(pixel_cleaning="ocr")
+    seconds = []
+    for n in range(images + 1):
+        ds = make_burned_in_ultrasound(
+            PATIENTS[n % len(PATIENTS)], f"PIX{n:05d}", "20240115", 1, rows=512, columns=512
+        )
+        matcher = identifier_matcher(*header_identifiers(ds))
+        start = time.perf_counter()
+        outcome = clean(ds, plan_pixels(ds), settings, matcher)
+        if n:  # the first run loads the models
+            seconds.append((time.perf_counter() - start) / max(outcome.frames, 1))
+    return statistics.median(seconds) * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -407,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         nargs="*",
         default=[],
-        choices=["naive", "rss", "scaleout", "parse", "history", "airflow"],
+        choices=["naive", "rss", "scaleout", "parse", "history", "airflow", "pixels"],
     )
     parser.add_argument(
         "--airflow-run",
@@ -506,6 +528,12 @@ def main(argv: list[str] | None = None) -> int:
             "with 20,000 old batch records in the ledger: discover's lookup "
             f"{hist['discover']:.4f} s, report's metrics.tsv {hist['report']:.3f} s, "
             f"a watch poll {hist['poll']:.4f} s"
+        )
+    if "pixels" not in args.skip:
+        results["pixel_ms_per_frame"] = round(pixel_ms_per_frame())
+        print(
+            f"pixel stage: {results['pixel_ms_per_frame']} ms per 512x512 ultrasound frame "
+            "(OCR detect, mask, re-encode, OCR verify; one core)"
         )
     if "airflow" not in args.skip:
         studies, images = (int(n) for n in args.airflow_run.lower().split("x"))

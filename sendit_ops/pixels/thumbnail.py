@@ -15,5 +15,5 @@ def png(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     image.thumbnail((max_side, max_side))
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
+    image.save(out, format="PNG")
     return out.getvalue()
