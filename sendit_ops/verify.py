@@ -63,12 +63,16 @@ class LeakScanner:
     """Searches text, headers, rows and raw bytes for a batch's original identifying values.
 
     ``full_dates``: dates are retained on purpose (Retain Longitudinal Temporal Information
-    with Full Dates): no date is a needle except the birth date.
+    with Full Dates): no date is a needle except the birth date. ``redact_institutions``:
+    ``redact`` removes institution names too (False with Retain Institution Identity).
     """
 
-    def __init__(self, needles: Needles, *, full_dates: bool = False):
+    def __init__(
+        self, needles: Needles, *, full_dates: bool = False, redact_institutions: bool = True
+    ):
         self.needles = needles
         self.full_dates = full_dates
+        self.redact_institutions = redact_institutions
         self.matcher = IdentifierMatcher(needles, dates=not full_dates)
         self._redactor: IdentifierMatcher | None = None
 
@@ -93,12 +97,13 @@ class LeakScanner:
         return self.matcher.hits_bytes(data)
 
     def redact(self, text: str, marker: str = "[removed]") -> str:
-        """Clean Descriptors: ``text`` with every identifying value, institution names
-        included, replaced by ``marker`` (the same matcher as the leak check, plus
-        institutions)."""
+        """Clean Descriptors: ``text`` with every identifying value (institution names too,
+        unless kept on purpose) replaced by ``marker``: the leak check's own matcher, so
+        what is left afterwards is exactly what the check still stops. Usable as the
+        profile's ``Cleaner`` (``clean=scanner.redact``)."""
         if self._redactor is None:
             self._redactor = IdentifierMatcher(
-                self.needles, dates=not self.full_dates, institutions=True
+                self.needles, dates=not self.full_dates, institutions=self.redact_institutions
             )
         return self._redactor.redact(text, marker)
 

@@ -267,6 +267,8 @@ def test_institutions_are_redacted_but_not_leak_check_needles():
     assert IdentifierMatcher(scanner.needles, institutions=True).hits(
         "springfield general hospital"
     )
+    kept = _scanner(ds, redact_institutions=False)  # Retain Institution Identity
+    assert kept.redact(text) == "CT at Springfield General Hospital for [removed]"
 
 
 def test_raw_bytes_in_several_encodings():
