@@ -30,7 +30,9 @@ How the table's actions are done, and why:
   the patient's jitter (whole days; a DT keeps its time and offset). TM values are kept: a
   shift by whole days leaves the time of day as it was, so a time is consistent with its
   moved date, and intervals between acquisitions (needed for perfusion, PET decay, ...) stay
-  exact. A date that cannot be read as YYYYMMDD is emptied, never kept.
+  exact. A date that cannot be read as YYYYMMDD is emptied, never kept. The option's other
+  rows (Timezone Offset From UTC, two OB values) get their Basic Profile action: a shift by
+  days does not apply to them.
 - Repeating groups: curves (50xx) are removed as whole groups; overlays (60xx) whose data or
   comments the profile removes are removed as whole groups (an overlay without its data is
   invalid). Overlay bitmaps are never kept: sendit cannot read text in a bitmap at this
@@ -250,7 +252,7 @@ class _Walker:
                 continue  # private: handled below, once per dataset
             action = self.rules.get(tag)
             if action is None:
-                if 0x5000 <= group <= 0x60FF and not group & 0x00FF:
+                if 0x5000 <= group <= 0x60FF:  # curves 50xx, overlays 60xx
                     action = self.repeating(tag)
                 if action is None:
                     self.unlisted(ds, tag, path, mode)
