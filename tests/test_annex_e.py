@@ -415,3 +415,13 @@ def test_profile_costs_little_per_file():
         profile.apply(pydicom.dcmread(path), context)
     per_file = (time.perf_counter() - start) / 50
     assert per_file < 0.05
+
+
+def test_options_name_what_the_leak_check_must_not_look_for():
+    assert compile_profile(DEFAULT_DEID_OPTIONS).kept_needles == frozenset()
+    assert compile_profile(ALL_FULL).kept_needles == {"dates", "uids", "institutions"}
+    assert compile_profile(ALL_MODIFIED).kept_needles == {"uids", "institutions"}
+    with pytest.raises(ValueError):
+        compile_profile(("retain_longitudinal_full_dates", "retain_longitudinal_modified_dates"))
+    with pytest.raises(ValueError):
+        compile_profile(("retain_everything",))

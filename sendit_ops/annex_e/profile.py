@@ -218,6 +218,18 @@ class Profile:
         """The options in use, in the order of their CID 7050 codes."""
         return [o for o in OPTION_CODES if o in self.options]
 
+    @property
+    def kept_needles(self) -> frozenset[str]:
+        """The kinds of original values (fields of ``identifiers.Needles``) that an option
+        keeps on purpose, so the leak check must not look for them: full dates, UIDs,
+        institution names."""
+        kinds = {
+            FULL_DATES: "dates",
+            "retain_uids": "uids",
+            "retain_institution_identity": "institutions",
+        }
+        return frozenset(kind for option, kind in kinds.items() if option in self.options)
+
     def apply(self, ds: Dataset, context: Context, log: bool = False) -> Done:
         """De-identify ``ds`` in place (every depth); return what was done."""
         done = Done(clean_available=context.clean is not None)
