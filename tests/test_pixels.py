@@ -133,6 +133,7 @@ def test_planner_leaves_deids_recipe_untouched_and_uses_each_files_own_regions()
         region.RegionLocationMaxY1,
     )
     assert {b.source for b in planned.boxes} == {"graylist", "outside-us-regions"}
+    assert PixelPlan.from_dict(json.loads(json.dumps(planned.as_dict()))) == planned
 
 
 # ---- real images no one here drew ------------------------------------------------------

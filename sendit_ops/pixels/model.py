@@ -61,6 +61,19 @@ class Box:
             "source": self.source,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Box:
+        """Inverse of :meth:`as_dict`."""
+        frame = data.get("frame")
+        return cls(
+            int(data["x0"]),
+            int(data["y0"]),
+            int(data["x1"]),
+            int(data["y1"]),
+            None if frame is None else int(frame),
+            str(data.get("source", OCR)),
+        )
+
 
 @dataclass(frozen=True)
 class PixelPlan:
@@ -81,6 +94,25 @@ class PixelPlan:
     def needed(self) -> bool:
         """True when the pixel stage must run on this image."""
         return self.risk is not None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-able form, to carry the plan from the filter step to the header step."""
+        return {
+            "risk": self.risk,
+            "boxes": [b.as_dict() for b in self.boxes],
+            "rows": self.rows,
+            "columns": self.columns,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PixelPlan:
+        """Inverse of :meth:`as_dict`."""
+        return cls(
+            data.get("risk"),
+            tuple(Box.from_dict(b) for b in data.get("boxes") or ()),
+            int(data.get("rows") or 0),
+            int(data.get("columns") or 0),
+        )
 
 
 @dataclass(frozen=True)
