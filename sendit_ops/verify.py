@@ -22,8 +22,9 @@ crying wolf:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -65,15 +66,25 @@ class LeakScanner:
     ``full_dates``: dates are retained on purpose (Retain Longitudinal Temporal Information
     with Full Dates): no date is a needle except the birth date. ``redact_institutions``:
     ``redact`` removes institution names too (False with Retain Institution Identity).
+    ``kept``: the kinds of values the de-identification options keep on purpose
+    (``Profile.kept_needles``: "dates", "uids", "institutions"), the same switches by name.
     """
 
     def __init__(
-        self, needles: Needles, *, full_dates: bool = False, redact_institutions: bool = True
+        self,
+        needles: Needles,
+        *,
+        full_dates: bool = False,
+        redact_institutions: bool = True,
+        kept: Iterable[str] = (),
     ):
+        kept = frozenset(kept)
+        if "uids" in kept:  # Retain UIDs: the originals are the output's UIDs
+            needles = dataclasses.replace(needles, uids=set())
         self.needles = needles
-        self.full_dates = full_dates
-        self.redact_institutions = redact_institutions
-        self.matcher = IdentifierMatcher(needles, dates=not full_dates)
+        self.full_dates = full_dates or "dates" in kept
+        self.redact_institutions = redact_institutions and "institutions" not in kept
+        self.matcher = IdentifierMatcher(needles, dates=not self.full_dates)
         self._redactor: IdentifierMatcher | None = None
 
     # ---- text --------------------------------------------------------------------------------

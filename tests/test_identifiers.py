@@ -353,3 +353,17 @@ def test_thousands_of_uids_are_looked_up_not_alternated():
     for text in ("1.2.826.0.1.3680043.8.498.3000", "2.25.1234567", "1.2.826.0.1.3680043.8.498"):
         assert not m.hits(text), text
     assert m.redact("uid 1.2.826.0.1.3680043.8.498.17 kept") == "uid [removed] kept"
+
+
+def test_what_the_options_keep_on_purpose_is_not_searched_for():
+    """``kept`` takes annex_e's Profile.kept_needles: Retain UIDs / Full Dates / Institution
+    Identity keep those values in the output, so they are not leaks there."""
+    ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    needles = collect_needles(ds)
+    uid = ds.StudyInstanceUID
+    assert LeakScanner(needles).hits(f"ref {uid}")
+    scanner = LeakScanner(needles, kept={"uids", "dates", "institutions"})
+    assert not scanner.hits(f"ref {uid}") and not scanner.hits("exam of 15.01.2024")
+    assert scanner.hits("born 04.03.1971") and scanner.hits("Jane Doe")
+    assert scanner.redact("Springfield General Hospital") == "Springfield General Hospital"
+    assert needles.uids  # the needles themselves are left as they were
