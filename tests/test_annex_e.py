@@ -425,3 +425,29 @@ def test_options_name_what_the_leak_check_must_not_look_for():
         compile_profile(("retain_longitudinal_full_dates", "retain_longitudinal_modified_dates"))
     with pytest.raises(ValueError):
         compile_profile(("retain_everything",))
+
+
+def test_a_name_in_kept_descriptors_is_cleaned_and_the_image_delivered():
+    """Clean Descriptors with the leak check's own redactor as the cleaner: the study's
+    description and comments keep their meaning, the name typed into them is replaced, and
+    the leak check passes (before: the study ended in ERROR)."""
+    from sendit_ops.devtools.sample_data import PATIENTS, make_image
+    from sendit_ops.identifiers import collect_needles
+
+    ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    ds.StudyDescription = "CT CHEST for Jane Doe"
+    ds.ImageComments = "doe, jane: compare with prior"
+    scanner = LeakScanner(collect_needles(copy.deepcopy(ds)))
+    variables = recipe_variables(Pseudonym("p01", "s01", JITTER), uid_remapper(b"k" * 32))
+    out = anonymize_dataset(
+        ds,
+        load_recipe(None),
+        variables,
+        scanner,
+        load_profile(DEFAULT_DEID_OPTIONS),
+        scanner.redact,
+    )
+    assert out.StudyDescription.startswith("CT CHEST for ")
+    assert "jane" not in out.StudyDescription.lower() and "doe" not in out.ImageComments.lower()
+    assert "compare with prior" in out.ImageComments
+    assert "113105" in [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
