@@ -63,7 +63,7 @@ _HANGUL = ("\uac00", "\ud7a3")
 _KATAKANA = ("\u30a1", "\u30f6")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1 << 16)
 def fold_char(ch: str) -> str:
     """One character as the matcher sees it: NFKC (full/half width, compatibility forms),
     case folded (ß -> ss), accents and kana voicing marks dropped (NFKD minus combining
@@ -85,12 +85,17 @@ def fold_char(ch: str) -> str:
 
 
 class _FoldTable(dict[int, str]):
-    """``str.translate`` table filled on first use of each code point (fast in C after)."""
+    """``str.translate`` table filled on first use of each code point (fast in C after);
+    bounded, since UTF-8 read from binary bytes can show any code point."""
 
     def __missing__(self, code: int) -> str:
         value = fold_char(chr(code))
-        self[code] = value
+        if len(self) < _FOLD_TABLE_MAX:
+            self[code] = value
         return value
+
+
+_FOLD_TABLE_MAX = 1 << 16
 
 
 _FOLD_TABLE = _FoldTable()
@@ -288,8 +293,11 @@ _CJK = (
 )
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _CJK_RE = re.compile(rf"[{_CJK}\U00020000-\U0002ffff]")
-# a word character of a script that separates words (Latin, Greek, Cyrillic, ...)
-_WORDCH = rf"[^\W{_CJK}]"
+# what continues a word around a needle: for Latin needles (folded to ASCII) an ASCII letter or
+# digit, so "DOE様" still ends the name; for other spaced scripts any word character. (A class
+# like [^\W<CJK ranges>] reads better but costs ~10 ms to compile at each of its uses.)
+_LATIN_WORD = "[0-9a-z_]"
+_ANY_WORD = r"\w"
 _SEP = r"[\W_]{0,3}"  # between the words of one value: "MRN-100234", "MRN 100234", "MRN100234"
 # name titles and particles: not identifying on their own
 _NOT_NAMES = {
@@ -381,7 +389,7 @@ def _date_candidates(match: re.Match[str]) -> list[str]:
     return _ymd(g["f_y"], g["f_m"], g["f_d"])
 
 
-def _bounded(first: str, rest: str, word: str = _WORDCH) -> str:
+def _bounded(first: str, rest: str, word: str) -> str:
     """``first`` + ``rest`` not inside a longer word. The start check is written after the
     first character, so every alternative of the compiled pattern starts with a literal and
     the regex engine skips ahead to candidate characters instead of trying every position
@@ -389,11 +397,16 @@ def _bounded(first: str, rest: str, word: str = _WORDCH) -> str:
     return rf"{re.escape(first)}(?<!{word}.){rest}(?!{word})"
 
 
+def _word_class(folded: str) -> str:
+    return _LATIN_WORD if all(c < "\u0250" for c in folded) else _ANY_WORD
+
+
 def _latin(tokens: list[str]) -> str:
     """A value of a spaced script: its words in order, any separators (or none) between
     them, bounded by non-word characters."""
     body = _SEP.join(re.escape(t) for t in tokens)
-    return _bounded(tokens[0][0], body[len(re.escape(tokens[0][0])) :])
+    first = re.escape(tokens[0][0])
+    return _bounded(tokens[0][0], body[len(first) :], _word_class("".join(tokens)))
 
 
 def _value_pattern(folded: str) -> str | None:
@@ -406,7 +419,8 @@ def _value_pattern(folded: str) -> str | None:
     compact = "".join(tokens)
     if len(tokens) == 1 and len(compact) >= 6 and any(c.isdigit() for c in compact):
         # an id written with separators the original lacks: 12345678 as 12-345-678
-        return _bounded(compact[0], "".join(f"[ /-]?{re.escape(c)}" for c in compact[1:]))
+        rest = "".join(f"[ /-]?{re.escape(c)}" for c in compact[1:])
+        return _bounded(compact[0], rest, _word_class(compact))
     return _latin(tokens)
 
 
