@@ -8,7 +8,8 @@ Order for every image (``anonymize_dataset``):
 3. the user's deid recipe on top (site rules: the shipped one puts the pseudonyms in
    PatientID/PatientName/AccessionNumber/StudyID), parsed once per task;
 4. the record of what was done (PatientIdentityRemoved, De-identification Method and its
-   code sequence, Longitudinal Temporal Information Modified) and the file meta;
+   code sequence, Longitudinal Temporal Information Modified) and the file meta (sendit's:
+   the source's AE title, addresses and private information are not copied);
 5. the leak scan in memory: anything original left stops the image (LeakError).
 
 The per-batch values (coded ids, jitter) and a keyed UID remapper are handed to deid as
@@ -36,6 +37,10 @@ from sendit_ops.settings import DEFAULT_DEID_OPTIONS
 from sendit_ops.verify import LeakScanner
 
 SHIPPED_RECIPE = Path(__file__).parent / "recipes" / "deid.sendit"
+# file meta elements kept: version, SOP class and instance, transfer syntax, implementation
+_FILE_META_KEPT = frozenset(
+    {0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013}
+)
 
 
 def recipe_path(user_recipe: str | None) -> Path:
@@ -94,6 +99,11 @@ def anonymize_dataset(
         deid_tuning.release_caches()  # only a KEEP action still goes through deid's cache
     if done is not None:
         record(ds, profile, done, jitter)
+    if getattr(ds, "file_meta", None) is not None and not recipe_only:
+        # the meta is sendit's (PS3.10: written by the application that writes the file):
+        # the source's AE titles, addresses and private information go
+        for tag in [t for t in ds.file_meta._dict if t not in _FILE_META_KEPT]:
+            del ds.file_meta[tag]
     if getattr(ds, "file_meta", None) is not None and "SOPInstanceUID" in ds:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

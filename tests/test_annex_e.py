@@ -451,3 +451,17 @@ def test_a_name_in_kept_descriptors_is_cleaned_and_the_image_delivered():
     assert "jane" not in out.StudyDescription.lower() and "doe" not in out.ImageComments.lower()
     assert "compare with prior" in out.ImageComments
     assert "113105" in [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
+
+
+def test_file_meta_keeps_no_source_ae_title():
+    """(0002,0016) Source Application Entity Title names the sending station (19 of the
+    corpus files have one): the output's meta is sendit's own."""
+    paths = [p for p in CORPUS if "SourceApplicationEntityTitle" in pydicom.dcmread(p).file_meta]
+    assert paths
+    variables = recipe_variables(Pseudonym("p01", "s01", JITTER), uid_remapper(b"k" * 32))
+    for path in paths[:5]:
+        out = anonymize_dataset(
+            pydicom.dcmread(path), load_recipe(None), variables, LeakScanner(Needles())
+        )
+        assert "SourceApplicationEntityTitle" not in out.file_meta
+        assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
