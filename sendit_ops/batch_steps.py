@@ -8,7 +8,6 @@ PHI-free reason (the stack is logged without exception text, which may quote hea
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import shutil
@@ -36,6 +35,7 @@ from sendit_ops.errors import (
     LeakError,
     NoSpaceError,
     ProviderError,
+    is_no_space,
 )
 from sendit_ops.filters import FilterRules, load_filter_recipe, skip_reason
 from sendit_ops.identifiers import Needles, collect_needles, dicom_date_to_iso
@@ -159,7 +159,7 @@ class Pipeline:
                 record.set_state(ERROR, f"{step}: {exc}")
                 log.error("batch %s: ERROR in %s: %s", key, step, exc)
             except Exception as exc:  # keep the run going; never print the exception text
-                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                if is_no_space(exc):
                     # the working copies and the archive: about twice the batch's size
                     full = NoSpaceError("work root", 2 * record.metrics.get("bytes_in", 0))
                     record.set_state(ERROR, f"{step}: {full}")
@@ -186,10 +186,15 @@ class Pipeline:
     def _drop_identifiers(self, record: BatchRecord) -> None:
         """Delete a finished batch's identifier lists (names, ids, addresses: identified
         data nothing needs once the batch is DONE, EMPTY or ERROR; a rerun derives them
-        again from the source folder)."""
+        again from the source folder). For an ERROR batch its working copies go too
+        (unless ``keep_work_files``): a rerun rebuilds them, and on a full work root they
+        hold the space the other batches need."""
         work = self._work(record)
         for name in ("identifiers.json", "images.json"):
             (work / name).unlink(missing_ok=True)
+        if record.state == ERROR and not self.settings.keep_work_files:
+            for name in ("anonymized", "archive"):
+                shutil.rmtree(work / name, ignore_errors=True)
 
     def _work(self, record: BatchRecord) -> Path:
         return self.ledger.batch_dir(record.key)
@@ -561,7 +566,7 @@ class Pipeline:
     def mark_failed(self, record: BatchRecord, exc: Exception) -> None:
         """A delivery failure of one batch: ERROR with the (PHI-free) reason; a full disk
         says so ("no space left on the outbox"), and the identifier lists go (finished)."""
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if is_no_space(exc):
             exc = NoSpaceError("outbox", record.outputs.get("bytes_out", 0))
         reason = str(exc) if isinstance(exc, BatchError) else type(exc).__name__
         record.set_state(ERROR, f"deliver: {reason}")
@@ -596,7 +601,7 @@ def _file_name(series: str, instance: str, taken: set[str]) -> str:
 
 def _outbox_error(exc: Exception) -> Exception:
     """The reason an outbox write failed, as an admin reads it (a full disk named)."""
-    if isinstance(exc, BatchError | OSError) and getattr(exc, "errno", None) == errno.ENOSPC:
+    if is_no_space(exc):
         return exc  # mark_failed words it with the batch's size
     if isinstance(exc, BatchError):
         return exc
@@ -648,9 +653,7 @@ def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> 
                 counts["failed"] += 1
                 pipeline.mark_failed(
                     record,
-                    NoSpaceError("outbox", need)
-                    if exc.errno == errno.ENOSPC
-                    else _outbox_error(exc),
+                    NoSpaceError("outbox", need) if is_no_space(exc) else _outbox_error(exc),
                 )
             return counts
         for record, _ in delivered:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class SenditError(Exception):
     """Base class: the message is safe to log (no PHI) and says what to do."""
@@ -42,3 +44,16 @@ class NoSpaceError(BatchError):
             f"no space left on the {where} (need ~{self.need_mb:,} MB); free space there, "
             "then rerun the batch"
         )
+
+
+def is_no_space(exc: BaseException | None) -> bool:
+    """True when a disk was full (ENOSPC), also when a library wrapped that error in one of
+    its own (pydicom raises ``OSError("With tag (7FE0,0010) got exception: ...")`` without
+    an errno, the disk-full error as its cause)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

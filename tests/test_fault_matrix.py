@@ -1,0 +1,499 @@
+"""The fault matrix (issue 15): every bad input and crash case ends in a recorded state with
+the right reason, other batches unaffected, no duplicate outbox object or row, no partial
+upload left behind, and nothing identifying in the output or logs.
+
+Runs go through ``sendit run`` (``cli.main``, in-process, as a user runs it; a subprocess for
+the kill -9 cases). Most cases are batches of one input folder run once (module fixture):
+each case is a batch, so "the other batches are unaffected" is checked by every case.
+Disk-full cases use a small tmpfs (we run as root; skipped when mount is not allowed).
+Results are tabled in docs/pipeline.md ("Fault matrix").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import PHI_STRINGS, SECRET
+from pydicom.data import get_testdata_file
+
+from sendit_ops import cli
+from sendit_ops.devtools.sample_data import PATIENTS, make_image, write_study
+from sendit_ops.discovery import batch_key
+from sendit_ops.settings import InputFolder
+
+NAME = "matrix"  # the input folder's name in sendit (batch ids are keyed on it)
+
+
+@dataclass
+class Outcome:
+    """What one `sendit run` left: exit status, output, summary, outbox, records."""
+
+    code: int
+    said: str  # stdout + stderr + log records, everything a person would see
+    summary: dict
+    outbox: Path
+    work: Path
+    lines: dict[str, dict] = field(default_factory=dict)  # batch id -> summary line
+
+    def line(self, folder: str) -> dict:
+        """The summary line of a batch folder (by its batch id)."""
+        return self.lines[batch_key(SECRET, NAME, folder)]
+
+    def record(self, folder: str):
+        """The ledger record of a batch folder."""
+        from sendit_ops.batch_steps import Pipeline
+        from sendit_ops.settings import load_settings
+
+        settings = load_settings({"work_root": str(self.work), "outbox": str(self.outbox)})
+        dag_id = InputFolder(str(self.outbox), NAME).dag_id
+        return Pipeline(settings, SECRET, dag_id).ledger.get(batch_key(SECRET, NAME, folder))
+
+
+def archives(outbox: Path) -> list[Path]:
+    """Every delivered archive in the outbox."""
+    return sorted((outbox / "Collection").rglob("*.tar.gz")) if outbox.exists() else []
+
+
+def rows(outbox: Path) -> list[dict]:
+    """Every row of the outbox's table(s)."""
+    out = []
+    for table in sorted((outbox / "bigquery").rglob("*.jsonl")) if outbox.exists() else []:
+        out += [json.loads(x) for x in table.read_text().splitlines() if x.strip()]
+    return out
+
+
+def assert_outbox_consistent(outbox: Path, done: int) -> None:
+    """One object and one row per delivered batch; no partial copy left behind."""
+    objects, table = archives(outbox), rows(outbox)
+    assert len(objects) == done, [p.name for p in objects]
+    assert len(table) == done
+    assert len({r["CodedAccessionNumberID"] for r in table}) == done
+    assert {Path(r["storage_download"]).name for r in table} == {p.name for p in objects}
+    assert not [p for p in outbox.rglob("*.part")] if outbox.exists() else True
+
+
+def assert_nothing_identifying(text: str, folders: list[str]) -> None:
+    """No batch folder name (so no path below the input folder either) and no patient
+    value in what a person sees. The input folder's own path, given by the user, may
+    appear ("running DAG ... on /data/in")."""
+    for value in [*folders, *PHI_STRINGS]:
+        assert value not in text, f"identifying value {value[:3]}... in the output"
+
+
+def run_sendit(caplog, capfd, input_dir: Path, outbox: Path, work: Path, *args: str) -> Outcome:
+    """``sendit run`` in-process, as the CLI runs it; everything it said captured."""
+    caplog.clear()
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO):
+        code = cli.main(
+            [
+                "run",
+                "--input",
+                str(input_dir),
+                "--outbox",
+                str(outbox),
+                "--work-root",
+                str(work),
+                "--name",
+                NAME,
+                *args,
+            ]
+        )
+    out, err = capfd.readouterr()
+    said = "\n".join([out, err, caplog.text])
+    summaries = sorted(work.rglob("runs/*/summary.json"), key=lambda p: p.stat().st_mtime)
+    summary = json.loads(summaries[-1].read_text()) if summaries else {}
+    lines = {line["batch_id"]: line for line in summary.get("batch_lines", [])}
+    return Outcome(code, said, summary, outbox, work, lines)
+
+
+@pytest.fixture(autouse=True)
+def _embedded_airflow(airflow_db, monkeypatch):
+    """The session's migrated Airflow DB serves the CLI (no second migration)."""
+    (Path(os.environ["AIRFLOW_HOME"]) / ".sendit-db-ready").touch()
+    for var in ("AIRFLOW_VAR_SENDIT_SETTINGS", "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS"):
+        monkeypatch.delenv(var, raising=False)
+
+
+# ---- the corrupt and odd inputs ---------------------------------------------------------
+
+
+def study(folder: Path, n: int, images: int = 2, size: int = 64) -> list[Path]:
+    """A valid study of patient n % 3 (accession = folder name, as C-MOVE writes it)."""
+    return write_study(
+        folder, PATIENTS[n % 3], folder.name, f"202402{10 + n:02d}", "CT", 1, images, size=size
+    )
+
+
+def pydicom_bytes(name: str) -> bytes:
+    """One of pydicom's test files."""
+    return Path(get_testdata_file(name)).read_bytes()
+
+
+def cut_in_pixel_data(folder: Path, _: int) -> None:
+    """pydicom's MR_small.dcm cut after 1,988 of its 8,192 pixel bytes."""
+    raw = pydicom_bytes("MR_small.dcm")
+    fp = io.BytesIO(raw)
+    pydicom.dcmread(fp, stop_before_pixels=True)
+    folder.mkdir(parents=True)
+    (folder / "image.dcm").write_bytes(raw[: fp.tell() + 12 + 1988])  # explicit VR: 12
+
+
+def cut_in_sequence(folder: Path, _: int) -> None:
+    """pydicom's JPEG2000.dcm cut inside its SourceImageSequence (no PixelData at all)."""
+    raw = pydicom_bytes("JPEG2000.dcm")
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    folder.mkdir(parents=True)
+    (folder / "image.dcm").write_bytes(raw[: ds["SourceImageSequence"].file_tell + 20])
+
+
+def huge_declared_length(folder: Path, _: int) -> None:
+    """pydicom's MR_small_implicit.dcm with a declared length of 0x7FFFFFF0 on Columns."""
+    raw = bytearray(pydicom_bytes("MR_small_implicit.dcm"))
+    ds = pydicom.dcmread(io.BytesIO(bytes(raw)))
+    at = ds._dict[pydicom.tag.Tag("Columns")].value_tell - 4  # its 4-byte length
+    raw[at : at + 4] = struct.pack("<L", 0x7FFFFFF0)
+    folder.mkdir(parents=True)
+    (folder / "image.dcm").write_bytes(bytes(raw))
+
+
+def study_with_cut_copy(folder: Path, n: int) -> None:
+    """A study of 3 images, one of them cut inside its pixel data."""
+    files = study(folder, n, images=3)
+    files[2].write_bytes(files[2].read_bytes()[:-5000])
+
+
+def not_dicom_with_preamble(folder: Path, n: int) -> None:
+    """A valid study plus a file with a 128-byte preamble, no DICM, then garbage."""
+    study(folder, n)
+    (folder / "thumbs.dcm").write_bytes(b"\0" * 128 + bytes(range(256)) * 16)
+
+
+def dangling_symlink(folder: Path, n: int) -> None:
+    """A valid study plus a symlink whose target is gone."""
+    study(folder, n)
+    (folder / "lost.dcm").symlink_to(folder / "never-written.dcm")
+
+
+def symlink_loop(folder: Path, n: int) -> None:
+    """A valid study plus two symlinks pointing at each other."""
+    study(folder, n)
+    (folder / "a.dcm").symlink_to(folder / "b.dcm")
+    (folder / "b.dcm").symlink_to(folder / "a.dcm")
+
+
+def symlink_outside(folder: Path, n: int) -> None:
+    """A valid study plus a symlink to an image of the study kept outside the input folder."""
+    study(folder, n)
+    outside = folder.parent.parent / "elsewhere" / folder.name
+    outside.mkdir(parents=True)
+    ds = make_image(PATIENTS[n % 3], folder.name, f"202402{10 + n:02d}", "CT", 1, 9)
+    ds.save_as(outside / "extra.dcm", enforce_file_format=True)
+    (folder / "extra.dcm").symlink_to(outside / "extra.dcm")
+
+
+def batch_folder_outside(folder: Path, n: int) -> None:
+    """The batch folder itself is a symlink to a study outside the input folder."""
+    outside = folder.parent.parent / "elsewhere" / (folder.name + "-real")
+    study(outside, n)
+    folder.symlink_to(outside)
+
+
+def unreadable_entry(folder: Path, n: int) -> None:
+    """A valid study plus an entry no one can read as a file (a FIFO: root reads anything
+    chmod 000, but opening a FIFO would block; it is not a regular file)."""
+    study(folder, n)
+    os.mkfifo(folder / "image9.dcm")
+
+
+def hidden_entries(folder: Path, n: int) -> None:
+    """A valid study plus hidden sub-folders (``.x``, ``..dots..``) with images in them."""
+    study(folder, n)
+    for hidden in (".x", "..dots.."):
+        study(folder / hidden, n, images=1)
+
+
+# folder -> (builder, expected state, words the reason or a warning must hold)
+CASES = {
+    "ACC20001": (None, "DONE", ""),
+    "ACC20002": (cut_in_pixel_data, "ERROR", "truncated pixel data: 1,988 of 8,192 bytes"),
+    "ACC20003": (cut_in_sequence, "ERROR", "the file ends inside a sequence: no pixel data"),
+    "ACC20004": (
+        huge_declared_length,
+        "ERROR",
+        "declared element length 0x7FFFFFF0 runs past the end of the file",
+    ),
+    "ACC20005": (study_with_cut_copy, "ERROR", "1 file(s) of the study cannot be delivered"),
+    "ACC20006": (not_dicom_with_preamble, "DONE", "not a DICOM file"),
+    "ACC20007": (dangling_symlink, "ERROR", "dangling symlink"),
+    "ACC20008": (symlink_loop, "ERROR", "symlink loop"),
+    "ACC20009": (symlink_outside, "ERROR", "symlink leading outside the input folder"),
+    "ACC20010": (batch_folder_outside, "ERROR", "symlink leading outside the input folder"),
+    "ACC20011": (unreadable_entry, "ERROR", "not a regular file"),
+    "ACC20012": (hidden_entries, "DONE", "hidden entr"),
+    "ACC20013": (None, "DONE", ""),
+}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory, airflow_db) -> Iterator[tuple[Path, Path, Path]]:
+    """The input folder with one batch per case, plus hidden folders at its top."""
+    root = tmp_path_factory.mktemp("matrix")
+    inbox = root / "in"
+    inbox.mkdir()
+    for n, (folder, (build, _, _)) in enumerate(CASES.items()):
+        (build or (lambda f, i: study(f, i)))(inbox / folder, n)
+    for hidden in (".ACC29998", "..ACC29999.."):
+        study(inbox / hidden, 1)
+    yield inbox, root / "out", root / "work"
+
+
+@pytest.fixture(scope="module")
+def first_run(matrix) -> dict:
+    """Holder for the one run over the matrix (made by the first test that needs it)."""
+    return {}
+
+
+def matrix_run(first_run, matrix, caplog, capfd) -> Outcome:
+    if "outcome" not in first_run:
+        inbox, outbox, work = matrix
+        first_run["outcome"] = run_sendit(caplog, capfd, inbox, outbox, work)
+    return first_run["outcome"]
+
+
+@pytest.mark.parametrize("folder", list(CASES))
+def test_each_case_ends_recorded_with_its_reason(folder, first_run, matrix, caplog, capfd):
+    outcome = matrix_run(first_run, matrix, caplog, capfd)
+    _, state, words = CASES[folder]
+    line = outcome.line(folder)
+    assert line["status"] == state, line
+    record = outcome.record(folder)
+    if words:
+        assert words in " ".join([line["reasons"], *record.warnings]), (line, record.warnings)
+    if state == "ERROR":
+        work = outcome.work / InputFolder("x", NAME).dag_id / "batches" / line["batch_id"]
+        assert not (work / "identifiers.json").exists()
+        assert not (work / "images.json").exists()
+
+
+def test_other_batches_unaffected_and_no_duplicates(first_run, matrix, caplog, capfd):
+    outcome = matrix_run(first_run, matrix, caplog, capfd)
+    expected_done = sum(1 for _, state, _ in CASES.values() if state == "DONE")
+    assert outcome.summary["states"] == {
+        "DONE": expected_done,
+        "ERROR": len(CASES) - expected_done,
+    }
+    assert outcome.code == cli.EXIT_BATCH_ERRORS  # some batch ended ERROR: the exit says so
+    assert_outbox_consistent(outcome.outbox, expected_done)
+    # the hidden folders at the top are not batches, and are noted without their names
+    assert len(outcome.lines) == len(CASES)
+    assert "2 hidden entr(y/ies) in the input folder" in outcome.said
+    assert_nothing_identifying(
+        outcome.said
+        + json.dumps(outcome.summary)
+        + "".join(p.read_text() for p in outcome.work.rglob("summary.txt")),
+        [*CASES, ".ACC29998", "ACC29999"],
+    )
+
+
+def test_rerun_changes_nothing_and_external_links_follow_with_the_setting(
+    first_run, matrix, caplog, capfd
+):
+    """A second run delivers nothing twice; with follow_external_symlinks the two
+    external-link batches are delivered (their files read through the links)."""
+    matrix_run(first_run, matrix, caplog, capfd)
+    inbox, outbox, work = matrix
+    again = run_sendit(caplog, capfd, inbox, outbox, work)
+    done = sum(1 for _, state, _ in CASES.values() if state == "DONE")
+    assert_outbox_consistent(outbox, done)
+    assert again.summary["states"].get("ERROR") == len(CASES) - done
+    follow = run_sendit(
+        caplog,
+        capfd,
+        inbox,
+        outbox,
+        work,
+        "--batch",
+        "ACC20009",
+        "--batch",
+        "ACC20010",
+        "--set",
+        "follow_external_symlinks=true",
+    )
+    assert {line["status"] for line in follow.lines.values()} == {"DONE"}, follow.lines
+    assert_outbox_consistent(outbox, done + 2)
+    assert follow.record("ACC20009").metrics["images_accepted"] == 3
+
+
+# ---- a folder deleted mid-run ---------------------------------------------------------------
+
+
+def test_folder_deleted_mid_run(tmp_path, caplog, capfd, monkeypatch):
+    """One batch folder deleted after discovery, another after filtering: each ends ERROR
+    saying its folder or files are gone; the third is delivered."""
+    from sendit_ops.batch_steps import Pipeline
+
+    inbox = tmp_path / "in"
+    folders = ["ACC21001", "ACC21002", "ACC21003"]
+    for n, folder in enumerate(folders):
+        study(inbox / folder, n)
+    filter_, anonymize = Pipeline.filter, Pipeline.anonymize
+
+    def filter_after_delete(self, keys):
+        shutil.rmtree(inbox / "ACC21002", ignore_errors=True)
+        return filter_(self, keys)
+
+    def anonymize_after_delete(self, keys):
+        shutil.rmtree(inbox / "ACC21003", ignore_errors=True)
+        return anonymize(self, keys)
+
+    monkeypatch.setattr(Pipeline, "filter", filter_after_delete)
+    monkeypatch.setattr(Pipeline, "anonymize", anonymize_after_delete)
+    out = run_sendit(caplog, capfd, inbox, tmp_path / "out", tmp_path / "work")
+    assert out.line("ACC21001")["status"] == "DONE"
+    assert out.line("ACC21002")["status"] == "ERROR"
+    assert "the batch folder is gone" in out.line("ACC21002")["reasons"]
+    assert out.line("ACC21003")["status"] == "ERROR"
+    assert "gone (moved or deleted during the run)" in out.line("ACC21003")["reasons"]
+    assert out.code == cli.EXIT_BATCH_ERRORS
+    assert_outbox_consistent(out.outbox, 1)
+    assert_nothing_identifying(out.said, folders)
+
+
+# ---- disk full ------------------------------------------------------------------------------
+
+
+@contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs at ``path`` (we run as root); unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def grow(path: Path, size: str) -> None:
+    """Make room: remount the tmpfs bigger."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
+
+
+@pytest.mark.parametrize("where", ["outbox", "work root"])
+def test_disk_full_is_named_and_a_rerun_converges(where, tmp_path, caplog, capfd):
+    """A 2-3 MB disk for the outbox or the work root: the batches that do not fit end ERROR
+    "no space left on the <outbox|work root> (need ~N MB)", no partial copy stays in the
+    outbox, and once there is room a rerun delivers every batch exactly once."""
+    inbox = tmp_path / "in"
+    folders = [f"ACC2200{n}" for n in range(1, 5)]
+    for n, folder in enumerate(folders):
+        study(inbox / folder, n, images=3, size=512)  # ~1.5 MB per study, incompressible
+    outbox, work = tmp_path / "out", tmp_path / "work"
+    disk = outbox if where == "outbox" else work
+    with tmpfs(disk, "2m" if where == "outbox" else "4m"):
+        first = run_sendit(caplog, capfd, inbox, outbox, work)
+        states = [first.line(f)["status"] for f in folders]
+        assert "ERROR" in states, first.lines
+        full = [first.line(f)["reasons"] for f in folders if first.line(f)["status"] == "ERROR"]
+        assert all(f"no space left on the {where} (need ~" in r for r in full), full
+        assert first.code == cli.EXIT_BATCH_ERRORS
+        assert_outbox_consistent(outbox, states.count("DONE"))
+        grow(disk, "64m")
+        second = run_sendit(caplog, capfd, inbox, outbox, work)
+        assert second.code == cli.EXIT_OK, second.lines
+        assert_outbox_consistent(outbox, len(folders))
+        for folder in folders:
+            assert first.record(folder) is not None
+        assert_nothing_identifying(first.said + second.said, folders)
+        if where == "work root":
+            batches = work / InputFolder("x", NAME).dag_id / "batches"
+            assert not list(batches.rglob("identifiers.json"))
+
+
+# ---- kill -9 and rerun ---------------------------------------------------------------------
+
+
+KILL_POINTS = {
+    "filtering": "batches/*/images.json",
+    "anonymizing": "batches/*/anonymized/*.dcm",
+    "packaging": "batches/*/archive/*.tar.gz",
+}
+
+
+def sendit_process(inbox: Path, outbox: Path, work: Path, home: Path) -> subprocess.Popen:
+    """`sendit run` as a separate process (the session's Airflow DB, already migrated)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_VAR_SENDIT_S")}
+    env.update(SENDIT_HOME=str(home), AIRFLOW_VAR_SENDIT_SECRET_KEY=SECRET.decode())
+    args = ["--input", str(inbox), "--outbox", str(outbox), "--work-root", str(work)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "sendit_ops.cli", "run", *args, "--name", NAME],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_when(proc: subprocess.Popen, root: Path, pattern: str, timeout: float = 120) -> bool:
+    """kill -9 the run as soon as a file matching ``pattern`` shows up (False when the run
+    ended first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if next(root.glob(pattern), None) is not None or (
+            pattern.startswith("Collection") and next(root.rglob("*.tar.gz"), None)
+        ):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.02)
+    proc.wait()
+    return False
+
+
+def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
+    """A run killed with SIGKILL while filtering, anonymizing, packaging and delivering
+    (each kill on the rerun of the previous one), then a last run: every batch delivered
+    once, one object and one row each, no partial upload, nothing identifying said."""
+    inbox, outbox, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
+    folders = [f"ACC2300{n}" for n in range(1, 7)]
+    for n, folder in enumerate(folders):
+        study(inbox / folder, n, images=3, size=256)
+    dag_root = work / InputFolder("x", NAME).dag_id
+    said, killed = [], []
+    points = [*KILL_POINTS.items(), ("delivering", "Collection")]
+    for point, pattern in points:
+        proc = sendit_process(inbox, outbox, work, tmp_path / "home")
+        root = outbox if pattern == "Collection" else dag_root
+        if kill_when(proc, root, pattern):
+            killed.append(point)
+        said.append(proc.stdout.read() if proc.stdout else "")
+        for leftover in [*root.glob(pattern)] if pattern != "Collection" else []:
+            # the next kill point must be reached anew: forget the marker files
+            leftover.unlink(missing_ok=True)
+    assert killed, "no run was killed: the runs ended before any kill point"
+    last = run_sendit(caplog, capfd, inbox, outbox, work)
+    assert last.code == cli.EXIT_OK, (killed, last.lines, last.said[-3000:])
+    states = {last.line(f)["status"] for f in folders if batch_key(SECRET, NAME, f) in last.lines}
+    assert states <= {"DONE"}
+    assert_outbox_consistent(outbox, len(folders))
+    assert_nothing_identifying("\n".join([*said, last.said]), folders)
