@@ -145,6 +145,7 @@ REAL = [
     ("examples_jpeg2k.dcm", ["BAPTIST"]),  # JPEG 2000 lossless, YBR_RCT
     ("gdcm-US-ALOKA-16.dcm", ["WESTWAY", "24-MAY-02"]),  # 16-bit palette, implicit VR
     ("OBXXXX1A_rle.dcm", ["5/25/2011", "11-05-25-142825"]),  # palette, RLE
+    ("OBXXXX1A_expb.dcm", ["5/25/2011", "11-05-25-142825"]),  # big endian, 8 bits in 16
     ("examples_ybr_color.dcm", []),  # 30-frame cine, JPEG baseline YBR_FULL_422 (lossy)
     ("JPGLosslessP14SV1_1s_1f_8b.dcm", []),  # JPEG lossless grey
     ("color-pl.dcm", []),  # RGB PlanarConfiguration 1
@@ -203,6 +204,9 @@ def test_the_real_identifiers_were_there_before():
     read = read_all(aloka)
     assert any(identifier_matcher(["WESTWAY"])(t) for t in read)
     assert any(identifier_matcher([], ["20020524"])(t) for t in read)  # 24-MAY-02
+    # a palette of 16-bit entries holding 8-bit values must not render black (no text)
+    expb = pydicom.dcmread(get_testdata_file("OBXXXX1A_expb.dcm"))
+    assert any(identifier_matcher(["11-05-25-142825"], ["20110525"])(t) for t in read_all(expb))
 
 
 def test_palette_masks_with_its_darkest_colour():

@@ -3,6 +3,9 @@
 OCR reads what a viewer would show: palette indices through their colour table, MONOCHROME1
 inverted, more than 8 bits scaled linearly over the stored range of the whole image (text is
 burned in at the extreme of that range, so no VOI window can hide it from the linear view).
+Scales come from the data, not the declared depth: palettes with 16-bit entries often hold
+8-bit values (pydicom's OBXXXX1A_expb), and scaling those by 65535 renders a black picture
+in which OCR finds nothing, a "clean" image with its text intact.
 """
 
 from __future__ import annotations
@@ -33,20 +36,24 @@ class Display:
         self.ds = ds
         frames = decoded.frames
         self.lo, self.hi = float(frames.min()), float(frames.max())
+        self.palette_peak = 255.0
+        if decoded.photometric == "PALETTE COLOR":
+            entries = int(ds.RedPaletteColorLookupTableDescriptor[0]) or 65536
+            first = int(ds.RedPaletteColorLookupTableDescriptor[1])
+            top = min(first + entries, int(np.iinfo(frames.dtype).max) + 1)
+            indices = np.arange(first, top).astype(frames.dtype)
+            self.palette_peak = max(255.0, float(apply_color_lut(indices, ds).max()))
 
     def render(self, frames: np.ndarray) -> np.ndarray:
         """(n, rows, columns, 3) uint8 RGB for n decoded frames (same layout as decoded)."""
         photometric = self.decoded.photometric
         if photometric == "PALETTE COLOR":
             rgb = apply_color_lut(frames, self.ds)
-            if rgb.dtype != np.uint8:
-                depth = int(self.ds.RedPaletteColorLookupTableDescriptor[2])
-                rgb = _scale(rgb, 0, (1 << depth) - 1 if depth > 8 else 255)
-            return rgb
+            return rgb if rgb.dtype == np.uint8 else _scale(rgb, 0, self.palette_peak)
         if frames.ndim == 4:
             if frames.dtype == np.uint8:
                 return frames
-            return _scale(frames, 0, (1 << min(self.decoded.bits_stored, 32)) - 1)
+            return _scale(frames, 0, max(self.hi, 255.0))
         if frames.dtype == np.uint8 and photometric != "MONOCHROME1":
             gray = frames
         else:
