@@ -446,5 +446,19 @@ def test_thumbnail_is_of_the_masked_output():
     assert thumb[:18, :].max() == 0  # the banner (name) is black in the thumbnail
 
 
+def test_a_rendering_that_hides_the_data_holds_the_image(monkeypatch):
+    """If the view OCR reads were blank while the data varies (a scaling bug), text would
+    pass unread: the stage holds such an image instead of calling it clean."""
+    from sendit_ops.pixels import display as display_module
+
+    ds, _ = planted_us([Planted(NAME, 100, 200, 20)], seed=4)
+    monkeypatch.setattr(display_module, "_scale", lambda v, lo, hi: np.zeros(v.shape, np.uint8))
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11  # goes through _scale
+    ds.PixelData = (np.frombuffer(ds.PixelData, np.uint8).astype(np.uint16) * 16).tobytes()
+    outcome = clean(ds, plan_pixels(ds), OCR, IDENTIFIERS)
+    assert not outcome.cleaned
+    assert outcome.held_reason == "the image renders almost uniform: OCR cannot verify it"
+
+
 def test_picture_helper_has_no_text():
     assert not read_all(us_dataset(ultrasound_picture(512, 512, 11)))

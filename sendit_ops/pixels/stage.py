@@ -34,9 +34,23 @@ def _held(reason: str, start: float, **kw: object) -> PixelOutcome:
 Hits = list[tuple[int | None, ocr.TextHit]]
 
 
+MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data is not flat
+
+
+class FlatRenderingError(Exception):
+    """The image renders (nearly) uniform although its data is not: OCR cannot vouch for it."""
+
+
 def _read(display: Display, frames: np.ndarray, engine: str) -> Hits:
-    """Every line OCR reads in the views of ``frames``, with the frame it was read on."""
-    return [(f, hit) for f, image in display.views(frames) for hit in ocr.read(image, engine)]
+    """Every line OCR reads in the views of ``frames``, with the frame it was read on.
+
+    A rendering that hides the data (all views almost one grey while the stored values vary)
+    would let text through unread, so it raises FlatRenderingError instead."""
+    views = list(display.views(frames))
+    varies = bool(frames.min() < frames.max())
+    if varies and all(int(v.max()) - int(v.min()) < MIN_CONTRAST for _, v in views):
+        raise FlatRenderingError
+    return [(f, hit) for f, image in views for hit in ocr.read(image, engine)]
 
 
 def clean(
@@ -60,6 +74,10 @@ def clean(
     saved = snapshot(ds)
     try:
         return _clean(ds, decoded, plan, settings, is_identifying, start)
+    except FlatRenderingError:
+        restore(ds, saved)
+        reason = "the image renders almost uniform: OCR cannot verify it"
+        return _held(reason, start, frames=decoded.count)
     except Exception as exc:  # never let a codec or the engine stop the batch; never echo text
         restore(ds, saved)
         return _held(f"pixel stage failed ({type(exc).__name__})", start, frames=decoded.count)
