@@ -29,7 +29,7 @@ app = FastAPI(
 
 
 def _row(dag_id: str, summary: dict[str, Any]) -> dict[str, Any]:
-    changed = summary["changed"]
+    changed, reasons = summary["changed"], summary["reasons"]
     return {
         "dag_id": dag_id,
         "batch_id": summary["key"],
@@ -37,7 +37,7 @@ def _row(dag_id: str, summary: dict[str, Any]) -> dict[str, Any]:
         "images": summary["images"],
         "images_found": summary["images_found"],
         "size_mb": round(summary["bytes_in"] / 1e6, 3),
-        "reasons": json.loads(summary["reasons"] or "[]"),
+        "reasons": json.loads(reasons) if reasons and reasons != "[]" else [],
         "warnings": summary["warnings"],
         "run_id": summary["run_id"],
         "changed": datetime.fromtimestamp(changed, UTC).isoformat() if changed else "",
@@ -45,24 +45,42 @@ def _row(dag_id: str, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ledger_rows(ledger: Ledger, state: str | None) -> list[dict[str, Any]]:
-    """A ledger's rows, from the database's dashboard columns (no record is parsed, no
-    cache is needed: the database is the one place a state changes)."""
-    if not ledger.has_database():
-        return []  # no run wrote a record yet
-    return [_row(ledger.dag_id, s) for s in ledger.summaries(state)]
-
-
-def batch_rows(state: str | None = None, dag_id: str | None = None) -> list[dict[str, Any]]:
-    """Every batch record of the configured DAGs as PHI-free rows, newest change first."""
-    rows = []
+def _ledgers(dag_id: str | None = None) -> list[Ledger]:
+    """The ledgers of the configured DAGs that have a database (no run yet: none)."""
+    found = []
     for folder in read_input_folders():
         if dag_id and folder.dag_id != dag_id:
             continue
         work_root = parse_time_setting(folder, "work_root", default_home() / "work")
         url = parse_time_setting(folder, "ledger_url", None)
-        rows += _ledger_rows(Ledger(work_root, folder.dag_id, url), state)
-    return sorted(rows, key=lambda r: r["changed"], reverse=True)
+        ledger = Ledger(work_root, folder.dag_id, url)
+        if ledger.has_database():
+            found.append(ledger)
+    return found
+
+
+def batch_rows(
+    state: str | None = None, dag_id: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` batch records (all by default) of the configured DAGs as
+    PHI-free rows, newest change first: queried from the ledgers' databases (indexed by
+    state and change time), no cache of their own."""
+    rows = [
+        _row(ledger.dag_id, summary)
+        for ledger in _ledgers(dag_id)
+        for summary in ledger.summaries(state, limit)
+    ]
+    rows.sort(key=lambda r: r["changed"], reverse=True)
+    return rows if limit is None else rows[:limit]
+
+
+def batch_counts(dag_id: str | None = None) -> dict[str, int]:
+    """Batches per state over the configured DAGs."""
+    counts: dict[str, int] = {}
+    for ledger in _ledgers(dag_id):
+        for state, n in ledger.state_counts().items():
+            counts[state] = counts.get(state, 0) + n
+    return counts
 
 
 @app.get("/api/batches")
@@ -73,22 +91,22 @@ def api_batches(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Batches as JSON, paginated (as sendit's /api/batches)."""
-    rows = batch_rows(state, dag_id)
+    counts = batch_counts(dag_id)
     return {
-        "total": len(rows),
+        "total": counts.get(state, 0) if state else sum(counts.values()),
         "offset": offset,
         "limit": limit,
-        "batches": rows[offset : offset + limit],
+        "batches": batch_rows(state, dag_id, offset + limit)[offset:],
     }
 
 
 @app.get("/", response_class=HTMLResponse)
 def page(state: str | None = None) -> str:
     """The dashboard page."""
-    rows = batch_rows(state)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    rows = batch_rows(state, limit=500)
+    counts = batch_counts()
+    if state:
+        counts = {state: counts[state]} if counts.get(state) else {}
     summary = (
         " · ".join(f'<a href="?state={s}">{s} {counts[s]}</a>' for s in STATES if s in counts)
         or "no batches yet"
@@ -108,7 +126,7 @@ def page(state: str | None = None) -> str:
             )
         )
         + "</tr>"
-        for r in rows[:500]
+        for r in rows
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>sendit batches</title>"

@@ -50,6 +50,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
     update,
 )
@@ -202,7 +203,7 @@ batches = Table(
     Column("reasons", Text, nullable=False, default="[]"),
     Column("object_name", Text, nullable=False, default=""),
     Column("data", Text, nullable=False),  # the whole BatchRecord as JSON
-    Index("ix_sendit_batches_state", "ledger_id", "state"),
+    Index("ix_sendit_batches_state", "ledger_id", "state", "changed"),
     Index("ix_sendit_batches_source", "ledger_id", "source_hash"),
     Index("ix_sendit_batches_changed", "ledger_id", "changed"),
 )
@@ -621,12 +622,12 @@ class Ledger:
         found: dict[str, str] = {}
         with _read(self.engine) as conn:
             for part in _chunks(wanted):
-                query = select(batches.c.key, batches.c.fingerprint).where(
-                    batches.c.ledger_id == self.ledger_id,
-                    batches.c.state == DONE,
-                    batches.c.key.in_(part),
+                # by primary key, the state filtered here: with the state in the query the
+                # planner may walk the (ledger, state) index, every DONE record (40x slower)
+                query = select(batches.c.key, batches.c.fingerprint, batches.c.state).where(
+                    batches.c.ledger_id == self.ledger_id, batches.c.key.in_(part)
                 )
-                found.update((k, f) for k, f in conn.execute(query))
+                found.update((k, f) for k, f, state in conn.execute(query) if state == DONE)
         return found
 
     def completion_times(self, sources: Iterable[str]) -> dict[str, float]:
@@ -643,9 +644,10 @@ class Ledger:
                         found[path] = max(found.get(path, 0.0), float(finished or 0.0))
         return found
 
-    def summaries(self, state: str | None = None) -> list[dict[str, Any]]:
-        """The dashboard's columns of every record (newest change first), without reading
-        whole records."""
+    def summaries(self, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The dashboard's columns of the newest ``limit`` records (all by default), newest
+        change first, without reading whole records: a page costs its rows, not the
+        history."""
         c = batches.c
         query = select(
             c.key,
@@ -662,8 +664,20 @@ class Ledger:
         if state:
             query = query.where(c.state == state)
         query = query.order_by(c.changed.desc())
+        if limit is not None:
+            query = query.limit(limit)
         with _read(self.engine) as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [row._asdict() for row in conn.execute(query)]
+
+    def state_counts(self) -> dict[str, int]:
+        """How many records are in each state (one indexed query)."""
+        query = (
+            select(batches.c.state, func.count())
+            .where(batches.c.ledger_id == self.ledger_id)
+            .group_by(batches.c.state)
+        )
+        with _read(self.engine) as conn:
+            return {state: int(n) for state, n in conn.execute(query)}
 
     # -- deliveries ----------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ def test_dashboard_shows_the_database_as_it_is_now(tmp_path, make_pipeline, monk
     is on the next view, and a filter by state is a query."""
     import json
 
-    from sendit_ops.dashboard import batch_rows
+    from sendit_ops.dashboard import api_batches, batch_rows
 
     inbox = tmp_path / "in"
     write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
@@ -107,3 +107,6 @@ def test_dashboard_shows_the_database_as_it_is_now(tmp_path, make_pipeline, monk
     pipe.ledger.save(record)
     assert [(r["state"], r["reasons"]) for r in batch_rows()] == [("ERROR", ["deliver: a reason"])]
     assert batch_rows(state="DONE") == []
+    page = api_batches(state=None, dag_id=None, offset=0, limit=10)
+    assert page["total"] == 1 and [r["state"] for r in page["batches"]] == ["ERROR"]
+    assert api_batches(state="DONE", dag_id=None, offset=0, limit=10)["total"] == 0
