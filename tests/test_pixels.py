@@ -29,6 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import (
     JPEG2000,
+    ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
     JPEGLSLossless,
@@ -258,6 +259,14 @@ def test_monochrome1_masks_with_its_maximum():
 def ink_for(shape, lines):
     canvas = np.zeros(shape[:2], dtype=np.uint8)
     return plant(canvas, lines)
+
+
+def test_32_bit_colour_that_neither_jpeg_ls_nor_rle_holds_goes_out_native():
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_32bit_2frame.dcm"))
+    before = decode(ds).frames
+    outcome = clean(ds, plan_pixels(ds), OCR, identifier_matcher([]))
+    assert outcome.cleaned and outcome.transfer_syntax == ExplicitVRLittleEndian
+    assert np.array_equal(decode(reread(ds)).frames, before)
 
 
 # ---- undecodable input -------------------------------------------------------------------

@@ -5,9 +5,10 @@ Decoding uses pydicom 3's decoders (numpy for native/RLE/deflated, pylibjpeg wit
 comes back as RGB and is written back as RGB with PlanarConfiguration 0, so the header always
 describes the bytes (deid 0.4.13 scrambles PlanarConfiguration 1 cines, deid #228).
 
-Re-encoding never loses anything: native input stays native (same transfer syntax), compressed input
-goes out JPEG-LS lossless (RLE when JPEG-LS cannot hold it), and a lossy source keeps saying
-so (LossyImageCompression 01 with its ratio and method).
+Re-encoding never loses anything: native input stays native (same transfer syntax),
+compressed input goes out JPEG-LS lossless (RLE when JPEG-LS cannot hold it, native when
+neither can), and a lossy source keeps saying so (LossyImageCompression 01 with its ratio
+and method).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
     UID,
+    ExplicitVRLittleEndian,
     JPEGLSLossless,
     RLELossless,
 )
@@ -153,8 +155,17 @@ def write_back(ds: Dataset, frames: np.ndarray, decoded: Decoded) -> UID:
         return UID(str(ds.file_meta.TransferSyntaxUID))
     try:
         ds.compress(JPEGLSLossless, arr, encoding_plugin="pyjpegls", generate_instance_uid=False)
-    except Exception:  # bit depth or layout JPEG-LS cannot hold: RLE holds anything up to 32
-        ds.compress(RLELossless, arr, generate_instance_uid=False)
+    except Exception:  # bit depth or layout JPEG-LS cannot hold (more than 16 bits)
+        try:
+            ds.compress(RLELossless, arr, generate_instance_uid=False)
+        except Exception:  # e.g. 32-bit colour (12 RLE segments): native is lossless too
+            for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+                if keyword in ds:
+                    del ds[keyword]
+            ds.PixelData = _native_bytes(frames, little_endian=True)
+            ds["PixelData"].VR = "OB" if allocated == 8 else "OW"
+            ds["PixelData"].is_undefined_length = False
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     method = LOSSY_METHODS.get(str(source))
     if method or str(ds.get("LossyImageCompression", "")).strip() == "01":
         ds.LossyImageCompression = "01"
