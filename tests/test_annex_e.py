@@ -465,3 +465,15 @@ def test_file_meta_keeps_no_source_ae_title():
         )
         assert "SourceApplicationEntityTitle" not in out.file_meta
         assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+
+
+def test_describe_names_the_table_edition_and_options():
+    described = compile_profile(DEFAULT_DEID_OPTIONS).describe()
+    assert described == {
+        "annex_e_table": "2024b",
+        "deid_options": [
+            "clean_descriptors",
+            "retain_longitudinal_modified_dates",
+            "retain_patient_characteristics",
+        ],
+    }

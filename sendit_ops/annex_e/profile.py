@@ -218,6 +218,11 @@ class Profile:
         """The options in use, in the order of their CID 7050 codes."""
         return [o for o in OPTION_CODES if o in self.options]
 
+    def describe(self) -> dict[str, Any]:
+        """What to store next to an archive's recipe checksum: the table's edition and the
+        options, so a delivery says which de-identification produced it."""
+        return {"annex_e_table": load_table().edition, "deid_options": self.option_names}
+
     @property
     def kept_needles(self) -> frozenset[str]:
         """The kinds of original values (fields of ``identifiers.Needles``) that an option
