@@ -827,10 +827,20 @@ class RunLock:
         return None if row is None or not row.run_id else _holder(row)
 
     def _dead(self, h: LockHolder, now: float) -> str:
-        """Why the holder is gone ("" when it may be alive)."""
-        if h.active and h.host == self.host and h.pid and _process_gone(h.pid, h.pid_started):
-            return "its process ended"
+        """Why the holder is gone ("" when it may be alive).
+
+        The row names the process of the run's task that beat last; other tasks of the same
+        run (mapped tasks in other processes) beat every HEARTBEAT_SECONDS too, so an ended
+        process counts only once no beat came for two periods."""
         age = now - h.heartbeat_at
+        if (
+            h.active
+            and h.host == self.host
+            and h.pid
+            and age > 2 * HEARTBEAT_SECONDS
+            and _process_gone(h.pid, h.pid_started)
+        ):
+            return "its process ended"
         limit = ACTIVE_STALE_SECONDS if h.active else IDLE_STALE_SECONDS
         if age > limit:
             return f"no heartbeat for {age:.0f} s"
@@ -918,11 +928,9 @@ class RunLock:
                 told = True
             time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
 
-    def _touch(self, run_id: str, active: bool) -> bool:
-        """Refresh our heartbeat (and mark whether a task is working); False if we lost it."""
-        values: dict[str, Any] = {"heartbeat_at": time.time(), "active": int(active)}
-        if active:
-            values.update(self._me())
+    def _beat(self, run_id: str) -> bool:
+        """Refresh the heartbeat of a working task of ``run_id``; False if the run lost it."""
+        values = {"heartbeat_at": time.time(), "active": 1, **self._me()}
         with _write(self.engine) as conn:
             done = conn.execute(
                 update(run_locks)
@@ -930,6 +938,21 @@ class RunLock:
                 .values(**values)
             )
         return done.rowcount == 1
+
+    def _idle(self, run_id: str) -> None:
+        """A task ends: the run keeps the lock, marked idle, unless another task of the run
+        (another process) beat since, which keeps it marked working."""
+        with _write(self.engine) as conn:
+            conn.execute(
+                update(run_locks)
+                .where(
+                    run_locks.c.scope == self.scope,
+                    run_locks.c.run_id == run_id,
+                    run_locks.c.pid == os.getpid(),
+                    run_locks.c.host == self.host,
+                )
+                .values(heartbeat_at=time.time(), active=0)
+            )
 
     def release(self, run_id: str) -> bool:
         """Free the lock if ``run_id`` holds it (never another run's)."""
@@ -951,7 +974,7 @@ class RunLock:
         def beat() -> None:
             while not stop.wait(HEARTBEAT_SECONDS):
                 try:
-                    if not self._touch(run_id, True):
+                    if not self._beat(run_id):
                         self.lost = True
                         log.error(
                             "run %s: lost the lock of this input folder to another run", run_id
@@ -970,7 +993,7 @@ class RunLock:
             if release:
                 self.release(run_id)
             else:
-                self._touch(run_id, False)
+                self._idle(run_id)
 
 
 def _holder(row: Any) -> LockHolder:

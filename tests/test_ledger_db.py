@@ -413,7 +413,9 @@ def test_a_run_killed_while_holding_the_lock_is_taken_over(tmp_path, ledger_url)
     assert ledger.run_lock(tmp_path / "in").holder().run_id == "run-killed"
     assert {r.state for r in ledger.all()} == {QUEUE}
 
-    rerun = _start_run(tmp_path, ledger_url, "run-next", wait=5)
+    # taken over once the dead process missed two heartbeats (another task of its run
+    # could have been working in another process)
+    rerun = _start_run(tmp_path, ledger_url, "run-next", wait=120)
     out, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out[-3000:]
     assert "took over the lock of this input folder from run run-killed" in out
@@ -447,3 +449,31 @@ def test_sendit_run_stops_with_the_message_while_another_run_holds_the_lock(tmp_
     assert "3 batch(es): DONE 3" in done.stdout, (done.stdout + done.stderr)[-3000:]
     assert len(_objects(tmp_path)) == 3
     assert ledger.run_lock(tmp_path / "in").holder() is None
+
+
+def test_an_ended_process_counts_once_its_run_missed_two_heartbeats(tmp_path, ledger_url):
+    """The lock row names the task process that beat last; another task of the same run in
+    another process may still be working, so an ended process alone is not enough."""
+    from sqlalchemy import update
+
+    from sendit_ops.ledger import HEARTBEAT_SECONDS, run_locks
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
+    lock = ledger.run_lock(tmp_path / "in")
+    lock.acquire("run-a", wait=0)
+
+    def holder_was(pid: int, age: float) -> None:
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                update(run_locks)
+                .where(run_locks.c.scope == lock.scope)
+                .values(pid=pid, pid_started="", heartbeat_at=time.time() - age)
+            )
+
+    holder_was(ended.pid, 1.0)
+    assert lock.try_acquire("run-b").run_id == "run-a"  # just beat: maybe another task
+    holder_was(ended.pid, 2 * HEARTBEAT_SECONDS + 5)
+    assert lock.try_acquire("run-b") is None
+    assert lock.holder().run_id == "run-b" and lock.holder().pid == os.getpid()
