@@ -14,6 +14,7 @@ and method).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -72,6 +73,25 @@ class Decoded:
         return self.frames.ndim == 4
 
 
+def _frames(decoder: Any, ds: Dataset) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode frame by frame into one array: pydicom converts YBR to RGB in float64 over
+    the whole array at once (about 1 GB for a 120-frame 640x480 cine), one frame at a time
+    it needs a 120th of that."""
+    count = int(ds.get("NumberOfFrames") or 1)
+    if count <= 1:
+        return decoder.as_array(ds, as_rgb=True)
+    out: np.ndarray | None = None
+    info: dict[str, Any] = {}
+    for index, (frame, frame_info) in enumerate(decoder.iter_array(ds, as_rgb=True)):
+        if out is None:
+            out = np.empty((count, *frame.shape), dtype=frame.dtype)
+        out[index] = frame
+        info = frame_info
+    if out is None or index != count - 1:
+        raise ValueError("frame count")
+    return out, info
+
+
 def decode(ds: Dataset) -> Decoded:
     """All frames of ``ds``, or UndecodableError naming the transfer syntax and the problem."""
     if "PixelData" not in ds:
@@ -88,7 +108,7 @@ def decode(ds: Dataset) -> Decoded:
     except (NotImplementedError, ValueError):
         raise UndecodableError(f"pixel data cannot be decoded ({name}: no decoder)") from None
     try:
-        arr, info = decoder.as_array(ds, as_rgb=True)
+        arr, info = _frames(decoder, ds)
     except Exception as exc:  # codec errors come as many types; the text may hold values
         raise UndecodableError(
             f"pixel data cannot be decoded ({name}: {type(exc).__name__})"
