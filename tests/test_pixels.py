@@ -109,6 +109,17 @@ def test_ct_and_mr_without_a_flag_need_no_pixel_stage():
         assert plan_pixels(ds, RECIPE) == PixelPlan(None, (), int(ds.Rows), int(ds.Columns))
 
 
+def test_a_deid_graylist_match_is_a_risk_when_the_recipe_is_given():
+    pet = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
+    pet.Modality, pet.ImageType = "PT", ["ORIGINAL", "PRIMARY", "RECONSTRUCTION"]
+    del pet.Manufacturer  # deid's "Stanford Med Reconstruction" graylist rule
+    assert text_risk(pet) is None
+    assert text_risk(pet, RECIPE) == "deid graylist match: needs pixel cleaning"
+    assert plan_pixels(pet, RECIPE).risk == "deid graylist match: needs pixel cleaning"
+    pet.BurnedInAnnotation = "NO"  # deid's whitelist wins, as in the filters
+    assert text_risk(pet, RECIPE) is None
+
+
 def test_ultrasound_with_burned_in_no_still_needs_the_stage():
     ds = make_image(PATIENTS[0], "ACC1", "20240115", "US", 1, 1, burned_in="NO")
     assert text_risk(ds) == "SOP class US may carry burned-in text"

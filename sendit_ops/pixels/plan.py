@@ -9,35 +9,12 @@ copy of the recipe's filter section; the caller's recipe is never changed.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 from deid.config import DeidRecipe
-from deid.dicom.pixels.detect import has_burned_pixels
 from pydicom.dataset import Dataset
 
-from sendit_ops import deid_tuning  # noqa: F401 - silences deid's logger (may print values)
-from sendit_ops.dicom_io import as_file_dataset
 from sendit_ops.pixels.model import GRAYLIST, US_REGIONS, Box, PixelPlan
-from sendit_ops.pixels.risk import text_risk
-
-# filter groups whose coordinates are NOT areas to clean
-_NOT_CLEANING = {"whitelist", "blacklist"}
-
-
-def _private_recipe(recipe: DeidRecipe) -> DeidRecipe:
-    """A shallow copy of ``recipe`` with its own filter section (deid writes into it)."""
-    clone = copy.copy(recipe)
-    clone.deid = dict(recipe.deid)
-    if "filter" in recipe.deid:
-        clone.deid["filter"] = copy.deepcopy(recipe.deid["filter"])
-    return clone
-
-
-def graylist_results(ds: Dataset, recipe: DeidRecipe) -> list[dict]:
-    """deid's flagged filter results for this header, judged on a private recipe copy."""
-    result = has_burned_pixels(as_file_dataset(ds), force=True, deid=_private_recipe(recipe))
-    return list(result.get("results") or [])
+from sendit_ops.pixels.risk import NOT_CLEANING, deid_reason, graylist_results, text_risk
 
 
 def _paint(rows: int, columns: int, coordinates: list[tuple[int, str]]) -> np.ndarray:
@@ -104,20 +81,16 @@ def plan_pixels(ds: Dataset, recipe: DeidRecipe | None = None) -> PixelPlan:
     boxes: list[Box] = []
     if recipe is not None:
         coordinates: list[tuple[int, str]] = []
-        labels: list[str] = []
         results = graylist_results(ds, recipe)
-        whitelisted = any(r.get("group") == "whitelist" for r in results)
         for result in results:
-            if result.get("group") in _NOT_CLEANING:
+            if result.get("group") in NOT_CLEANING:
                 continue
-            labels.append(str(result.get("group")))
             for keep, value in result.get("coordinates") or []:
                 for coordinate in value if isinstance(value, list) else [value]:
                     coordinates.append((int(keep), str(coordinate)))
-        # as in the filters, a whitelist match ("accept no matter what") overrides deid's
-        # other groups; their boxes are still masked when a header rule sends the image here
-        if labels and risk is None and not whitelisted:
-            risk = f"deid {labels[0]} match: needs pixel cleaning"
+        # a whitelist match overrides deid's other groups (as in the filters); their boxes
+        # are still masked when a header rule sends the image here
+        risk = risk or deid_reason(results)
         if coordinates and rows and columns and risk is not None:
             boxes.extend(mask_to_boxes(_paint(rows, columns, coordinates), GRAYLIST))
     if risk is not None:

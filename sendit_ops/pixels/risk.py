@@ -9,9 +9,14 @@ Reasons name the rule and the tag, never a header value.
 
 from __future__ import annotations
 
+import copy
+
+from deid.config import DeidRecipe
+from deid.dicom.pixels.detect import has_burned_pixels
 from pydicom.dataset import Dataset
 
-from sendit_ops.dicom_io import text
+from sendit_ops import deid_tuning  # noqa: F401 - silences deid's logger (may print values)
+from sendit_ops.dicom_io import as_file_dataset, text
 
 _SOP = "1.2.840.10008.5.1.4.1.1."
 # SOP classes whose images are screen captures, photographs or ultrasound by definition
@@ -47,12 +52,41 @@ TEXT_MODALITIES = frozenset(
 TEXT_IMAGE_TYPES = ("SECONDARY", "DERIVED", "SCREEN", "SAVE")
 
 
-def text_risk(ds: Dataset) -> str | None:
+# deid filter groups whose coordinates are NOT areas to clean
+NOT_CLEANING = frozenset({"whitelist", "blacklist"})
+
+
+def _private_recipe(recipe: DeidRecipe) -> DeidRecipe:
+    """A shallow copy of ``recipe`` with its own filter section (deid writes into it)."""
+    clone = copy.copy(recipe)
+    clone.deid = dict(recipe.deid)
+    if "filter" in recipe.deid:
+        clone.deid["filter"] = copy.deepcopy(recipe.deid["filter"])
+    return clone
+
+
+def graylist_results(ds: Dataset, recipe: DeidRecipe) -> list[dict]:
+    """deid's flagged filter results for this header, judged on a private recipe copy."""
+    result = has_burned_pixels(as_file_dataset(ds), force=True, deid=_private_recipe(recipe))
+    return list(result.get("results") or [])
+
+
+def deid_reason(results: list[dict]) -> str | None:
+    """The reason deid's filter results give for pixel cleaning: a match in a group other
+    than whitelist/blacklist (the graylist), unless the whitelist matched too."""
+    groups = [str(r.get("group")) for r in results]
+    if "whitelist" in groups:
+        return None
+    cleaning = [g for g in groups if g not in NOT_CLEANING]
+    return f"deid {cleaning[0]} match: needs pixel cleaning" if cleaning else None
+
+
+def text_risk(ds: Dataset, recipe: DeidRecipe | None = None) -> str | None:
     """Why this image may carry burned-in text (a PHI-free reason naming the rule), or None.
 
     Order matters only for the wording: an explicit BurnedInAnnotation YES is named first,
-    as the filters always did. deid's graylist is judged by the filters (memoized per series)
-    and by :func:`sendit_ops.pixels.plan.plan_pixels`, which add their own reason.
+    as the filters always did. With ``recipe`` (the filter recipe) a deid graylist match is
+    a reason too; the filters judge that themselves, memoized per series.
     """
     burned = text(ds, "BurnedInAnnotation").strip().upper()
     if burned in {"YES", "Y"}:
@@ -73,4 +107,4 @@ def text_risk(ds: Dataset) -> str | None:
     flagged = [v for v in TEXT_IMAGE_TYPES if v in image_type]
     if flagged:
         return f"ImageType {'/'.join(flagged)} may carry burned-in text"
-    return None
+    return deid_reason(graylist_results(ds, recipe)) if recipe is not None else None
