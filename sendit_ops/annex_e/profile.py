@@ -25,7 +25,7 @@ How the table's actions are done, and why:
 - ``C`` (an option's clean) calls the caller's ``clean(text) -> text`` on every text value;
   without a cleaner the option cannot be honoured and the Basic Profile action is done. For
   a sequence, ``C`` keeps its items, de-identified by the table, and cleans the free text the
-  table does not list inside it.
+  table does not list inside it. A binary value has no text to clean and is removed.
 - Retain Longitudinal Temporal Information with Modified Dates: DA and DT values are moved by
   the patient's jitter (whole days; a DT keeps its time and offset). TM values are kept: a
   shift by whole days leaves the time of day as it was, so a time is consistent with its
@@ -33,9 +33,9 @@ How the table's actions are done, and why:
   exact. A date that cannot be read as YYYYMMDD is emptied, never kept. The option's other
   rows (Timezone Offset From UTC, two OB values) get their Basic Profile action: a shift by
   days does not apply to them.
-- Repeating groups: curves (50xx) are removed as whole groups; overlays (60xx) whose data or
-  comments the profile removes are removed as whole groups (an overlay without its data is
-  invalid). Overlay bitmaps are never kept: sendit cannot read text in a bitmap at this
+- Repeating groups: curves (50xx) are removed as whole groups; an overlay (60xx) with data
+  or comments is removed as a whole group (an overlay without its data is invalid), under
+  every option. Overlay bitmaps are never kept: sendit cannot read text in a bitmap at this
   stage, so Clean Graphics cleans the graphics that are text (Graphic Annotation Sequence).
 - Private elements: removed; with Retain Safe Private only those of ``SAFE_PRIVATE`` (numeric
   values of known meaning, from PS3.15 Table E.3.10-1) and their creators are kept.
