@@ -810,8 +810,9 @@ class RunLock:
 
     def __init__(self, engine: Engine, work_root: Path, input_folder: str | Path, dag_id: str):
         self.engine = engine
-        folder = Path(input_folder).absolute()
-        self.scope = hashlib.sha256(f"{work_root}\0{folder}".encode()).hexdigest()
+        # the real paths: a folder named through a symlink is still the same folder
+        where = f"{Path(work_root).resolve()}\0{Path(input_folder).resolve()}"
+        self.scope = hashlib.sha256(where.encode(errors="surrogateescape")).hexdigest()
         self.dag_id = dag_id
         self.host = socket.gethostname()
         self.lost = False
