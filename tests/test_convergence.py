@@ -9,7 +9,6 @@ delivered itself (the ledger's Delivery), never a foreign object.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,11 +19,25 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SECRET, run_in_process
+from test_ledger_db import postgres_url  # noqa: F401  (the session's PostgreSQL database)
 
 from sendit_ops import outbox as box
 from sendit_ops.batch_steps import deliver_to_outbox
 from sendit_ops.devtools.sample_data import PATIENTS, write_study
 from sendit_ops.discovery import find_batches, select_batches
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_pipeline(request, make_pipeline):
+    """conftest's make_pipeline, with the ledger in SQLite (default) or in PostgreSQL."""
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+    def make(run_id: str = "run1", **overrides):
+        if url:
+            overrides["ledger_url"] = url
+        return make_pipeline(run_id=run_id, **overrides)
+
+    return make
 
 
 def _study(inbox: Path, images: int) -> None:
@@ -60,6 +73,9 @@ def _images_in(archive: Path) -> int:
 
 def _crash_after_package(tmp_path: Path, pipe, inbox: Path) -> None:
     """kill -9 of a process that packaged the study and was about to deliver it."""
+    layer = {"work_root": pipe.settings.work_root, "outbox": pipe.settings.outbox}
+    if pipe.settings.ledger_url:
+        layer["ledger_url"] = pipe.settings.ledger_url
     code = textwrap.dedent(
         f"""
         import os, signal
@@ -67,9 +83,7 @@ def _crash_after_package(tmp_path: Path, pipe, inbox: Path) -> None:
         from sendit_ops.batch_steps import Pipeline
         from sendit_ops.discovery import find_batches
         from sendit_ops.settings import load_settings
-        settings = load_settings({
-            json.dumps({"work_root": pipe.settings.work_root, "outbox": pipe.settings.outbox})
-        })
+        settings = load_settings({layer!r})
         pipe = Pipeline(settings, {SECRET!r}, {pipe.dag_id!r}, run_id="run-killed")
         keys = pipe.register(find_batches(Path({str(inbox)!r}), pipe.secret_key, "in"))
         pipe.process(keys)
