@@ -483,3 +483,23 @@ def test_describe_names_the_table_edition_and_options():
             "retain_patient_characteristics",
         ],
     }
+
+
+@pytest.mark.parametrize("name", list(OPTION_SETS), ids=str)
+def test_type_1_device_serial_number_of_enhanced_equipment_gets_a_dummy(name):
+    """DeviceSerialNumber is X/Z/D; the Enhanced General Equipment Module (enhanced CT, MR,
+    ... IODs) makes it Type 1: it keeps a (dummy) value, never removed or emptied; Retain
+    Device Identity keeps it. Manufacturer and model are not in the table: kept."""
+    options = OPTION_SETS[name]
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    ds.Manufacturer = "ACME"
+    ds.ManufacturerModelName = "Scanner 9"
+    ds.DeviceSerialNumber = "SN-4711"
+    ds.SoftwareVersions = "1.0"
+    compile_profile(options).apply(ds, Context(remap, JITTER, clean))
+    if "retain_device_identity" in options:
+        assert ds.DeviceSerialNumber == "SN-4711"
+    else:
+        assert ds.DeviceSerialNumber == "ANONYMIZED"
+    assert (ds.Manufacturer, ds.ManufacturerModelName) == ("ACME", "Scanner 9")
