@@ -30,6 +30,7 @@ import pydicom
 import pytest
 from conftest import PHI_STRINGS, SECRET
 from pydicom.data import get_testdata_file
+from test_ledger_db import postgres_url  # noqa: F401  (the session's PostgreSQL database)
 
 from sendit_ops import cli
 from sendit_ops.devtools.sample_data import PATIENTS, make_image, write_study
@@ -37,6 +38,10 @@ from sendit_ops.discovery import batch_key
 from sendit_ops.settings import InputFolder
 
 NAME = "matrix"  # the input folder's name in sendit (batch ids are keyed on it)
+# the ledger the matrix runs on: "sqlite" (default, in the work root) or "postgresql" (the
+# machine's server, a database made for the session): SENDIT_FAULT_MATRIX_LEDGER=postgresql
+LEDGER = os.environ.get("SENDIT_FAULT_MATRIX_LEDGER", "sqlite")
+LEDGER_URL: list[str] = []  # set once per session by the _ledger fixture
 
 
 @dataclass
@@ -59,7 +64,13 @@ class Outcome:
         from sendit_ops.batch_steps import Pipeline
         from sendit_ops.settings import load_settings
 
-        settings = load_settings({"work_root": str(self.work), "outbox": str(self.outbox)})
+        settings = load_settings(
+            {
+                "work_root": str(self.work),
+                "outbox": str(self.outbox),
+                "ledger_url": LEDGER_URL[0] if LEDGER_URL else None,
+            }
+        )
         dag_id = InputFolder(str(self.outbox), NAME).dag_id
         return Pipeline(settings, SECRET, dag_id).ledger.get(batch_key(SECRET, NAME, folder))
 
@@ -111,6 +122,7 @@ def run_sendit(caplog, capfd, input_dir: Path, outbox: Path, work: Path, *args: 
                 str(work),
                 "--name",
                 NAME,
+                *ledger_args(),
                 *args,
             ]
         )
@@ -120,6 +132,18 @@ def run_sendit(caplog, capfd, input_dir: Path, outbox: Path, work: Path, *args: 
     summary = json.loads(summaries[-1].read_text()) if summaries else {}
     lines = {line["batch_id"]: line for line in summary.get("batch_lines", [])}
     return Outcome(code, said, summary, outbox, work, lines)
+
+
+def ledger_args() -> list[str]:
+    """The CLI arguments choosing the ledger database of the matrix."""
+    return ["--set", f"ledger_url={LEDGER_URL[0]}"] if LEDGER_URL else []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ledger(request) -> None:
+    """PostgreSQL when SENDIT_FAULT_MATRIX_LEDGER=postgresql (skipped without a server)."""
+    if LEDGER == "postgresql":
+        LEDGER_URL[:] = [request.getfixturevalue("postgres_url")]
 
 
 @pytest.fixture(autouse=True)
@@ -449,7 +473,7 @@ def sendit_process(inbox: Path, outbox: Path, work: Path, home: Path) -> subproc
     env.update(SENDIT_HOME=str(home), AIRFLOW_VAR_SENDIT_SECRET_KEY=SECRET.decode())
     args = ["--input", str(inbox), "--outbox", str(outbox), "--work-root", str(work)]
     return subprocess.Popen(
-        [sys.executable, "-m", "sendit_ops.cli", "run", *args, "--name", NAME],
+        [sys.executable, "-m", "sendit_ops.cli", "run", *args, "--name", NAME, *ledger_args()],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
