@@ -558,8 +558,7 @@ class Ledger:
     def transaction(self) -> Iterator[None]:
         """Group state changes: every save, delivery note and confirmation inside is
         committed together or not at all."""
-        ledger_id = self.ledger_id  # created (and imported) outside the caller's transaction
-        del ledger_id
+        _ = self.ledger_id  # the ledger is created (and imported) in a transaction of its own
         with _write(self.engine):
             yield
 
