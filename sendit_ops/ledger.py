@@ -233,6 +233,8 @@ run_locks = Table(
     Column("pid", Integer, nullable=False, default=0),
     Column("pid_started", Text, nullable=False, default=""),  # tells a reused pid apart
     Column("active", Integer, nullable=False, default=0),  # a task of the run is working
+    # the task processes of the run working now: JSON [[host, pid, pid_started, beat], ...]
+    Column("workers", Text, nullable=False, default="[]"),
     Column("acquired_at", Float, nullable=False, default=0.0),
     Column("heartbeat_at", Float, nullable=False, default=0.0),
 )
@@ -755,7 +757,8 @@ class RunLocked(RunNeedsAttention):
 
 @dataclass(frozen=True)
 class LockHolder:
-    """Who holds a run lock: the run, and the process of its task working now (if any)."""
+    """Who holds a run lock: the run, the task process that beat last, and every task
+    process of the run working now (mapped tasks run in several processes at once)."""
 
     run_id: str
     host: str
@@ -764,6 +767,7 @@ class LockHolder:
     active: bool
     acquired_at: float
     heartbeat_at: float
+    workers: tuple[tuple[str, int, str, float], ...] = ()
 
     def since(self) -> str:
         """When the holder took the lock, for messages (UTC, seconds)."""
@@ -799,13 +803,15 @@ def _process_gone(pid: int, started: str) -> bool:
 class RunLock:
     """One row per (work root, input folder): the run that may work on it now.
 
-    Taken by ``discover``, kept and refreshed by every task of the same run (a heartbeat
-    while a task works), released by ``report``. A second run waits up to a bounded time,
-    then stops with a message naming the holder. A dead holder (its process gone on this
-    host, or no heartbeat for ACTIVE_STALE_SECONDS while working / IDLE_STALE_SECONDS
-    between tasks) is taken over by compare-and-swap on its run id and heartbeat, inside a
-    transaction that locks the row (SQLite: BEGIN IMMEDIATE; PostgreSQL: SELECT … FOR
-    UPDATE). Heartbeats use each host's clock: hosts must keep time (NTP)."""
+    Taken by ``discover``, kept and refreshed by every task of the same run (each working
+    task process is listed in the row with its own heartbeat), released by ``report``. A
+    second run waits up to a bounded time, then stops with a message naming the holder. A
+    holder is gone when every task process it lists has ended (on this host) or fell
+    silent for ACTIVE_STALE_SECONDS (another host), or, between tasks, when nothing beat
+    for IDLE_STALE_SECONDS. It is then taken over by compare-and-swap on its run id and
+    heartbeat, inside a transaction that locks the row (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL: SELECT … FOR UPDATE). Heartbeats use each host's clock: hosts must keep
+    time (NTP)."""
 
     def __init__(self, engine: Engine, work_root: Path, input_folder: str | Path, dag_id: str):
         self.engine = engine
@@ -820,37 +826,48 @@ class RunLock:
         pid = os.getpid()
         return {"host": self.host, "pid": pid, "pid_started": _pid_started(pid)}
 
+    def _query(self) -> Any:
+        return select(run_locks).where(run_locks.c.scope == self.scope).with_for_update()
+
     def holder(self) -> LockHolder | None:
         """The current holder, or None when the lock is free."""
         with _read(self.engine) as conn:
             row = conn.execute(select(run_locks).where(run_locks.c.scope == self.scope)).first()
         return None if row is None or not row.run_id else _holder(row)
 
-    def _dead(self, h: LockHolder, now: float) -> str:
-        """Why the holder is gone ("" when it may be alive).
+    def _gone(self, worker: tuple[str, int, str, float], now: float) -> bool:
+        host, pid, started, beat = worker
+        if host == self.host and _process_gone(pid, started):
+            return True
+        return now - beat > ACTIVE_STALE_SECONDS
 
-        The row names the process of the run's task that beat last; other tasks of the same
-        run (mapped tasks in other processes) beat every HEARTBEAT_SECONDS too, so an ended
-        process counts only once no beat came for two periods."""
+    def _dead(self, h: LockHolder, now: float) -> str:
+        """Why the holder is gone ("" when it may be alive)."""
+        if h.workers:
+            if all(self._gone(w, now) for w in h.workers):
+                return "its task process(es) ended or fell silent"
+            return ""
         age = now - h.heartbeat_at
-        if (
-            h.active
-            and h.host == self.host
-            and h.pid
-            and age > 2 * HEARTBEAT_SECONDS
-            and _process_gone(h.pid, h.pid_started)
-        ):
-            return "its process ended"
-        limit = ACTIVE_STALE_SECONDS if h.active else IDLE_STALE_SECONDS
-        if age > limit:
-            return f"no heartbeat for {age:.0f} s"
-        return ""
+        limit = IDLE_STALE_SECONDS if not h.active else ACTIVE_STALE_SECONDS
+        return f"no heartbeat for {age:.0f} s" if age > limit else ""
+
+    def _workers(self, row: Any, now: float, add: bool) -> str:
+        """The row's working processes without this one (and those gone), plus this one
+        when ``add``."""
+        me = self._me()
+        kept = [
+            w
+            for w in (_holder(row).workers if row is not None and row.run_id else ())
+            if (w[0], w[1]) != (me["host"], me["pid"]) and not self._gone(w, now)
+        ]
+        if add:
+            kept.append((me["host"], me["pid"], me["pid_started"], now))
+        return json.dumps(kept)
 
     def try_acquire(self, run_id: str, active: bool = True) -> LockHolder | None:
-        """Take or keep the lock for ``run_id`` in one transaction; return the other run
-        holding it (None: it is ours now)."""
+        """Take or keep the lock for ``run_id`` in one transaction, this process listed as
+        working; return the other run holding it (None: it is ours now)."""
         now = time.time()
-        mine = {**self._me(), "active": int(active), "heartbeat_at": now, "run_id": run_id}
         taken_from = ""
         with _write(self.engine) as conn:
             if conn.dialect.name == "postgresql":
@@ -861,8 +878,23 @@ class RunLock:
                     .values(scope=self.scope, dag_id=self.dag_id)
                     .on_conflict_do_nothing(index_elements=["scope"])
                 )
-            query = select(run_locks).where(run_locks.c.scope == self.scope).with_for_update()
-            row = conn.execute(query).first()
+            row = conn.execute(self._query()).first()
+            if row is not None and row.run_id and row.run_id != run_id:
+                current = _holder(row)
+                why = self._dead(current, now)
+                if not why:
+                    return current
+                taken_from = f"{row.run_id} ({why})"
+                row_for_workers = None  # the dead run's processes are not ours
+            else:
+                row_for_workers = row
+            mine = {
+                **self._me(),
+                "run_id": run_id,
+                "active": int(active),
+                "heartbeat_at": now,
+                "workers": self._workers(row_for_workers, now, active),
+            }
             if row is None:
                 conn.execute(
                     run_locks.insert().values(
@@ -875,12 +907,6 @@ class RunLock:
                     update(run_locks).where(run_locks.c.scope == self.scope).values(**mine)
                 )
                 return None
-            if row.run_id:
-                current = _holder(row)
-                why = self._dead(current, now)
-                if not why:
-                    return current
-                taken_from = f"{row.run_id} ({why})"
             # free, or a dead holder: compare-and-swap on the holder and its heartbeat
             done = conn.execute(
                 update(run_locks)
@@ -892,7 +918,7 @@ class RunLock:
                 .values(dag_id=self.dag_id, acquired_at=now, **mine)
             )
             if done.rowcount != 1:  # changed under us: report the current holder
-                row = conn.execute(query).first()
+                row = conn.execute(self._query()).first()
                 return _holder(row) if row is not None and row.run_id else None
         if taken_from:
             log.warning(
@@ -929,29 +955,37 @@ class RunLock:
             time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
 
     def _beat(self, run_id: str) -> bool:
-        """Refresh the heartbeat of a working task of ``run_id``; False if the run lost it."""
-        values = {"heartbeat_at": time.time(), "active": 1, **self._me()}
+        """Refresh this working process's heartbeat; False if the run lost the lock."""
+        now = time.time()
         with _write(self.engine) as conn:
-            done = conn.execute(
-                update(run_locks)
-                .where(run_locks.c.scope == self.scope, run_locks.c.run_id == run_id)
-                .values(**values)
-            )
-        return done.rowcount == 1
-
-    def _idle(self, run_id: str) -> None:
-        """A task ends: the run keeps the lock, marked idle, unless another task of the run
-        (another process) beat since, which keeps it marked working."""
-        with _write(self.engine) as conn:
+            row = conn.execute(self._query()).first()
+            if row is None or row.run_id != run_id:
+                return False
             conn.execute(
                 update(run_locks)
-                .where(
-                    run_locks.c.scope == self.scope,
-                    run_locks.c.run_id == run_id,
-                    run_locks.c.pid == os.getpid(),
-                    run_locks.c.host == self.host,
+                .where(run_locks.c.scope == self.scope)
+                .values(
+                    heartbeat_at=now,
+                    active=1,
+                    workers=self._workers(row, now, True),
+                    **self._me(),
                 )
-                .values(heartbeat_at=time.time(), active=0)
+            )
+        return True
+
+    def _idle(self, run_id: str) -> None:
+        """A task ends: the run keeps the lock; this process leaves the working list (the
+        lock is idle when no other task of the run works)."""
+        now = time.time()
+        with _write(self.engine) as conn:
+            row = conn.execute(self._query()).first()
+            if row is None or row.run_id != run_id:
+                return
+            workers = self._workers(row, now, False)
+            conn.execute(
+                update(run_locks)
+                .where(run_locks.c.scope == self.scope)
+                .values(heartbeat_at=now, active=int(workers != "[]"), workers=workers)
             )
 
     def release(self, run_id: str) -> bool:
@@ -960,14 +994,21 @@ class RunLock:
             done = conn.execute(
                 update(run_locks)
                 .where(run_locks.c.scope == self.scope, run_locks.c.run_id == run_id)
-                .values(run_id="", active=0, pid=0, pid_started="", heartbeat_at=time.time())
+                .values(
+                    run_id="",
+                    active=0,
+                    pid=0,
+                    pid_started="",
+                    workers="[]",
+                    heartbeat_at=time.time(),
+                )
             )
         return done.rowcount == 1
 
     @contextmanager
     def held(self, run_id: str, wait: float | None = None, release: bool = False) -> Iterator[None]:
         """Hold the lock while a task of ``run_id`` works: taken (or kept), refreshed by a
-        heartbeat thread, then marked idle between tasks, or freed with ``release``."""
+        heartbeat thread, then left idle for the run's next task, or freed with ``release``."""
         self.acquire(run_id, wait)
         stop = threading.Event()
 
@@ -997,6 +1038,7 @@ class RunLock:
 
 
 def _holder(row: Any) -> LockHolder:
+    workers = json.loads(getattr(row, "workers", None) or "[]")
     return LockHolder(
         run_id=row.run_id,
         host=row.host,
@@ -1005,4 +1047,5 @@ def _holder(row: Any) -> LockHolder:
         active=bool(row.active),
         acquired_at=float(row.acquired_at or 0.0),
         heartbeat_at=float(row.heartbeat_at or 0.0),
+        workers=tuple((str(h), int(p), str(st), float(b)) for h, p, st, b in workers),
     )

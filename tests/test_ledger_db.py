@@ -237,7 +237,7 @@ def test_a_silent_holder_is_taken_over_once(tmp_path, ledger_url, monkeypatch):
         conn.execute(
             update(run_locks)
             .where(run_locks.c.scope == lock.scope)
-            .values(host="elsewhere", heartbeat_at=time.time() - 10)
+            .values(workers=json.dumps([["elsewhere", 1, "", time.time() - 10]]))
         )
     with pytest.raises(RunLocked):
         ledger.run_lock(tmp_path / "in").acquire("run-b", wait=0)
@@ -413,9 +413,7 @@ def test_a_run_killed_while_holding_the_lock_is_taken_over(tmp_path, ledger_url)
     assert ledger.run_lock(tmp_path / "in").holder().run_id == "run-killed"
     assert {r.state for r in ledger.all()} == {QUEUE}
 
-    # taken over once the dead process missed two heartbeats (another task of its run
-    # could have been working in another process)
-    rerun = _start_run(tmp_path, ledger_url, "run-next", wait=120)
+    rerun = _start_run(tmp_path, ledger_url, "run-next", wait=10)
     out, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out[-3000:]
     assert "took over the lock of this input folder from run run-killed" in out
@@ -451,29 +449,36 @@ def test_sendit_run_stops_with_the_message_while_another_run_holds_the_lock(tmp_
     assert ledger.run_lock(tmp_path / "in").holder() is None
 
 
-def test_an_ended_process_counts_once_its_run_missed_two_heartbeats(tmp_path, ledger_url):
-    """The lock row names the task process that beat last; another task of the same run in
-    another process may still be working, so an ended process alone is not enough."""
+def test_a_run_is_gone_when_every_task_process_it_lists_is_gone(tmp_path, ledger_url):
+    """Mapped tasks of one run work in several processes at once: the run is alive while
+    one of them is; each task process leaves the list when its task ends."""
+    import socket
+
     from sqlalchemy import update
 
-    from sendit_ops.ledger import HEARTBEAT_SECONDS, run_locks
+    from sendit_ops.ledger import run_locks
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
     ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
     lock = ledger.run_lock(tmp_path / "in")
-    lock.acquire("run-a", wait=0)
+    with lock.held("run-a"):  # a task of the run at work: listed once per process
+        assert len(lock.holder().workers) == 1 and lock.holder().active
+    assert lock.holder().workers == () and not lock.holder().active  # idle between tasks
 
-    def holder_was(pid: int, age: float) -> None:
+    def working(*pids: int) -> None:
+        now = time.time()
+        workers = [[socket.gethostname(), pid, "", now] for pid in pids]
         with ledger.engine.begin() as conn:
             conn.execute(
                 update(run_locks)
                 .where(run_locks.c.scope == lock.scope)
-                .values(pid=pid, pid_started="", heartbeat_at=time.time() - age)
+                .values(workers=json.dumps(workers), active=1, heartbeat_at=now)
             )
 
-    holder_was(ended.pid, 1.0)
-    assert lock.try_acquire("run-b").run_id == "run-a"  # just beat: maybe another task
-    holder_was(ended.pid, 2 * HEARTBEAT_SECONDS + 5)
+    working(ended.pid, os.getpid())  # one task process ended, another still works
+    assert lock.try_acquire("run-b").run_id == "run-a"
+    working(ended.pid)  # the only one ended (kill -9): taken over at once
     assert lock.try_acquire("run-b") is None
-    assert lock.holder().run_id == "run-b" and lock.holder().pid == os.getpid()
+    holder = lock.holder()
+    assert holder.run_id == "run-b" and [w[1] for w in holder.workers] == [os.getpid()]
