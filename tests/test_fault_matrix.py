@@ -459,11 +459,11 @@ def test_disk_full_is_named_and_a_rerun_converges(where, tmp_path, caplog, capfd
 # where a run is killed: when the first file of that stage shows up, plus "delivering" (the
 # first outbox object). Each rerun after a kill costs ~32 s here: ~15 s to start a `sendit
 # run` process and ~17 s waiting until the run lock's dead holder may be taken over (two
-# missed heartbeats), so two of the issue's four points keep the module within ~3 minutes;
-# "filtering" and "packaging" leave batches in states these two cover (PROCESSING, and an
-# archive built but not delivered: DONEPROCESSING, as a dry run does).
+# missed heartbeats), so three of the issue's four points keep the module within ~3 minutes;
+# "filtering" leaves batches in the state "anonymizing" covers (PROCESSING).
 KILL_POINTS = {
     "anonymizing": "batches/*/anonymized/*.dcm",
+    "packaging": "batches/*/archive/*.tar.gz",
 }
 
 
@@ -499,9 +499,10 @@ def kill_when(proc: subprocess.Popen, root: Path, pattern: str, timeout: float =
 
 
 def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
-    """A run killed with SIGKILL while anonymizing, then its rerun killed while delivering,
-    then a last run: every batch delivered once, one object and one row each, no partial
-    upload, nothing identifying said (the killed processes' output included)."""
+    """A run killed with SIGKILL while anonymizing, its rerun killed while packaging, that
+    one's rerun killed while delivering, then a last run: every batch delivered once, one
+    object and one row each, no partial upload, nothing identifying said (the killed
+    processes' output included)."""
     inbox, outbox, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
     folders = [f"ACC2300{n}" for n in range(1, 7)]
     for n, folder in enumerate(folders):
