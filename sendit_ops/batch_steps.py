@@ -179,11 +179,11 @@ class Pipeline:
                         "see the task log, then rerun the batch",
                     )
             if record.state == ERROR:  # finished: its identifier lists go (docs/pipeline.md)
-                self._drop_identifiers(record)
+                self.drop_identifiers(record)
             record.finish(step)
             self.ledger.save(record)
 
-    def _drop_identifiers(self, record: BatchRecord) -> None:
+    def drop_identifiers(self, record: BatchRecord) -> None:
         """Delete a finished batch's identifier lists (names, ids, addresses: identified
         data nothing needs once the batch is DONE, EMPTY or ERROR; a rerun derives them
         again from the source folder). For an ERROR batch its working copies go too
@@ -570,7 +570,7 @@ class Pipeline:
             exc = NoSpaceError("outbox", record.outputs.get("bytes_out", 0))
         reason = str(exc) if isinstance(exc, BatchError) else type(exc).__name__
         record.set_state(ERROR, f"deliver: {reason}")
-        self._drop_identifiers(record)
+        self.drop_identifiers(record)
         self.ledger.save(record)
 
     def finalize_empty(self, keys: Iterable[str]) -> None:
@@ -580,7 +580,7 @@ class Pipeline:
         for key in keys:
             record = self.ledger.get(key)
             if record and record.state in (EMPTY, ERROR):
-                self._drop_identifiers(record)
+                self.drop_identifiers(record)
 
 
 def _file_name(series: str, instance: str, taken: set[str]) -> str:
