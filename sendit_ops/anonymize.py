@@ -31,6 +31,7 @@ from sendit_ops.annex_e import Context, Profile, compile_profile, record
 from sendit_ops.annex_e.profile import Cleaner
 from sendit_ops.dicom_io import as_file_dataset, remove_private_tags
 from sendit_ops.errors import LeakError
+from sendit_ops.identifiers import original_dates
 from sendit_ops.recipe_engine import CompiledRecipe, apply_recipe
 from sendit_ops.recipe_variables import recipe_variables, uid_remapper  # noqa: F401 - re-exported
 from sendit_ops.settings import DEFAULT_DEID_OPTIONS
@@ -84,6 +85,7 @@ def anonymize_dataset(
     for comparing sendit's recipe engine with deid's (tests/test_equivalence.py).
     """
     ds = as_file_dataset(ds)
+    before = original_dates(ds)  # each date element is checked against its own original
     profile = load_profile() if profile is None else profile
     if recipe_only:
         remove_private_tags(ds)  # otherwise the profile's walk removes them, undecoded
@@ -108,7 +110,7 @@ def anonymize_dataset(
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ds.file_meta.ImplementationVersionName = "SENDIT_" + __version__.replace(".", "")[:9]
-    leaks = scanner.scan_dataset(ds)
+    leaks = scanner.scan_dataset(ds, original_dates=before)
     if leaks:
         raise LeakError(
             "original identifier left after de-identification in: " + ", ".join(leaks[:5])

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sendit_ops import __version__
+from sendit_ops.annex_e import CLEAN_PIXEL_DATA_CODE, Profile, add_method_codes
 from sendit_ops.anonymize import (
     anonymize_dataset,
+    load_profile,
     load_recipe,
     recipe_checksum,
     recipe_variables,
@@ -37,7 +39,7 @@ from sendit_ops.errors import (
     ProviderError,
     is_no_space,
 )
-from sendit_ops.filters import FilterRules, load_filter_recipe, skip_reason
+from sendit_ops.filters import FilterRules, judge, load_filter_recipe, skip_reason
 from sendit_ops.identifiers import Needles, collect_needles, dicom_date_to_iso
 from sendit_ops.image_check import RejectedImageError, read_checked_header
 from sendit_ops.ledger import (
@@ -45,11 +47,13 @@ from sendit_ops.ledger import (
     DONEPROCESSING,
     EMPTY,
     ERROR,
+    HELD,
     PROCESSING,
     QUEUE,
     BatchRecord,
     Ledger,
     read_json,
+    write_atomic,
     write_json,
 )
 from sendit_ops.package import (
@@ -60,6 +64,8 @@ from sendit_ops.package import (
     shared_header,
     write_archive,
 )
+from sendit_ops.pixels import PixelOutcome, header_identifiers, identifier_matcher, plan_pixels
+from sendit_ops.pixels import clean as clean_pixels
 from sendit_ops.pseudonyms import (
     LocalKeyedProvider,
     Pseudonym,
@@ -100,13 +106,26 @@ class Pipeline:
         """Filter recipes, parsed once."""
         s = self.settings
         return FilterRules(
-            load_filter_recipe(s.study_deid), s.modality_allowlist, s.image_type_required
+            load_filter_recipe(s.study_deid),
+            s.modality_allowlist,
+            s.image_type_required,
+            pixel_cleaning=s.pixel_cleaning,
         )
 
     @cached_property
     def recipe(self):
-        """The header recipe, parsed once."""
+        """The site's header recipe (deid syntax), parsed once; applied after the profile."""
         return load_recipe(self.settings.recipe)
+
+    @cached_property
+    def profile(self) -> Profile:
+        """The Annex E profile with the configured options, compiled once per process."""
+        return load_profile(self.settings.deid_options)
+
+    def scanner(self, needles: Needles) -> LeakScanner:
+        """The leak check of one batch: its original values, less what an option keeps on
+        purpose (full dates, UIDs, institution names)."""
+        return LeakScanner(needles, kept=self.profile.kept_needles)
 
     @cached_property
     def remap(self) -> Callable[[str], str]:
@@ -137,10 +156,30 @@ class Pipeline:
                     run_id=self.run_id,
                     history=old.history if old else [],
                 )
+                if old and old.outputs.get("review"):
+                    # a reviewer's decision stays with the content it was made for
+                    record.outputs["review"] = old.outputs["review"]
                 record.set_state(QUEUE)
                 self.ledger.save(record)
                 keys.append(batch.key)
         return keys
+
+    def record_review(self, decisions: dict[str, str], reviewer: str = "") -> None:
+        """Record reviewers' decisions (batch key -> release / reject) on held batches queued
+        for this run; each applies to the batch's current content only."""
+        for key, decision in decisions.items():
+            record = self.ledger.get(key)
+            if record is None or decision not in (RELEASE, REJECT):
+                continue
+            record.outputs["review"] = {
+                "decision": decision,
+                "fingerprint": record.fingerprint,
+                "run_id": self.run_id,
+                "reviewer": reviewer,
+                "at": round(time.time(), 3),
+            }
+            record.warnings.append(f"reviewer's decision on held images: {decision}")
+            self.ledger.save(record)
 
     def _each(self, keys: Iterable[str], step: str, want: tuple[str, ...], fn: Callable) -> None:
         for key in keys:
@@ -426,17 +465,43 @@ class Pipeline:
         images = read_json(work / "images.json")
         needles = Needles.from_dict(read_json(work / "identifiers.json")["needles"])
         pseudonym = Pseudonym(**read_json(work / "pseudonym.json"))
-        scanner = LeakScanner(needles)
+        scanner = self.scanner(needles)
         variables = recipe_variables(pseudonym, self.remap)
         out_dir = work / "anonymized"
-        shutil.rmtree(out_dir, ignore_errors=True)
+        review_dir = work / "review"
+        for folder in (out_dir, review_dir):
+            shutil.rmtree(folder, ignore_errors=True)
         out_dir.mkdir(parents=True)
+        decision = review_decision(record)
         names: set[str] = set()
         study_date = ""
         header: dict[str, Any] | None = None
+        held: list[dict[str, Any]] = []
+        cleaned = released = 0
         for image in images:
-            ds = anonymize_dataset(read_full(image["file"]), self.recipe, variables, scanner)
+            original = read_full(image["file"])
+            verdict = judge(original, self.filter_rules)
+            plan = plan_pixels(original, self.filter_rules.recipe) if verdict.pixels else None
+            ocr_words = header_identifiers(original) if plan else None
+            ds = anonymize_dataset(
+                original, self.recipe, variables, scanner, self.profile, clean=scanner.redact
+            )
             name = _file_name(image["series"], image["instance"], names)
+            if plan is not None and ocr_words is not None:
+                fuzzy = identifier_matcher(*ocr_words)
+                outcome = clean_pixels(
+                    ds,
+                    plan,
+                    self.settings,
+                    lambda t, fuzzy=fuzzy: scanner.hits(t) or fuzzy(t),
+                    released=decision == RELEASE,
+                )
+                if not outcome.cleaned:
+                    held.append(_held_entry(name, verdict.pixels, outcome, review_dir))
+                    continue
+                add_method_codes(ds, [CLEAN_PIXEL_DATA_CODE])
+                cleaned += 1
+                released += outcome.released
             ds.save_as(out_dir / name, enforce_file_format=True)
             study_date = study_date or text(ds, "StudyDate")
             values = shared_header([ds])
@@ -448,8 +513,28 @@ class Pipeline:
         write_json(
             work / "header.json", {"study_date": study_date, "shared": header or {}}, durable=False
         )
+        record.metrics.update(
+            images_pixel_cleaned=cleaned, images_released=released, images_held=len(held)
+        )
+        record.outputs["held"] = held
+        record.outputs["files"] = sorted(names - {h["file"] for h in held})
+        if held:
+            log.info("batch %s: %d image(s) held back for review", record.key, len(held))
+        if held and decision is None and self.settings.pixel_hold == "study":
+            record.set_state(
+                HELD,
+                f"{len(held)} image(s) held for review: their pixels could not be verified "
+                "free of burned-in text; release or reject the batch after looking at the "
+                "masked thumbnails",
+            )
+            return
+        if not record.outputs["files"]:
+            record.set_state(EMPTY, "every image was held back (burned-in text)")
+            return
+        if held:
+            why = "rejected by a reviewer" if decision == REJECT else "held for review"
+            record.warnings.append(f"{len(held)} image(s) {why}, delivered without them")
         record.outputs["stage"] = ANONYMIZED
-        record.outputs["files"] = sorted(names)
 
     # ---- package and verify --------------------------------------------------------------
 
@@ -463,20 +548,22 @@ class Pipeline:
         pseudonym = Pseudonym(**read_json(work / "pseudonym.json"))
         needles = Needles.from_dict(read_json(work / "identifiers.json")["needles"])
         header = read_json(work / "header.json")
-        scanner = LeakScanner(needles)
+        scanner = self.scanner(needles)
         name = archive_name(pseudonym.entity_suid, header["study_date"], pseudonym.item_suid)
         members = [
             (f"{pseudonym.item_suid}/{f}", work / "anonymized" / f) for f in record.outputs["files"]
         ]
         target = work / "archive" / name
         row = metadata_row(header["shared"], pseudonym.entity_suid, pseudonym.item_suid)
-        leaks = ["archive name"] if scanner.hits(name) else []
+        # the name carries the shifted study date, which may equal another original date
+        date_left = scanner.date_kept("StudyDate", header["study_date"])
+        leaks = ["archive name"] if scanner.hits(name, dates="none") or date_left else []
         leaks += [f"member name {m}" for m, _ in members if scanner.hits(m)]
         leaks += scanner.scan_mapping(row, "metadata row")
 
         def inspect(member: str, data: bytes) -> None:
             # the raw header bytes going into the archive, whatever their encoding
-            if scanner.hits(header_bytes(data).decode("latin-1")):
+            if scanner.hits_bytes(header_bytes(data)):
                 leaks.append(f"{member}: header bytes")
 
         sha = write_archive(members, target, level=s.gzip_level, inspect=inspect)
@@ -494,6 +581,7 @@ class Pipeline:
             bytes_out=target.stat().st_size,
             images=len(members),
             recipe_sha256=recipe_checksum(s.recipe),
+            deidentification=self.profile.describe(),
             version=__version__,
         )
         record.set_state(DONEPROCESSING)
@@ -581,6 +669,29 @@ class Pipeline:
             record = self.ledger.get(key)
             if record and record.state in (EMPTY, ERROR):
                 self.drop_identifiers(record)
+
+
+RELEASE, REJECT = "release", "reject"
+
+
+def review_decision(record: BatchRecord) -> str | None:
+    """A reviewer's decision on this batch's held images (release or reject), if it was made
+    for the content the batch has now (a changed study needs a new review)."""
+    review = record.outputs.get("review") or {}
+    if review.get("fingerprint") != record.fingerprint:
+        return None
+    return review.get("decision") if review.get("decision") in (RELEASE, REJECT) else None
+
+
+def _held_entry(name: str, risk: str | None, outcome: PixelOutcome, review_dir: Path) -> dict:
+    """What a reviewer needs about one held image: why, where the masks are, and a thumbnail
+    of the masked output (never the text OCR read)."""
+    entry = {"file": name, "risk": risk or "", **outcome.as_dict()}
+    if outcome.thumbnail_png:
+        thumb = review_dir / (Path(name).stem + ".png")
+        write_atomic(thumb, outcome.thumbnail_png, durable=False)
+        entry["thumbnail"] = thumb.name
+    return entry
 
 
 def _file_name(series: str, instance: str, taken: set[str]) -> str:

@@ -66,8 +66,11 @@ DONEPROCESSING = "DONEPROCESSING"
 DONE = "DONE"
 EMPTY = "EMPTY"
 ERROR = "ERROR"
-STATES = (QUEUE, PROCESSING, DONEPROCESSING, DONE, EMPTY, ERROR)
-FINAL_STATES = (DONE, EMPTY, ERROR)
+# processed, but images whose pixels could not be verified free of burned-in text wait for a
+# reviewer (release / reject run parameters); nothing of the batch has left
+HELD = "HELD"
+STATES = (QUEUE, PROCESSING, DONEPROCESSING, DONE, HELD, EMPTY, ERROR)
+FINAL_STATES = (DONE, HELD, EMPTY, ERROR)
 
 LEDGER_FILE = "ledger.sqlite"
 IN_CHUNK = 500  # keys per IN (...) list: well below SQLite's and PostgreSQL's limits
@@ -619,6 +622,10 @@ class Ledger:
     def delivered(self, keys: Iterable[str]) -> dict[str, str]:
         """Batch key -> fingerprint for those of ``keys`` already DONE (an indexed lookup of
         the batches found in the input folder, whatever the size of the history)."""
+        return self.fingerprints(keys, (DONE,))
+
+    def fingerprints(self, keys: Iterable[str], states: tuple[str, ...]) -> dict[str, str]:
+        """Batch key -> fingerprint for those of ``keys`` in one of ``states``."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, str] = {}
         with _read(self.engine) as conn:
@@ -628,7 +635,7 @@ class Ledger:
                 query = select(batches.c.key, batches.c.fingerprint, batches.c.state).where(
                     batches.c.ledger_id == self.ledger_id, batches.c.key.in_(part)
                 )
-                found.update((k, f) for k, f, state in conn.execute(query) if state == DONE)
+                found.update((k, f) for k, f, state in conn.execute(query) if state in states)
         return found
 
     def completion_times(self, sources: Iterable[str]) -> dict[str, float]:

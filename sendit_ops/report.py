@@ -47,7 +47,17 @@ def batch_metrics(record: BatchRecord) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "minutes": round(seconds / 60, 4),
         "mb_per_min": round(size_mb / (seconds / 60), 2) if seconds > 0 else 0.0,
-        "images": record.metrics.get("images_accepted", 0),
+        "images": record.metrics.get("images_accepted", 0) - record.metrics.get("images_held", 0),
+        "pixel_cleaned": record.metrics.get("images_pixel_cleaned", 0),
+        "held": [
+            {
+                "file": h["file"],
+                "reason": h.get("held_reason") or "",
+                "boxes": [[b["x0"], b["y0"], b["x1"], b["y1"]] for b in h.get("boxes", [])],
+                "thumbnail": h.get("thumbnail", ""),
+            }
+            for h in record.outputs.get("held") or []
+        ],
         "reasons": "; ".join(record.reasons),
     }
 
@@ -64,6 +74,10 @@ def summarize(records: Iterable[BatchRecord], run_id: str, notes: list[str] = ()
         "batches": len(lines),
         "states": {s: counts.get(s, 0) for s in STATES if counts.get(s)},
         "images_delivered": sum(line["images"] for line in lines if line["status"] == "DONE"),
+        "images_pixel_cleaned": sum(
+            line["pixel_cleaned"] for line in lines if line["status"] == "DONE"
+        ),
+        "images_held": sum(len(line["held"]) for line in lines),
         "size_mb": round(total_mb, 3),
         "batch_seconds": round(seconds, 3),
         "mb_per_min": round(total_mb / (seconds / 60), 2) if seconds else 0.0,
@@ -82,12 +96,23 @@ def format_summary(summary: dict) -> str:
         f"  {summary['images_delivered']} images delivered, {summary['size_mb']:.1f} MB in, "
         f"{summary['batch_seconds']:.1f} batch-seconds, {summary['mb_per_min']:.1f} MB/min",
     ]
+    if summary.get("images_pixel_cleaned") or summary.get("images_held"):
+        out.append(
+            f"  burned-in text: {summary.get('images_pixel_cleaned', 0)} delivered image(s) "
+            f"masked and verified by OCR, {summary.get('images_held', 0)} held back"
+        )
     for line in summary["batch_lines"]:
         reason = f"  ({line['reasons']})" if line["reasons"] else ""
         out.append(
             f"  {line['batch_id']}  {line['status']:<14} {line['images']:>4} images "
             f"{line['size_mb']:>8.2f} MB {line['seconds']:>7.2f} s{reason}"
         )
+    for line in summary["batch_lines"]:
+        for held in line.get("held", []):
+            out.append(
+                f"  held {line['batch_id']}/{held['file']}: {held['reason']} "
+                f"({len(held['boxes'])} masked box(es); thumbnail in the batch's review folder)"
+            )
     out += [f"  note: {n}" for n in summary["notes"]]
     return "\n".join(out)
 

@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sendit_ops.batch_steps import Pipeline, deliver_to_outbox
+from sendit_ops.batch_steps import REJECT, RELEASE, Pipeline, deliver_to_outbox
 from sendit_ops.discovery import chunk, find_batches, is_in_progress, select_batches
 from sendit_ops.errors import RunNeedsAttention
-from sendit_ops.ledger import ERROR, FINAL_STATES, RunLock, RunLocked
+from sendit_ops.ledger import DONE, ERROR, FINAL_STATES, HELD, RunLock, RunLocked
 from sendit_ops.operators.pseudonym_source import provider_for
 from sendit_ops.operators.runtime import pipeline
 from sendit_ops.report import format_summary, summarize, write_run_report
@@ -48,6 +48,17 @@ def _lock(pipe: Pipeline, folder: InputFolder) -> RunLock:
     return pipe.ledger.run_lock(folder.path)
 
 
+def review_params(params: dict[str, Any]) -> dict[str, str]:
+    """Batch id or folder name -> reviewer's decision, from the ``release`` / ``reject`` run
+    parameters (a batch named in both is rejected: the safer reading)."""
+    decisions: dict[str, str] = {}
+    for decision in (RELEASE, REJECT):
+        for name in params.get(decision) or []:
+            if str(name).strip():
+                decisions[str(name).strip()] = decision
+    return decisions
+
+
 def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:
     """Take the run lock of the input folder (another run holding it: wait, then stop),
     find finished batches, choose this run's, queue them; return chunks for mapping."""
@@ -66,17 +77,27 @@ def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> l
 
         preflight(pipe.settings)  # bucket, dataset and table, before any batch is touched
     params = context.get("params") or {}
+    review = review_params(params)
     requested = [str(b) for b in (params.get("batches") or []) if str(b).strip()]
     found = find_batches(folder.path, pipe.secret_key, folder.name)
     interval = _interval(context)
+    decisions = {
+        b.key: review.get(b.key) or review[b.folder_name]
+        for b in found
+        if b.key in review or b.folder_name in review
+    }
+    # held batches wait for a reviewer: with unchanged content they are not processed again
+    # (a changed folder is a new study to check), unless a decision on them is given now
+    settled = pipe.ledger.fingerprints((b.key for b in found), (DONE, HELD))
     chosen, notes = select_batches(
         found,
-        requested=requested,
+        requested=requested + list(decisions) if requested or decisions else None,
         interval=interval,
-        delivered=pipe.ledger.delivered(b.key for b in found),
+        delivered={k: f for k, f in settled.items() if k not in decisions},
         reprocess=bool(params.get("reprocess")),
     )
     keys = pipe.register(chosen)
+    pipe.record_review({k: d for k, d in decisions.items() if k in keys})
     in_progress = sum(1 for p in Path(folder.path).iterdir() if is_in_progress(p.name))
     log.info(
         "input %s: %d finished batch folder(s), %d still being written, %d chosen for this run%s",

@@ -134,6 +134,8 @@ class PixelOutcome:
     thumbnail_png: bytes = field(default=b"", repr=False)
     seconds: float = 0.0
     transfer_syntax: str = ""  # the output's transfer syntax UID ("" when held)
+    # delivered because a reviewer released it although OCR still read text after masking
+    released: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-able summary for the batch record (thumbnail left out: store it as a file)."""
@@ -144,4 +146,5 @@ class PixelOutcome:
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "transfer_syntax": self.transfer_syntax,
+            "released": self.released,
         }

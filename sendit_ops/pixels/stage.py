@@ -58,11 +58,18 @@ def clean(
     plan: PixelPlan,
     settings: Settings,
     is_identifying: Callable[[str], bool],
+    *,
+    released: bool = False,
 ) -> PixelOutcome:
     """Clean the burned-in text of ``ds`` (modified in place only when the outcome is
     ``cleaned``). ``plan`` comes from :func:`plan_pixels` on the ORIGINAL header;
     ``is_identifying`` tells whether OCR text names the study's identifiers (see
-    :func:`identifier_matcher`)."""
+    :func:`identifier_matcher`).
+
+    ``released``: a reviewer has seen this image's masked thumbnail and released it. Text
+    still read after masking then no longer holds the image: the masked output the reviewer
+    saw is kept (``cleaned``, ``released`` set). An image that cannot be decoded or masked
+    is held all the same: there is nothing a reviewer could have seen."""
     start = time.perf_counter()
     mode = settings.pixel_cleaning
     if mode == "off":
@@ -73,7 +80,7 @@ def clean(
         return _held(str(exc), start)
     saved = snapshot(ds)
     try:
-        return _clean(ds, decoded, plan, settings, is_identifying, start)
+        return _clean(ds, decoded, plan, settings, is_identifying, start, released)
     except FlatRenderingError:
         restore(ds, saved)
         reason = "the image renders almost uniform: OCR cannot verify it"
@@ -90,6 +97,7 @@ def _clean(
     settings: Settings,
     is_identifying: Callable[[str], bool],
     start: float,
+    released: bool = False,
 ) -> PixelOutcome:
     rows, columns = decoded.frames.shape[1:3]
     engine = settings.ocr_engine
@@ -110,7 +118,7 @@ def _clean(
                          boxes=tuple(boxes), frames=decoded.count)  # fmt: skip
         seen = _read(display, again.frames, engine)
         left = check.residual([h for _, h in seen], settings.pixel_allow_list, is_identifying)
-        if not left:
+        if not left or (released and rounds == 0):
             break
         if rounds == 0:
             restore(ds, saved)
@@ -141,6 +149,7 @@ def _clean(
         thumbnail_png=thumbnail.png(preview),
         seconds=time.perf_counter() - start,
         transfer_syntax=str(syntax),
+        released=bool(left),
     )
     log.info(
         "pixel stage: %d frame(s), %d box(es) masked, verified in %.2f s",
