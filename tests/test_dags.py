@@ -92,17 +92,18 @@ def test_dag_test_processes_the_demo_and_logs_no_phi(airflow_db, folders_env, ca
     assert str(run.state).endswith("failed")
     outbox = Path(folders_env["outbox"])
     rows = box.read_rows(box.table_path(outbox, "DEMO", "dicom"))
-    assert len(rows) == 3
+    assert len(rows) == 4
     summary_files = list(Path(folders_env["work_root"]).rglob("summary.json"))
     summary = json.loads(summary_files[0].read_text())
-    assert summary["states"] == {"DONE": 3, "EMPTY": 2, "ERROR": 2}
+    assert summary["states"] == {"DONE": 4, "EMPTY": 1, "ERROR": 3}
+    assert summary["images_pixel_cleaned"] == 4 and summary["images_held"] == 0
     assert "batches ended in ERROR" in text or "batch(es) ended in ERROR" in text
     for phi in PHI_STRINGS:
         assert phi not in text, f"{phi} appears in the task logs"
     # a second run: nothing new, no duplicate rows
     dag.test(run_conf={"batches": [], "reprocess": True, "dry_run": False})
-    assert len(box.read_rows(box.table_path(outbox, "DEMO", "dicom"))) == 3
-    assert len(list((outbox / "Collection").rglob("*.tar.gz"))) == 3
+    assert len(box.read_rows(box.table_path(outbox, "DEMO", "dicom"))) == 4
+    assert len(list((outbox / "Collection").rglob("*.tar.gz"))) == 4
 
 
 def test_airflow_cli_lists_and_tests_the_dag(airflow_db, folders_env, tmp_path):

@@ -16,7 +16,7 @@ from sendit_ops import outbox as box
 from sendit_ops.devtools.airflow_stack import AirflowStack, create_database
 from sendit_ops.devtools.sample_data import make_demo_input
 
-GOOD = ["ACC10001", "ACC10002", "ACC10003"]
+GOOD = ["ACC10001", "ACC10002", "ACC10004"]  # ACC10004: through the pixel stage
 
 
 def stack_env(root: Path) -> dict[str, str]:
@@ -80,7 +80,7 @@ def test_rest_lists_batches_in_error(local_stack):
     run_id = stack.trigger("sendit_live", {})
     assert stack.wait_run("sendit_live", run_id) == "failed"
     summary = stack.xcom("sendit_live", run_id, "report")
-    assert len(summary["errors"]) == 2
+    assert len(summary["errors"]) == 3
     assert any("study dates" in e["reasons"] for e in summary["errors"])
     report = next(
         t for t in stack.task_instances("sendit_live", run_id) if t["task_id"] == "report"

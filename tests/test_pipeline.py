@@ -30,20 +30,25 @@ def test_demo_batches_end_in_the_right_states_with_reasons(demo_input, make_pipe
     assert states == {
         "ACC10001": "DONE",
         "ACC10002": "DONE",
-        "ACC10003": "DONE",
-        "ACC10004": "EMPTY",
+        "ACC10003": "ERROR",
+        "ACC10004": "DONE",
         "ACC10005": "EMPTY",
         "ACC10006": "ERROR",
         "ACC10007": "ERROR",
+        "ACC10009": "DONE",
     }
     assert "ACC10008.tmp" not in records
-    assert records["ACC10004"].reasons == ["no image passed the filters"]
-    assert all("BurnedInAnnotation" in w for w in records["ACC10004"].warnings)
+    # flagged BurnedInAnnotation YES (ACC10004) and unflagged text (ACC10009): both through
+    # the pixel stage, masked, verified, delivered
+    for name in ("ACC10004", "ACC10009"):
+        assert records[name].metrics["images_pixel_cleaned"] == 2, name
+        assert records[name].outputs["held"] == []
     assert records["ACC10005"].reasons == ["the batch folder has no files"]
     assert records["ACC10006"].reasons == ["filter: images have 2 different study dates"]
     assert "AccessionNumber" in records["ACC10007"].reasons[0]
-    warnings = " ".join(records["ACC10003"].warnings)
-    assert "corrupt DICOM header" in warnings and "not a DICOM file" in warnings
+    # a study with a corrupt file is not delivered incomplete; the non-DICOM file is noted
+    assert "cannot be delivered" in records["ACC10003"].reasons[0]
+    assert "not a DICOM file" in " ".join(records["ACC10003"].warnings)
     m = records["ACC10001"].metrics
     assert (m["images_found"], m["images_accepted"], m["series"]) == (6, 6, 2)
     assert set(records["ACC10001"].times) >= {
@@ -60,16 +65,16 @@ def test_outbox_layout_rows_and_no_phi_anywhere(demo_input, make_pipeline, tmp_p
     run_in_process(pipe, demo_input)
     outbox = Path(pipe.settings.outbox)
     archives = outbox_files(outbox)
-    assert len(archives) == 3
+    assert len(archives) == 4
     rows = box.read_rows(box.table_path(outbox, "DEMO", "dicom"))
-    assert len(rows) == 3
+    assert len(rows) == 4
     for row in rows:
         name = f"{row['CodedPatientID']}_"
         assert any(f"/Entity/{row['CodedPatientID']}/{name}" in a for a in archives)
         assert row["ContentType"] == "application/gzip"
-        assert row["Modality"] in {"CT", "MR"}
-    # the same patient (ACC10001, ACC10003) has the same coded id
-    assert len({r["CodedPatientID"] for r in rows}) == 2
+        assert row["Modality"] in {"CT", "MR", "US"}
+    # the same patient (ACC10004, ACC10009) has the same coded id
+    assert len({r["CodedPatientID"] for r in rows}) == 3
     # no identifying value in object names, rows, or any byte of the archive members
     blob = "\n".join(archives) + "\n" + (box.table_path(outbox, "DEMO", "dicom")).read_text()
     for path in (outbox / "Collection").rglob("*.tar.gz"):
@@ -92,7 +97,7 @@ def test_two_runs_give_identical_archives_and_rows_without_duplicates(demo_input
     assert not [r for r in again.values() if r.state == "DONE"]
     # a reprocess recreates byte-identical archives and rows: nothing new, nothing duplicated
     redo = run_in_process(make_pipeline(run_id="r3"), demo_input, reprocess=True)
-    assert sum(r.state == "DONE" for r in redo.values()) == 3
+    assert sum(r.state == "DONE" for r in redo.values()) == 4
     assert all(r.outputs["delivered_to"] == "outbox" for r in redo.values() if r.state == "DONE")
     assert outbox_files(outbox) == archives
     assert table.read_text() == rows

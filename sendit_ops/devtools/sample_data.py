@@ -179,11 +179,13 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     files = write_study(mixed, jane, "ACC10003", "20240301", "CT", 1, 3, size=size)
     (mixed / "corrupt.dcm").write_bytes(files[0].read_bytes()[:300])
     (mixed / "notes.txt").write_text("C-MOVE log: transfer complete\n")
-    expect["ACC10003"] = "DONE"
+    expect["ACC10003"] = "ERROR"  # a study missing an image is not delivered incomplete
     write_study(
         root / "ACC10004", alex, "ACC10004", "20240302", "US", 1, 2, size=size, burned_in="YES"
     )
-    expect["ACC10004"] = "EMPTY"
+    expect["ACC10004"] = "DONE"  # flagged burned-in: pixels checked by OCR, then delivered
+    write_burned_in_ultrasound(root / "ACC10009", alex, "ACC10009", "20240307")
+    expect["ACC10009"] = "DONE"  # name, MRN and date burned in: masked, verified, delivered
     (root / "ACC10005").mkdir(exist_ok=True)
     expect["ACC10005"] = "EMPTY"
     two_dates = root / "ACC10006"
