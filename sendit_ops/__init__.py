@@ -5,3 +5,20 @@ no Airflow code, so they can be used and tested without a running Airflow.
 """
 
 __version__ = "0.1.0"
+
+
+def _quiet_a_deprecation_users_cannot_act_on() -> None:
+    """deid 0.4.13 imports ``get_expected_length`` from pydicom's deprecated
+    ``pixel_data_handlers`` when ``deid.dicom`` is first imported; pydicom 3 then warns *and*
+    logs it once per process: a scary line in every demo run and task log that no sendit user
+    can act on. Only that message is filtered (cheap: neither pydicom nor deid is imported
+    here, so DAG parsing stays fast)."""
+    import logging
+    import warnings
+
+    message = "The 'pydicom.pixel_data_handlers' module will be removed"
+    warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+    logging.getLogger("pydicom").addFilter(lambda record: message not in record.getMessage())
+
+
+_quiet_a_deprecation_users_cannot_act_on()
