@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import requires_access_view
-from fastapi import Depends, FastAPI, Query
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse
 
 from sendit_ops.dag_factory import parse_time_setting, read_input_folders
-from sendit_ops.ledger import STATES, Ledger
+from sendit_ops.ledger import STATES, BatchRecord, Ledger
 from sendit_ops.settings import default_home
 
 app = FastAPI(
@@ -100,6 +101,74 @@ def api_batches(
     }
 
 
+_BATCH_ID = re.compile(r"^b[0-9a-f]{15}$")
+_THUMBNAIL = re.compile(r"^[0-9]{4,8}_[0-9]{4,8}(_[0-9]+)?\.png$")
+
+
+def _find(batch_id: str) -> tuple[Ledger, BatchRecord]:
+    if not _BATCH_ID.match(batch_id):
+        raise HTTPException(404, "no such batch")
+    for ledger in _ledgers():
+        record = ledger.get(batch_id)
+        if record is not None:
+            return ledger, record
+    raise HTTPException(404, "no such batch")
+
+
+def held_images(record: BatchRecord) -> list[dict[str, Any]]:
+    """A held batch's images for a reviewer: file (output name), why, the masked boxes and
+    the thumbnail's URL; never the text OCR read, never a source path."""
+    return [
+        {
+            "file": h["file"],
+            "reason": h.get("held_reason") or "",
+            "risk": h.get("risk", ""),
+            "frames": h.get("frames", 0),
+            "boxes": [[b["x0"], b["y0"], b["x1"], b["y1"]] for b in h.get("boxes", [])],
+            "thumbnail": f"review/{record.key}/{h['thumbnail']}" if h.get("thumbnail") else "",
+        }
+        for h in record.outputs.get("held") or []
+    ]
+
+
+@app.get("/api/batches/{batch_id}/held")
+def api_held(batch_id: str) -> dict[str, Any]:
+    """The held images of one batch and the reviewer's decision so far (release or reject
+    with the run parameters ``release`` / ``reject``)."""
+    _, record = _find(batch_id)
+    return {
+        "batch_id": record.key,
+        "state": record.state,
+        "review": {k: v for k, v in (record.outputs.get("review") or {}).items()},
+        "held": held_images(record),
+    }
+
+
+@app.get("/review/{batch_id}/{name}")
+def thumbnail(batch_id: str, name: str) -> FileResponse:
+    """A held image's thumbnail: the MASKED output, as it would leave if released."""
+    ledger, record = _find(batch_id)
+    if not _THUMBNAIL.match(name):
+        raise HTTPException(404, "no such thumbnail")
+    path = ledger.batch_dir(record.key) / "review" / name
+    if not path.is_file():
+        raise HTTPException(404, "no such thumbnail")
+    return FileResponse(path, media_type="image/png")
+
+
+def _held_cell(batch_id: str) -> str:
+    try:
+        _, record = _find(batch_id)
+    except HTTPException:
+        return ""
+    return " ".join(
+        f"<a href='{html.escape(h['thumbnail'])}' title='{html.escape(h['reason'])}'>"
+        f"<img src='{html.escape(h['thumbnail'])}' height='64' alt='masked {h['file']}'></a>"
+        for h in held_images(record)
+        if h["thumbnail"]
+    )
+
+
 @app.get("/", response_class=HTMLResponse)
 def page(state: str | None = None) -> str:
     """The dashboard page."""
@@ -125,6 +194,7 @@ def page(state: str | None = None) -> str:
                 r["changed"],
             )
         )
+        + f"<td>{_held_cell(r['batch_id']) if r['state'] == 'HELD' else ''}</td>"
         + "</tr>"
         for r in rows
     )
@@ -134,5 +204,6 @@ def page(state: str | None = None) -> str:
         "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
         f"<h1>sendit batches</h1><p>{summary} · <a href='?'>all</a></p>"
         "<table><tr><th>DAG</th><th>batch</th><th>state</th><th>images</th><th>MB</th>"
-        f"<th>reasons</th><th>last change</th></tr>{body}</table></body></html>"
+        f"<th>reasons</th><th>last change</th><th>held for review (masked)</th></tr>"
+        f"{body}</table></body></html>"
     )
