@@ -529,7 +529,8 @@ class Pipeline:
             )
             return
         if not record.outputs["files"]:
-            record.set_state(EMPTY, "every image was held back (burned-in text)")
+            who = "rejected by a reviewer" if decision == REJECT else "held back"
+            record.set_state(EMPTY, f"every image was {who} (burned-in text)")
             return
         if held:
             why = "rejected by a reviewer" if decision == REJECT else "held for review"

@@ -57,7 +57,15 @@ def test_one_dag_per_folder_without_import_errors(folders_env):
         "report",
     ]
     assert dag.doc_md and "sendit" in dag.tags
-    assert set(dag.params.keys()) == {"batches", "reprocess", "dry_run", "provider", "delivery"}
+    assert set(dag.params.keys()) == {
+        "batches",
+        "reprocess",
+        "dry_run",
+        "release",
+        "reject",
+        "provider",
+        "delivery",
+    }
     other = bag.dags["sendit_other"]
     assert other.max_active_runs == 1
     assert other.get_task("fetch_pseudonyms").pool == "sendit_dasher"
