@@ -457,11 +457,10 @@ def test_disk_full_is_named_and_a_rerun_converges(where, tmp_path, caplog, capfd
 
 
 # where a run is killed: when the first file of that stage shows up, plus "delivering" (the
-# first outbox object). Each rerun after a kill costs ~32 s here: ~15 s to start a `sendit
-# run` process and ~17 s waiting until the run lock's dead holder may be taken over (two
-# missed heartbeats), so three of the issue's four points keep the module within ~3 minutes;
-# "filtering" leaves batches in the state "anonymizing" covers (PROCESSING).
+# first outbox object): the issue's four points. Each killed `sendit run` process costs
+# ~15 s to start; the rerun takes the dead holder's run lock over at once.
 KILL_POINTS = {
+    "filtering": "batches/*/images.json",
     "anonymizing": "batches/*/anonymized/*.dcm",
     "packaging": "batches/*/archive/*.tar.gz",
 }
@@ -499,10 +498,10 @@ def kill_when(proc: subprocess.Popen, root: Path, pattern: str, timeout: float =
 
 
 def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
-    """A run killed with SIGKILL while anonymizing, its rerun killed while packaging, that
-    one's rerun killed while delivering, then a last run: every batch delivered once, one
-    object and one row each, no partial upload, nothing identifying said (the killed
-    processes' output included)."""
+    """A run killed with SIGKILL while filtering, its rerun killed while anonymizing, the
+    next while packaging, the next while delivering, then a last run: every batch delivered
+    once, one object and one row each, no partial upload, nothing identifying said (the
+    killed processes' output included)."""
     inbox, outbox, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
     folders = [f"ACC2300{n}" for n in range(1, 7)]
     for n, folder in enumerate(folders):
@@ -519,7 +518,7 @@ def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
         for leftover in [*root.glob(pattern)] if pattern != "Collection" else []:
             # the next kill point must be reached anew: forget the marker files
             leftover.unlink(missing_ok=True)
-    assert killed, "every run ended before its kill point"
+    assert len(killed) >= 3, f"runs ended before their kill points (killed: {killed})"
     last = run_sendit(caplog, capfd, inbox, outbox, work)
     assert last.code == cli.EXIT_OK, (killed, last.lines, last.said[-3000:])
     states = {last.line(f)["status"] for f in folders if batch_key(SECRET, NAME, f) in last.lines}
