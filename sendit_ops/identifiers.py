@@ -601,27 +601,46 @@ class IdentifierMatcher:
         """True when ``text`` holds an original identifying value in any written form."""
         return bool(text) and self.search_folded(fold(text), coded=coded, dates=dates)
 
-    def hits_bytes(self, data: bytes) -> bool:
+    def lone_parts(self, folded: str) -> set[str]:
+        """What the free-text rule finds in already-folded text: the name parts a CS value
+        holds as defined terms (PERFUSION) that the coded rule lets pass."""
+        return {m.group(0) for m in self._any.finditer(folded)} if self._any is not None else set()
+
+    def _raw_hit(self, folded: str, exempt: frozenset[str]) -> bool:
+        if not exempt:
+            return self.search_folded(folded, dates="none")
+        if self._any is not None and any(
+            m.group(0) not in exempt for m in self._any.finditer(folded)
+        ):
+            return True
+        return bool(self.uids and "." in folded and self._uid_spans(folded, first=True))
+
+    def hits_bytes(self, data: bytes, exempt: frozenset[str] = frozenset()) -> bool:
         """True when raw bytes (a file header) hold a needle encoded in UTF-8, Latin-1 or one
         of the study's character sets (ISO 2022 escape sequences understood). Dates are not
         searched here: raw bytes cannot tell a shifted date from another element's original
-        (``LeakScanner.scan_dataset`` checks every date element against its own)."""
+        (``LeakScanner.scan_dataset`` checks every date element against its own).
+
+        ``exempt``: folded name parts that the file's own CS values hold as defined terms
+        (``LeakScanner.defined_terms``, a patient "Perfusion^..." and ImageType PERFUSION):
+        raw bytes cannot tell a code string from free text, and each element was checked
+        with the rule of its VR before the file was written."""
         if not data:
             return False
         # ASCII letters with every other byte a separator: a name right after a length byte
         # that reads as a Latin-1 letter (a 200-byte comment: 0xC8 "È") is still bounded
-        if self.search_folded(data.translate(_ASCII_BYTES).decode("ascii"), dates="none"):
+        if self._raw_hit(data.translate(_ASCII_BYTES).decode("ascii"), exempt):
             return True
         if data.isascii():
             return False
-        if self.search_folded(_fold_latin1(data), dates="none"):
+        if self._raw_hit(_fold_latin1(data), exempt):
             return True
         for codec in ("utf-8", *self.codecs):
             try:
                 text = data.decode(codec, errors="replace")
             except LookupError:
                 continue
-            if _BEYOND_LATIN1.search(text) and self.hits(text, dates="none"):
+            if _BEYOND_LATIN1.search(text) and self._raw_hit(fold(text), exempt):
                 return True
         return False
 

@@ -86,6 +86,9 @@ class LeakScanner:
         self.redact_institutions = redact_institutions and "institutions" not in kept
         self.matcher = IdentifierMatcher(needles, dates=not self.full_dates)
         self._redactor: IdentifierMatcher | None = None
+        # folded name parts seen as defined terms in CS values of scanned headers: the raw
+        # header bytes of those files may hold them (see IdentifierMatcher.hits_bytes)
+        self.defined_terms: set[str] = set()
 
     # ---- text --------------------------------------------------------------------------------
 
@@ -102,10 +105,11 @@ class LeakScanner:
         path = f"{tag:08X}" if tag is not None else keyword
         return bool(value) and self._date_kept(path, int(path[-8:], 16), value, None)
 
-    def hits_bytes(self, data: bytes) -> bool:
+    def hits_bytes(self, data: bytes, exempt: Iterable[str] = ()) -> bool:
         """True when raw bytes hold an original value in UTF-8, Latin-1 or the study's
-        character sets (for the archive members' header bytes)."""
-        return self.matcher.hits_bytes(data)
+        character sets (for the archive members' header bytes); ``exempt``: the
+        ``defined_terms`` noted when those headers were scanned."""
+        return self.matcher.hits_bytes(data, frozenset(exempt))
 
     def redact(self, text: str, marker: str = "[removed]") -> str:
         """Clean Descriptors: ``text`` with every identifying value (institution names too,
@@ -140,7 +144,12 @@ class LeakScanner:
 
     def _value_hits(self, vr: str | None, text: str) -> bool:
         dates: DateForms = "compact" if vr in _NUMBER_STRING_VRS else "any"
-        return self.matcher.search_folded(fold(text), coded=vr == "CS", dates=dates)
+        folded = fold(text)
+        if self.matcher.search_folded(folded, coded=vr == "CS", dates=dates):
+            return True
+        if vr == "CS":  # a defined term equal to a name part: allowed, noted for raw bytes
+            self.defined_terms |= self.matcher.lone_parts(folded)
+        return False
 
     def scan_dataset(self, ds: Dataset, original_dates: dict[str, str] | None = None) -> list[str]:
         """Places (tag paths) in a header holding an original identifying value.
