@@ -223,6 +223,7 @@ def dag_schedule(folder: InputFolder) -> Any:
         work_root=str(parse_time_setting(folder, "work_root", default_home() / "work")),
         dag_id=folder.dag_id,
         poll_seconds=float(parse_time_setting(folder, "watch_poll_seconds", 10)),
+        ledger_url=parse_time_setting(folder, "ledger_url", None),
     )
     asset = Asset(
         name=f"sendit_input_{folder.name}",

@@ -20,12 +20,20 @@ from sendit_ops.discovery_watch import RecordIndex, pending_folders
 class FolderArrivalTrigger(BaseEventTrigger):
     """Emit an event when new finished batch folders appear in ``input_dir``."""
 
-    def __init__(self, input_dir: str, work_root: str, dag_id: str, poll_seconds: float = 10.0):
+    def __init__(
+        self,
+        input_dir: str,
+        work_root: str,
+        dag_id: str,
+        poll_seconds: float = 10.0,
+        ledger_url: str | None = None,
+    ):
         super().__init__()
         self.input_dir = input_dir
         self.work_root = work_root
         self.dag_id = dag_id
         self.poll_seconds = poll_seconds
+        self.ledger_url = ledger_url
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and arguments, as the triggerer needs them."""
@@ -36,16 +44,22 @@ class FolderArrivalTrigger(BaseEventTrigger):
                 "work_root": self.work_root,
                 "dag_id": self.dag_id,
                 "poll_seconds": self.poll_seconds,
+                "ledger_url": self.ledger_url,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll; yield an event for each new set of arrivals."""
         announced: set[str] = set()
-        records = RecordIndex()  # ledger records already read, by modification time
+        records = RecordIndex()  # the ledger's handle, kept between polls
         while True:
             pending = await asyncio.to_thread(
-                pending_folders, self.input_dir, self.work_root, self.dag_id, records
+                pending_folders,
+                self.input_dir,
+                self.work_root,
+                self.dag_id,
+                records,
+                self.ledger_url,
             )
             announced &= pending  # taken by a run: forget them
             new = pending - announced
