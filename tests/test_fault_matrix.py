@@ -324,6 +324,9 @@ def test_other_batches_unaffected_and_no_duplicates(first_run, matrix, caplog, c
     }
     assert outcome.code == cli.EXIT_BATCH_ERRORS  # some batch ended ERROR: the exit says so
     assert_outbox_consistent(outcome.outbox, expected_done)
+    # every batch is finished: no identifier list is left in the work root
+    assert not list(outcome.work.rglob("identifiers.json"))
+    assert not list(outcome.work.rglob("images.json"))
     # the hidden folders at the top are not batches, and are noted without their names
     assert len(outcome.lines) == len(CASES)
     assert "2 hidden entr(y/ies) in the input folder" in outcome.said
@@ -524,4 +527,5 @@ def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
     states = {last.line(f)["status"] for f in folders if batch_key(SECRET, NAME, f) in last.lines}
     assert states <= {"DONE"}
     assert_outbox_consistent(outbox, len(folders))
+    assert not list(work.rglob("identifiers.json"))
     assert_nothing_identifying("\n".join([*said, last.said]), folders)
