@@ -9,9 +9,13 @@
    batch with the recipe given by path (parsed again for every file), deid's default recipe,
    then stdlib tar.gz; and the same path with sendit's own recipe.
 
-Also: peak RSS of the pipeline on a small and a big study (memory must not grow with the
-number of files), two worker processes against one (scale-out), and the parse time of the
-DAG file. The last line printed is one JSON object with every figure.
+Also: the pipeline on a mixed corpus (``mixed``: ~10% of the files ultrasound with a name,
+an id and a date burned in, which go through the pixel stage: OCR, mask, re-encode, verify),
+peak RSS of the pipeline on a small and a big study (memory must not grow with the number of
+files), two worker processes against one (scale-out), the parse time of the DAG file, a
+run's bookkeeping with 20,000 old records in the ledger's database (``history``), the pixel
+stage per 512x512 frame (``pixels``) and the overhead of Airflow. The last line printed is
+one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -46,6 +50,46 @@ def corpus(root: Path, studies: int, images: int, size: int = 512) -> int:
         make_bench_corpus(root, studies, images, size)
         marker.touch()
     return sum(p.stat().st_size for p in root.rglob("*.dcm"))
+
+
+MIXED_US_SHARE = 0.1  # of the mixed corpus's files: ultrasound with burned-in text
+MIXED_US_FRAMES = 8  # frames of each ultrasound cine (each US study: a cine and an RGB image)
+
+
+def mixed_corpus(root: Path, studies: int, images: int) -> tuple[int, int, int]:
+    """Generate (or reuse) a mixed corpus: CT studies as in ``corpus`` (one study fewer per
+    ten) and ultrasound studies with a name, an id and a date burned in (a grey cine of
+    MIXED_US_FRAMES frames and an RGB image each), ~10% of the files. Returns its size in
+    bytes, its number of files and of ultrasound files."""
+    from sendit_ops.devtools.sample_data import (
+        PATIENTS,
+        make_bench_corpus,
+        write_burned_in_ultrasound,
+    )
+
+    ct_studies = max(1, round(studies * (1 - MIXED_US_SHARE)))
+    us_files = max(2, round(ct_studies * images * MIXED_US_SHARE / (1 - MIXED_US_SHARE)))
+    us_studies = us_files // 2
+    marker = root / f".made-{ct_studies}-{images}-{us_studies}-{MIXED_US_FRAMES}"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        make_bench_corpus(root, ct_studies, images)
+        for n in range(us_studies):
+            acc = f"USBURN{n:05d}"
+            write_burned_in_ultrasound(
+                root / acc, PATIENTS[n % len(PATIENTS)], acc, "20240307", frames=MIXED_US_FRAMES
+            )
+        marker.touch()
+    paths = list(root.rglob("*.dcm"))
+    return sum(p.stat().st_size for p in paths), len(paths), 2 * us_studies
+
+
+def pixel_cleaned(work: Path) -> int:
+    """Images that the last ``run_pipeline`` into ``work`` delivered masked and verified."""
+    from sendit_ops.ledger import Ledger
+
+    ledger = Ledger(work / "work", "bench")
+    return sum(int(r.metrics.get("images_pixel_cleaned", 0) or 0) for r in ledger.all())
 
 
 def run_pipeline(
@@ -272,13 +316,15 @@ def dag_parse_seconds() -> float:
 
 def history_overhead(root: Path, records: int = 20_000, batches: int = 40) -> dict[str, float]:
     """Seconds of a run's bookkeeping with a long ledger history: ``records`` old batches
-    (copies of a real record, their folders gone from the input) and ``batches`` in the
-    input folder. Timed: discover's delivered lookup, report's ``metrics.tsv`` refresh, a
-    watch-trigger poll after the first; each of them should not depend on ``records``."""
-    from dataclasses import asdict, replace
+    (copies of a real record, their folders gone from the input) in the ledger's database and
+    ``batches`` in the input folder. Timed: discover's delivered lookup, report's
+    ``metrics.tsv`` refresh (and its rebuild from every record, once after an upgrade), a
+    watch-trigger poll after the first; but for the rebuild, none of them should depend on
+    ``records``."""
+    from dataclasses import replace
 
     from sendit_ops.discovery_watch import RecordIndex, pending_folders
-    from sendit_ops.ledger import Ledger, write_json
+    from sendit_ops.ledger import Ledger
     from sendit_ops.report import refresh_metrics, summarize
 
     inbox, work = root / "history-in", root / "history-work"
@@ -286,18 +332,27 @@ def history_overhead(root: Path, records: int = 20_000, batches: int = 40) -> di
     if not inbox.is_dir():
         corpus(inbox, batches, 1, size=64)
     run_pipeline(inbox, work)
-    ledger = Ledger(work / "work", "bench")  # run_pipeline's dag id
+    ledger = Ledger(work / "work", "bench")  # run_pipeline's dag id and SQLite database
     current = ledger.all()
     template = current[0]
-    for i in range(records):  # what thousands of studies a day leave behind
-        old = replace(template, key=f"h{i:015x}", source_path=f"{inbox}-gone/{i}")
-        write_json(ledger.record_path(old.key), asdict(old), durable=False)
+    # what thousands of studies a day leave behind, written as the pipeline writes records
+    ledger.save_many(
+        replace(template, key=f"h{i:015x}", source_path=f"{inbox}-gone/{i}") for i in range(records)
+    )
+    held = sum(ledger.state_counts().values())
+    if held != records + len(current):
+        raise SystemExit(f"bench: the history ledger holds {held} records, not {records}+")
     found = [r.key for r in current]
     timings = {}
     started = time.perf_counter()
-    ledger.delivered(found)
+    delivered = Ledger(work / "work", "bench").delivered(found)  # a new run's own handle
     timings["discover"] = time.perf_counter() - started
+    if len(delivered) != len(found):
+        raise SystemExit(f"bench: {len(found) - len(delivered)} history batch(es) not DONE")
+    (ledger.root / "metrics.tsv").unlink(missing_ok=True)
+    started = time.perf_counter()
     refresh_metrics(ledger, [])  # a first report after the upgrade rebuilds the file
+    timings["rebuild"] = time.perf_counter() - started
     lines = summarize(current, "bench")["batch_lines"]
     started = time.perf_counter()
     refresh_metrics(ledger, lines)
@@ -305,8 +360,10 @@ def history_overhead(root: Path, records: int = 20_000, batches: int = 40) -> di
     index = RecordIndex()
     pending_folders(inbox, work / "work", "bench", index)
     started = time.perf_counter()
-    pending_folders(inbox, work / "work", "bench", index)
+    pending = pending_folders(inbox, work / "work", "bench", index)
     timings["poll"] = time.perf_counter() - started
+    if pending:
+        raise SystemExit(f"bench: the watch poll found {len(pending)} delivered folder(s) pending")
     return timings
 
 
@@ -443,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         nargs="*",
         default=[],
-        choices=["naive", "rss", "scaleout", "parse", "history", "airflow", "pixels"],
+        choices=["naive", "rss", "scaleout", "parse", "history", "airflow", "pixels", "mixed"],
     )
     parser.add_argument(
         "--airflow-run",
@@ -467,6 +524,14 @@ def main(argv: list[str] | None = None) -> int:
         f"corpus: {args.studies} CT studies x {args.images} images of 512x512 16-bit, "
         f"{files} files, {mb:.0f} MB ({input_dir})"
     )
+    if "mixed" not in args.skip:
+        mixed_dir = args.dir / "mixed"
+        mixed_size, mixed_files, us_files = mixed_corpus(mixed_dir, args.studies, args.images)
+        print(
+            f"mixed corpus: {mixed_files - us_files} CT files and {us_files} ultrasound files "
+            f"with burned-in text ({MIXED_US_FRAMES}-frame grey cines and RGB images), "
+            f"{mixed_size / 1e6:.0f} MB ({mixed_dir})"
+        )
     results: dict[str, float | None] = {}
 
     def report(name: str, seconds: float) -> float:
@@ -490,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         shutil.rmtree(work / "pipeline", ignore_errors=True)
         timed("pipeline", lambda: run_pipeline(input_dir, work / "pipeline"))
+        if "mixed" not in args.skip:
+            shutil.rmtree(work / "mixed", ignore_errors=True)
+            timed("mixed", lambda: run_pipeline(mixed_dir, work / "mixed"))
+            cleaned = pixel_cleaned(work / "mixed")
+            if cleaned != us_files:
+                raise SystemExit(f"bench: {cleaned} of {us_files} ultrasound files pixel-cleaned")
         timed("plain pydicom", lambda: run_plain(input_dir, work))
         timed("plain, zlib", lambda: run_plain(input_dir, work, packer="zlib"))
         if "naive" not in args.skip:
@@ -504,6 +575,15 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if name in runs:
             results[key] = report(name, min(runs[name]))
+    if "mixed" in runs:
+        seconds = min(runs["mixed"])
+        results["mixed_files_per_s"] = round(mixed_files / seconds, 1)
+        results["mixed_mb_per_s"] = round(mixed_size / 1e6 / seconds, 2)
+        print(
+            f"{'mixed (10% US)':<14} {mixed_files / seconds:7.1f} files/s "
+            f"{mixed_size / 1e6 / seconds:7.1f} MB/s ({seconds:.1f} s, best of {args.rounds}; "
+            f"{us_files} ultrasound files masked and verified by OCR)"
+        )
     pipeline = results["pipeline_mb_s"]
     for name, key in (
         ("naive deid", "naive_deid_mb_s"),
@@ -539,8 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, seconds in hist.items():
             results[f"history_{name}_s"] = round(seconds, 4)
         print(
-            "with 20,000 old batch records in the ledger: discover's lookup "
-            f"{hist['discover']:.4f} s, report's metrics.tsv {hist['report']:.3f} s, "
+            "with 20,000 old batch records in the ledger's database: discover's lookup "
+            f"{hist['discover']:.4f} s, report's metrics.tsv {hist['report']:.3f} s "
+            f"({hist['rebuild']:.2f} s to rebuild it from every record), "
             f"a watch poll {hist['poll']:.4f} s"
         )
     if "pixels" not in args.skip:
