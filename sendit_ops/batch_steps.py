@@ -637,6 +637,12 @@ class Pipeline:
         """DONEPROCESSING -> DONE and "what sendit delivered" in one transaction; then
         remove identified work files, and in the outbox the batch's own earlier object when
         this one has another name (one object and one row per study)."""
+        # identified work files go first: a crash before the DONE transaction leaves the
+        # batch to be redone from its source (the same bytes, replaced by themselves), never
+        # a DONE batch whose identifier lists no later run would delete
+        work = self._work(record)
+        for name in ("identifiers.json", "images.json"):
+            (work / name).unlink(missing_ok=True)
         record.outputs.update(where)
         record.finish("deliver")
         record.set_state(DONE)
@@ -653,9 +659,6 @@ class Pipeline:
             s, out = self.settings, record.outputs
             table = box.table_path(Path(location), s.collection, s.bigquery_table)
             box.remove_replaced(Path(location), table, before, out["object_name"], out["item_suid"])
-        work = self._work(record)
-        for name in ("identifiers.json", "images.json"):
-            (work / name).unlink(missing_ok=True)
         if not self.settings.keep_work_files:
             shutil.rmtree(work / "archive", ignore_errors=True)
 
@@ -671,12 +674,12 @@ class Pipeline:
 
     def finalize_empty(self, keys: Iterable[str]) -> None:
         """Remove identified work files of finished batches that will not be delivered
-        (EMPTY, and ERROR: docs/pipeline.md promises identifier lists are deleted when a
+        (EMPTY, HELD, and ERROR: docs/pipeline.md promises identifier lists are deleted when a
         batch is finished, whatever its end)."""
         for key in keys:
             record = self.ledger.get(key)
-            if record and record.state in (EMPTY, ERROR):
-                self.drop_identifiers(record)
+            if record and record.state in (EMPTY, ERROR, HELD):
+                self.drop_identifiers(record)  # a held batch is redone from its source
 
 
 RELEASE, REJECT = "release", "reject"

@@ -528,9 +528,5 @@ def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
     assert states <= {"DONE"}
     assert_outbox_consistent(outbox, len(folders))
     assert_nothing_identifying("\n".join([*said, last.said]), folders)
-    if list(work.rglob("identifiers.json")):
-        # known gap (issue 15, item 6): Pipeline.mark_delivered deletes a batch's identifier
-        # lists after the transaction that makes it DONE; a kill between the two leaves
-        # them, and later runs skip the delivered batch. Deleting them before the DONE
-        # transaction closes it (a crash then leaves the batch to be redone).
-        pytest.xfail("identifier lists left by a kill between DONE and their deletion")
+    # identifier lists go before the DONE transaction: no kill point leaves them behind
+    assert not list(work.rglob("identifiers.json"))
