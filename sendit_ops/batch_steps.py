@@ -392,7 +392,7 @@ class Pipeline:
         batch ends ERROR naming the count and the first problem, so a study is never
         delivered silently incomplete; with ``deliver_incomplete_studies`` on, the images
         that passed are delivered and the batch carries a warning instead."""
-        if others and getattr(self.settings, "deliver_incomplete_studies", False):
+        if others and self.settings.deliver_incomplete_studies:
             record.warnings.append(
                 f"delivered without {len(rejected)} file(s) that cannot be delivered "
                 "(deliver_incomplete_studies is on)"
@@ -618,6 +618,7 @@ class Pipeline:
             ):
                 record.set_state(ERROR, "deliver: refused, batch is not verified as anonymized")
                 self.ledger.save(record)
+                self.drop_identifiers(record)
                 continue
             ready.append(record)
         if ready:

@@ -108,6 +108,9 @@ class Settings:
     watch_poll_seconds: int = 10
     keep_work_files: bool = False
     fail_run_on_batch_error: bool = True
+    # a study with a corrupt or truncated file: deliver the other images (with a warning)
+    # instead of stopping the batch (off: a research team gets complete studies or none)
+    deliver_incomplete_studies: bool = False
     # discovery: follow symlinks that lead outside the input folder (off: they are refused)
     follow_external_symlinks: bool = False
     # the ledger's database: an SQLAlchemy URL; default: SQLite in the work root
@@ -135,6 +138,7 @@ _BOOL = {
     "keep_work_files",
     "fail_run_on_batch_error",
     "follow_external_symlinks",
+    "deliver_incomplete_studies",
 }
 _INT = {
     "gzip_level": (0, 9),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sendit_ops.batch_steps import REJECT, RELEASE, Pipeline, deliver_to_outbox
-from sendit_ops.discovery import chunk, find_batches, is_in_progress, select_batches
+from sendit_ops.discovery import chunk, discover_input, is_in_progress, select_batches
 from sendit_ops.errors import RunNeedsAttention
 from sendit_ops.ledger import DONE, ERROR, FINAL_STATES, HELD, RunLock, RunLocked
 from sendit_ops.operators.pseudonym_source import provider_for
@@ -79,7 +79,10 @@ def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> l
     params = context.get("params") or {}
     review = review_params(params)
     requested = [str(b) for b in (params.get("batches") or []) if str(b).strip()]
-    found = find_batches(folder.path, pipe.secret_key, folder.name)
+    seen = discover_input(
+        folder.path, pipe.secret_key, folder.name, pipe.settings.follow_external_symlinks
+    )
+    found = seen.batches
     interval = _interval(context)
     decisions = {
         b.key: review.get(b.key) or review[b.folder_name]
@@ -96,6 +99,7 @@ def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> l
         delivered={k: f for k, f in settled.items() if k not in decisions},
         reprocess=bool(params.get("reprocess")),
     )
+    notes = [*seen.notes, *notes]
     keys = pipe.register(chosen)
     pipe.record_review({k: d for k, d in decisions.items() if k in keys})
     in_progress = sum(1 for p in Path(folder.path).iterdir() if is_in_progress(p.name))
@@ -228,6 +232,7 @@ def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any
                 f"{record.state} after step '{step}'; rerun the batch",
             )
             pipe.ledger.save(record)
+            pipe.drop_identifiers(record)
         records.append(record)
     notes = [n for c in chunks or [] for n in c.get("notes", [])]
     summary = summarize(records, pipe.run_id, notes)
