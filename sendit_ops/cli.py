@@ -133,7 +133,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sendit_ops.report import format_summary, safe_name
 
     dag = build_dag(folder)
-    conf = {"batches": args.batch or [], "reprocess": args.reprocess, "dry_run": args.dry_run}
+    conf = {
+        "batches": args.batch or [],
+        "reprocess": args.reprocess,
+        "dry_run": args.dry_run,
+        "release": args.release or [],
+        "reject": args.reject or [],
+    }
     print(f"running DAG {dag.dag_id} on {input_dir} ...")
     run = dag.test(run_conf=conf)
     state = str(getattr(run, "state", "unknown")).rsplit(".", 1)[-1]
@@ -153,6 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = json.loads(summary_file.read_text())
     print(format_summary(summary))
     print(f"outbox: {resolved.outbox}\nreport: {summary_file.parent}")
+    if summary.get("stopped"):  # another run holds the input folder: nothing was done
+        return EXIT_RUN_FAILED
     if summary["states"].get("ERROR"):
         return EXIT_BATCH_ERRORS
     return EXIT_OK
@@ -183,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
             f"exit status: {EXIT_OK} every batch ended DONE or EMPTY (or nothing to do); "
             f"{EXIT_BATCH_ERRORS} at least one batch ended ERROR (the summary says why); "
             f"{EXIT_USAGE} bad arguments or settings; {EXIT_RUN_FAILED} the run stopped "
-            "before its summary"
+            "before choosing batches (another run holds the input folder, or a task failed). "
+            "Batches HELD for review (burned-in text) are not errors: release or reject them "
+            "with --release / --reject after looking at the masked thumbnails"
         ),
     )
     run.add_argument("--input", required=True, help="input folder (one sub-folder per batch)")
@@ -198,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="DAG name for this folder (default: folder name)")
     run.add_argument("--batch", action="append", help="only this batch (repeatable)")
     run.add_argument("--reprocess", action="store_true", help="redo delivered batches")
+    run.add_argument(
+        "--release",
+        action="append",
+        metavar="BATCH",
+        help="a HELD batch (id or folder name) a reviewer released: delivered with its held "
+        "images masked as its thumbnails show (repeatable)",
+    )
+    run.add_argument(
+        "--reject",
+        action="append",
+        metavar="BATCH",
+        help="a HELD batch whose held images must stay behind: delivered without them (repeatable)",
+    )
     run.add_argument("--dry-run", action="store_true", help="verify but deliver nothing")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="any setting")
     run.add_argument(

@@ -439,6 +439,7 @@ def test_sendit_run_stops_with_the_message_while_another_run_holds_the_lock(tmp_
     refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     said = refused.stdout + refused.stderr
     assert "another run (run-elsewhere) of this input folder is in progress since" in said
+    assert refused.returncode == 4, said[-2000:]  # the run stopped: not a success
     assert ledger.all() == [] and _objects(tmp_path) == []
     assert ledger.run_lock(tmp_path / "in").holder().run_id == "run-elsewhere"
 
