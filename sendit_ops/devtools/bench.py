@@ -273,13 +273,31 @@ def scaleout(input_dir: Path, work: Path) -> float:
     return timings[1] / timings[2]
 
 
+def own_peak_rss_mb() -> float:
+    """Peak RSS (MB) of this process's own memory: ``VmHWM`` of /proc/self/status.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries it over fork and exec, so a process
+    started by the bench reports at least the bench's own RSS at the fork (with the OCR
+    models loaded, ~550 MB), whatever the child uses."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peak_rss_mb(input_dir: Path, work: Path) -> float:
     """Peak RSS (MB) of a fresh process running the pipeline on ``input_dir``."""
     code = (
-        "import sys, resource; from pathlib import Path; "
-        "from sendit_ops.devtools.bench import run_pipeline; "
+        "import sys; from pathlib import Path; "
+        "from sendit_ops.devtools.bench import own_peak_rss_mb, run_pipeline; "
         "run_pipeline(Path(sys.argv[1]), Path(sys.argv[2])); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "print(own_peak_rss_mb())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(input_dir), str(work)],
