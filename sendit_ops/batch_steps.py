@@ -39,7 +39,7 @@ from sendit_ops.errors import (
     ProviderError,
     is_no_space,
 )
-from sendit_ops.filters import FilterRules, judge, load_filter_recipe, skip_reason
+from sendit_ops.filters import FilterRules, judge, load_filter_recipe
 from sendit_ops.identifiers import Needles, collect_needles, dicom_date_to_iso
 from sendit_ops.image_check import RejectedImageError, read_checked_header
 from sendit_ops.ledger import (
@@ -304,10 +304,10 @@ class Pipeline:
                 },
             )
             info["images"] += 1
-            reason = skip_reason(ds, self.filter_rules)
-            if reason:
+            verdict = judge(ds, self.filter_rules)
+            if verdict.skip:
                 info["removed"] += 1
-                record.warnings.append(f"file {i} of {total}: {reason}, skipped")
+                record.warnings.append(f"file {i} of {total}: {verdict.skip}, skipped")
                 continue
             entity, item = text(ds, s.entity_id), text(ds, s.item_id)
             for keyword, value in ((s.entity_id, entity), (s.item_id, item)):
@@ -325,6 +325,8 @@ class Pipeline:
                     "instance": text(ds, "InstanceNumber") or str(len(accepted) + 1),
                     "item_time": self._item_timestamp(ds),
                     "birth": dicom_date_to_iso(text(ds, "PatientBirthDate")),
+                    # why the image must go through the pixel stage (None: it need not)
+                    "pixels": verdict.pixels,
                 }
             )
         record.metrics.update(
@@ -480,8 +482,8 @@ class Pipeline:
         cleaned = released = 0
         for image in images:
             original = read_full(image["file"])
-            verdict = judge(original, self.filter_rules)
-            plan = plan_pixels(original, self.filter_rules.recipe) if verdict.pixels else None
+            risk = image.get("pixels")  # the filter step's verdict on this image
+            plan = plan_pixels(original, self.filter_rules.recipe) if risk else None
             ocr_words = header_identifiers(original) if plan else None
             ds = anonymize_dataset(
                 original, self.recipe, variables, scanner, self.profile, clean=scanner.redact
@@ -497,7 +499,7 @@ class Pipeline:
                     released=decision == RELEASE,
                 )
                 if not outcome.cleaned:
-                    held.append(_held_entry(name, verdict.pixels, outcome, review_dir))
+                    held.append(_held_entry(name, risk, outcome, review_dir))
                     continue
                 add_method_codes(ds, [CLEAN_PIXEL_DATA_CODE])
                 cleaned += 1

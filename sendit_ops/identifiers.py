@@ -44,7 +44,7 @@ ID_KEYWORDS = (
 # are collected for Clean Descriptors, where removing one from free text costs nothing.
 INSTITUTION_KEYWORDS = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName")
 DATE_VRS = ("DA", "DT")
-_NEEDLE_VRS = {"SQ", "PN", "DA", "DT", "UI", None}
+_NEEDLE_VRS = {"SQ", "PN", "DA", "DT", "UI", "UN", None}  # UN: pydicom gives it its dictionary VR
 _ID_TAGS = {tag_for_keyword(k) for k in ID_KEYWORDS}
 _INSTITUTION_TAGS = {tag_for_keyword(k) for k in INSTITUTION_KEYWORDS}
 _CHARSET_TAG = 0x00080005
@@ -226,16 +226,33 @@ def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, object]]:
         yield path, elem
 
 
+_DATE_WALK_VRS = {"DA", "DT", "SQ", "UN"}
+
+
 def original_dates(ds: Dataset) -> dict[str, str]:
     """Every DA/DT element's value by element path (``00080020``, ``00400275[0].00400244``),
     taken before de-identification: the leak check then asks of each date element only
     whether it still holds its own original value, so a shifted date that happens to equal
     another element's original date is not a leak."""
-    return {
-        path: "\\".join(_values(elem.value))
-        for path, elem in _walk(ds)
-        if elem.VR in DATE_VRS and _values(elem.value)
-    }
+    return dict(_date_walk(ds, ""))
+
+
+def _date_walk(ds: Dataset, prefix: str) -> Iterator[tuple[str, str]]:
+    """(path, value) of every DA/DT element; only those and sequences are decoded (an
+    element of another explicit VR is left raw: the profile may remove it undecoded)."""
+    for tag, raw in ds._dict.items():
+        vr = getattr(raw, "VR", None)
+        if (vr and vr not in _DATE_WALK_VRS) or tag == 0x7FE00010:
+            continue
+        elem = ds[tag]
+        path = f"{prefix}{int(tag):08X}"
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value or []):
+                yield from _date_walk(item, f"{path}[{i}].")
+        elif elem.VR in DATE_VRS:
+            values = _values(elem.value)
+            if values:
+                yield path, "\\".join(values)
 
 
 def collect_needles(ds: Dataset, extra_words: Iterable[str] = ()) -> Needles:

@@ -44,7 +44,7 @@ def test_dasher_pseudonyms_reach_the_outputs_and_tokens_rotate_across_runs(
     run_dag()
     rows = box.read_rows(box.table_path(Path(settings["outbox"]), "DEMO", "dicom"))
     expected = DasherState(b"dasher-dev", 1).suid("demo", "Stanford MRN", "MRN100234")
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert expected in {r["CodedPatientID"] for r in rows}
     jitter = DasherState(b"dasher-dev", 1).jitter("demo", "Stanford MRN", "MRN100234")
     from datetime import date, timedelta
@@ -77,8 +77,8 @@ def test_malformed_dasher_answers_put_batches_in_error_with_no_outputs(
     assert str(run.state).endswith("failed")
     summary = json.loads(next(Path(settings["work_root"]).rglob("summary.json")).read_text())
     errors = [b for b in summary["batch_lines"] if b["status"] == "ERROR"]
-    assert len(errors) == 5
-    assert sum("no 'results'" in b["reasons"] for b in errors) == 3
+    assert len(errors) == 7  # the demo's 3 filter errors + the 4 batches DASHER would name
+    assert sum("no 'results'" in b["reasons"] for b in errors) == 4
     assert not (Path(settings["outbox"]) / "Collection").exists()
     logs = "".join(capfd.readouterr())
     for phi in PHI_STRINGS:

@@ -122,7 +122,7 @@ def test_dag_delivers_to_gcs_and_bigquery_idempotently(
     tis = [ti for ti in run.get_task_instances() if ti.task_id == delivering]
     assert len(tis) == (2 if layout == "fused" else 1)
     objs = objects(bucket)
-    assert len(objs) == 3
+    assert len(objs) == 4
     for name in objs:
         assert name.startswith(f"Collection/{collection}/Entity/") and name.endswith(".tar.gz")
         blob = bucket.get_blob(name)
@@ -137,7 +137,7 @@ def test_dag_delivers_to_gcs_and_bigquery_idempotently(
             "sha256",
         }
     table = rows(bq, collection)
-    assert len(table) == 3
+    assert len(table) == 4
     assert {
         r["storage_metadataLink"].rsplit("/o/", 1)[-1].replace("%2F", "/") for r in table
     } == set(objs)
@@ -148,7 +148,7 @@ def test_dag_delivers_to_gcs_and_bigquery_idempotently(
     # rerun of the same work: nothing rewritten, no duplicate rows
     run_dag(monkeypatch, demo_input, settings, {"reprocess": True})
     assert objects(bucket) == objs
-    assert len(rows(bq, collection)) == 3
+    assert len(rows(bq, collection)) == 4
 
 
 def test_crash_between_upload_and_bigquery_then_rerun(
