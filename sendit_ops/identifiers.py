@@ -44,7 +44,8 @@ ID_KEYWORDS = (
 # are collected for Clean Descriptors, where removing one from free text costs nothing.
 INSTITUTION_KEYWORDS = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName")
 DATE_VRS = ("DA", "DT")
-_NEEDLE_VRS = {"SQ", "PN", "DA", "DT", "UI", "UN", None}  # UN: pydicom gives it its dictionary VR
+# UN (an explicit VR of "unknown"): pydicom gives the element its dictionary VR on access
+_NEEDLE_VRS = frozenset({"SQ", "PN", "DA", "DT", "UI", "UN", None})
 _ID_TAGS = {tag_for_keyword(k) for k in ID_KEYWORDS}
 _INSTITUTION_TAGS = {tag_for_keyword(k) for k in INSTITUTION_KEYWORDS}
 _CHARSET_TAG = 0x00080005
@@ -209,24 +210,30 @@ def path_key(path: str) -> str:
     return re.sub(r"\[\d+\]", "", path)
 
 
-def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, object]]:
+def _walk(
+    ds: Dataset, prefix: str = "", vrs: frozenset[str | None] | None = None, tags: frozenset = ()
+) -> Iterator[tuple[str, object]]:
     """(path, element) of every element, sequences entered, pixel data left out; elements
-    whose explicit VR cannot hold a needle are skipped without being decoded."""
-    wanted = _ID_TAGS | _INSTITUTION_TAGS | {_CHARSET_TAG}
+    whose explicit VR is not in ``vrs`` (default: those that can hold a needle) and whose
+    tag is not in ``tags`` are skipped without being decoded."""
+    if vrs is None:
+        vrs, tags = _NEEDLE_VRS, _ID_TAGS | _INSTITUTION_TAGS | {_CHARSET_TAG}
     for tag, raw in ds._dict.items():
         vr = getattr(raw, "VR", None)
-        if (vr and vr not in _NEEDLE_VRS and tag not in wanted) or tag == 0x7FE00010:
+        if (vr and vr not in vrs and tag not in tags) or tag == 0x7FE00010:
             continue
         elem = ds[tag]
         path = f"{prefix}{int(tag):08X}"
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value or []):
-                yield from _walk(item, f"{path}[{i}].")
+                yield from _walk(item, f"{path}[{i}].", vrs, tags)
             continue
         yield path, elem
 
 
-_DATE_WALK_VRS = {"DA", "DT", "SQ", "UN"}
+# what original_dates decodes: dates, sequences, and UN (pydicom gives it its dictionary VR);
+# the profile may then remove every other element undecoded
+_DATE_WALK_VRS = frozenset({"DA", "DT", "SQ", "UN", None})
 
 
 def original_dates(ds: Dataset) -> dict[str, str]:
@@ -234,25 +241,11 @@ def original_dates(ds: Dataset) -> dict[str, str]:
     taken before de-identification: the leak check then asks of each date element only
     whether it still holds its own original value, so a shifted date that happens to equal
     another element's original date is not a leak."""
-    return dict(_date_walk(ds, ""))
-
-
-def _date_walk(ds: Dataset, prefix: str) -> Iterator[tuple[str, str]]:
-    """(path, value) of every DA/DT element; only those and sequences are decoded (an
-    element of another explicit VR is left raw: the profile may remove it undecoded)."""
-    for tag, raw in ds._dict.items():
-        vr = getattr(raw, "VR", None)
-        if (vr and vr not in _DATE_WALK_VRS) or tag == 0x7FE00010:
-            continue
-        elem = ds[tag]
-        path = f"{prefix}{int(tag):08X}"
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value or []):
-                yield from _date_walk(item, f"{path}[{i}].")
-        elif elem.VR in DATE_VRS:
-            values = _values(elem.value)
-            if values:
-                yield path, "\\".join(values)
+    return {
+        path: "\\".join(_values(elem.value))
+        for path, elem in _walk(ds, "", _DATE_WALK_VRS, frozenset())
+        if elem.VR in DATE_VRS and _values(elem.value)
+    }
 
 
 def collect_needles(ds: Dataset, extra_words: Iterable[str] = ()) -> Needles:

@@ -382,3 +382,21 @@ def test_building_the_matcher_stays_cheap():
     scanner = LeakScanner(needles)
     scanner.redact("x")
     assert time.perf_counter() - start < 0.25
+
+
+def test_values_stored_with_explicit_vr_un_are_needles_too():
+    """pydicom's explicit_VR-UN.dcm stores PatientName and StudyDate with VR UN: they must be
+    searched for like any other name and date."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from sendit_ops.identifiers import original_dates
+
+    path = get_testdata_file("explicit_VR-UN.dcm")
+    ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    assert ds._dict[0x00100010].VR == "UN"  # raw, before decoding
+    needles = collect_needles(ds)
+    name = str(pydicom.dcmread(path, force=True).PatientName)
+    assert needles.names == {name} and LeakScanner(needles).hits(f"study of {name}")
+    fresh = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    assert original_dates(fresh)["00080020"] == str(fresh.StudyDate)
