@@ -128,15 +128,19 @@ def _no_retry_on_config_errors(fn):
     return wrapper
 
 
+def _batch_list(title: str, description: str) -> Param:
+    """A run parameter naming batches (folder names or batch ids)."""
+    return Param(
+        [], type=["array", "null"], items={"type": "string"}, title=title, description=description
+    )
+
+
 def trigger_params() -> dict[str, Param]:
     """The trigger form of every sendit DAG."""
     return {
-        "batches": Param(
-            [],
-            type=["array", "null"],
-            items={"type": "string"},
-            title="Batches",
-            description="Batch folder names or batch ids to process; empty = every finished "
+        "batches": _batch_list(
+            "Batches",
+            "Batch folder names or batch ids to process; empty = every finished "
             "batch not yet delivered (scheduled runs: those finished in the interval).",
         ),
         "reprocess": Param(
@@ -151,22 +155,16 @@ def trigger_params() -> dict[str, Param]:
             title="Dry run",
             description="Filter, de-identify and verify, but deliver nothing.",
         ),
-        "release": Param(
-            [],
-            type=["array", "null"],
-            items={"type": "string"},
-            title="Release held batches",
-            description="Batch ids held for review (pixels not verified text-free) that a "
-            "reviewer checked on the dashboard's masked thumbnails: they are processed again "
-            "and delivered with their held images (masked as shown).",
+        "release": _batch_list(
+            "Release held batches",
+            "Batches HELD for review (pixels not verified free of burned-in text) that a "
+            "reviewer checked on the dashboard's masked thumbnails: processed again and "
+            "delivered with their held images, masked as shown.",
         ),
-        "reject": Param(
-            [],
-            type=["array", "null"],
-            items={"type": "string"},
-            title="Reject held images",
-            description="Batch ids held for review whose held images must not leave: they are "
-            "processed again and delivered without the held images.",
+        "reject": _batch_list(
+            "Reject held images",
+            "Batches HELD for review whose held images must not leave: processed again and "
+            "delivered without them.",
         ),
         "provider": Param(
             "settings",
