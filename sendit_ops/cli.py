@@ -129,10 +129,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
     from sendit_ops.dag_factory import build_dag
-    from sendit_ops.ledger import Ledger
+    from sendit_ops.ledger import IN_PROCESS_RUN_ENV, Ledger
     from sendit_ops.report import format_summary, safe_name
 
     dag = build_dag(folder)
+    # every task of the run executes in this process: the run lock keeps it listed between
+    # tasks, so a killed `sendit run` never blocks the folder for the next one
+    os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
     conf = {
         "batches": args.batch or [],
         "reprocess": args.reprocess,

@@ -38,10 +38,11 @@ from sendit_ops.discovery import batch_key
 from sendit_ops.settings import InputFolder
 
 NAME = "matrix"  # the input folder's name in sendit (batch ids are keyed on it)
-# the ledger the matrix runs on: "sqlite" (default, in the work root) or "postgresql" (the
-# machine's server, a database made for the session): SENDIT_FAULT_MATRIX_LEDGER=postgresql
-LEDGER = os.environ.get("SENDIT_FAULT_MATRIX_LEDGER", "sqlite")
-LEDGER_URL: list[str] = []  # set once per session by the _ledger fixture
+# the ledgers the matrix runs on, the whole module once each: "sqlite" (in the work root) and
+# "postgresql" (the machine's server, a database made for the session);
+# SENDIT_FAULT_MATRIX_LEDGER=sqlite (or postgresql) runs one of them only
+LEDGERS = os.environ.get("SENDIT_FAULT_MATRIX_LEDGER", "sqlite,postgresql").split(",")
+LEDGER_URL: list[str] = []  # set by the _ledger fixture for the module's current pass
 
 
 @dataclass
@@ -139,11 +140,15 @@ def ledger_args() -> list[str]:
     return ["--set", f"ledger_url={LEDGER_URL[0]}"] if LEDGER_URL else []
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _ledger(request) -> None:
-    """PostgreSQL when SENDIT_FAULT_MATRIX_LEDGER=postgresql (skipped without a server)."""
-    if LEDGER == "postgresql":
+@pytest.fixture(scope="module", autouse=True, params=LEDGERS)
+def _ledger(request) -> str:
+    """The ledger database of this pass over the module (PostgreSQL: the machine's server,
+    which the project's machines run; its absence fails the test, it is not skipped)."""
+    if request.param == "postgresql":
         LEDGER_URL[:] = [request.getfixturevalue("postgres_url")]
+    else:
+        LEDGER_URL.clear()
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -275,7 +280,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory, airflow_db) -> Iterator[tuple[Path, Path, Path]]:
+def matrix(tmp_path_factory, airflow_db, _ledger) -> Iterator[tuple[Path, Path, Path]]:
     """The input folder with one batch per case, plus hidden folders at its top."""
     root = tmp_path_factory.mktemp("matrix")
     inbox = root / "in"
@@ -521,7 +526,9 @@ def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
         for leftover in [*root.glob(pattern)] if pattern != "Collection" else []:
             # the next kill point must be reached anew: forget the marker files
             leftover.unlink(missing_ok=True)
-    assert len(killed) >= 3, f"runs ended before their kill points (killed: {killed})"
+    assert len(killed) >= 3, (
+        f"runs ended before their kill points (killed: {killed})\n" + "\n".join(said)[-4000:]
+    )
     last = run_sendit(caplog, capfd, inbox, outbox, work)
     assert last.code == cli.EXIT_OK, (killed, last.lines, last.said[-3000:])
     states = {last.line(f)["status"] for f in folders if batch_key(SECRET, NAME, f) in last.lines}

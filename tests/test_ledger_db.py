@@ -483,3 +483,45 @@ def test_a_run_is_gone_when_every_task_process_it_lists_is_gone(tmp_path, ledger
     assert lock.try_acquire("run-b") is None
     holder = lock.holder()
     assert holder.run_id == "run-b" and [w[1] for w in holder.workers] == [os.getpid()]
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_a_sendit_run_killed_between_two_tasks_frees_the_lock_at_once(
+    tmp_path, ledger_url, in_process
+):
+    """`sendit run` executes every task of its run in its own process: between two tasks it
+    stays listed on the lock, so killing it there frees the folder for the next run at once.
+    A run of a scheduler (tasks in processes of their own) is left alone between tasks."""
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        from sendit_ops.ledger import IN_PROCESS_RUN_ENV, Ledger
+        if sys.argv[4] == "1":
+            os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
+        url = sys.argv[3] or None
+        with Ledger(sys.argv[1], "sendit_in", url).run_lock(sys.argv[2]).held("run-a"):
+            pass  # a task worked and ended: the run goes on to its next task
+        print("between tasks", flush=True)
+        time.sleep(120)
+        """
+    )
+    work, inbox = tmp_path / "work", tmp_path / "in"
+    inbox.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(work), str(inbox), ledger_url or "", str(int(in_process))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "between tasks"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        lock = Ledger(work, "sendit_in", ledger_url).run_lock(inbox)
+        if in_process:
+            lock.acquire("run-b", wait=0)
+            assert lock.holder().run_id == "run-b"
+        else:
+            with pytest.raises(RunLocked):
+                lock.acquire("run-b", wait=0)
+    finally:
+        proc.kill()
