@@ -133,9 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sendit_ops.report import format_summary, safe_name
 
     dag = build_dag(folder)
-    # every task of the run executes in this process: the run lock keeps it listed between
-    # tasks, so a killed `sendit run` never blocks the folder for the next one
-    os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
+
     conf = {
         "batches": args.batch or [],
         "reprocess": args.reprocess,
@@ -144,7 +142,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         "reject": args.reject or [],
     }
     print(f"running DAG {dag.dag_id} on {input_dir} ...")
-    run = dag.test(run_conf=conf)
+    # every task of the run executes in this process: the run lock keeps it listed between
+    # tasks, so a killed `sendit run` never blocks the folder for the next one (only while
+    # this run lasts: a caller's process, e.g. a test, goes on without it)
+    before = os.environ.get(IN_PROCESS_RUN_ENV)
+    os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
+    try:
+        run = dag.test(run_conf=conf)
+    finally:
+        if before is None:
+            os.environ.pop(IN_PROCESS_RUN_ENV, None)
+        else:
+            os.environ[IN_PROCESS_RUN_ENV] = before
     state = str(getattr(run, "state", "unknown")).rsplit(".", 1)[-1]
     summary_file = (
         Ledger(resolved.work_root, dag.dag_id).root
