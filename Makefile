@@ -37,22 +37,28 @@ test-deps:  ## Debian packages of the tests (installed when missing; needs root 
 
 test: install test-deps  ## run the test suite (starts the services it needs)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-lint: install
+lint: install  ## ruff, and the import contracts of the layers (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install  ## throughput of the pipeline vs plain pydicom vs naive deid
-	$(VENV)/bin/python -m sendit_ops.devtools.bench
+	$(VENV)/bin/python -m devtools.bench
 
-dasher-dev: install  ## start the DASHER-compatible development server on :8765
-	$(VENV)/bin/sendit-dasher-dev --port 8765
+# the DASHER dev server is a development tool (devtools/, not installed); its port is configurable
+DASHER_PORT ?= 8765
+DASHER_DEV := $(VENV)/bin/python -m devtools.dasher_server
+
+dasher-dev: install  ## start the DASHER-compatible development server on :$(DASHER_PORT)
+	$(DASHER_DEV) --port $(DASHER_PORT)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
 
 demo-dasher: install  ## the demo with pseudonyms from the DASHER dev server
-	@$(VENV)/bin/sendit-dasher-dev --port 8765 --credentials-out $(DEMO)/dasher.json & pid=$$!; \
+	@$(DASHER_DEV) --port $(DASHER_PORT) --credentials-out $(DEMO)/dasher.json & pid=$$!; \
 	trap "kill $$pid" EXIT; sleep 2; \
 	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit sample $(DEMO)/input --force && \
 	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit run --input $(DEMO)/input --outbox $(DEMO)/outbox-dasher \

@@ -3,6 +3,6 @@
 (Airflow's DAG processor only parses files that mention both "airflow" and "dag".)
 """
 
-from sendit_ops.dag_factory import build_all_dags
+from sendit_ops.airflow.dag_factory import build_all_dags
 
 globals().update(build_all_dags())

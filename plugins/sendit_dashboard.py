@@ -14,7 +14,7 @@ from airflow.plugins_manager import AirflowPlugin
 def _fastapi_apps() -> list[dict]:
     if "airflow.api_fastapi.app" not in sys.modules:
         return []  # not the API server: nothing to serve, nothing to import
-    from sendit_ops.dashboard import app
+    from sendit_ops.airflow.dashboard import app
 
     return [{"app": app, "url_prefix": "/sendit", "name": "sendit batches"}]
 

@@ -62,7 +62,7 @@ def airflow_db() -> Path:
 @pytest.fixture
 def demo_input(tmp_path: Path) -> Path:
     """The demo input folder (every kind of batch)."""
-    from sendit_ops.devtools.sample_data import make_demo_input
+    from sendit_ops.sample_data import make_demo_input
 
     make_demo_input(tmp_path / "input")
     return tmp_path / "input"
@@ -71,8 +71,8 @@ def demo_input(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_pipeline(tmp_path: Path):
     """Build a Pipeline over a work root and outbox in tmp_path (no Airflow)."""
-    from sendit_ops.batch_steps import Pipeline
-    from sendit_ops.settings import load_settings
+    from sendit_ops.core.settings import load_settings
+    from sendit_ops.pipeline.batch import Pipeline
 
     def make(run_id: str = "run1", **overrides):
         settings = load_settings(
@@ -85,8 +85,8 @@ def make_pipeline(tmp_path: Path):
 
 def run_in_process(pipe, input_dir: Path, *, reprocess: bool = False, requested=None):
     """Run every step of the pipeline over an input folder, like one DAG run."""
-    from sendit_ops.batch_steps import deliver_to_outbox
-    from sendit_ops.discovery import find_batches, select_batches
+    from sendit_ops.core.discovery import find_batches, select_batches
+    from sendit_ops.pipeline.batch import deliver_to_outbox
 
     found = find_batches(input_dir, pipe.secret_key, input_dir.name)
     chosen, _ = select_batches(

@@ -45,7 +45,7 @@ def start(tmp: Path, token_ttl: float = 3600.0) -> DasherDev:
         [
             sys.executable,
             "-m",
-            "sendit_ops.devtools.dasher_server",
+            "devtools.dasher_server",
             "--port",
             "0",
             "--credentials-out",

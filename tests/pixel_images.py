@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from sendit_ops.devtools.sample_data import PATIENTS, make_image, ultrasound_picture
+from sendit_ops.sample_data import PATIENTS, make_image, ultrasound_picture
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 HERSHEY = {

@@ -26,15 +26,15 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from test_conformance_dciodvfy import pydicom_data_files
 
-from sendit_ops.annex_e import add_method_codes, compile_profile, load_table
-from sendit_ops.annex_e.docs import DOC, render
-from sendit_ops.annex_e.profile import SAFE_PRIVATE, Context
-from sendit_ops.anonymize import anonymize_dataset, load_profile, load_recipe
-from sendit_ops.identifiers import Needles
-from sendit_ops.pseudonyms import Pseudonym
-from sendit_ops.recipe_variables import recipe_variables, uid_remapper
-from sendit_ops.settings import DEFAULT_DEID_OPTIONS, DEID_OPTIONS
-from sendit_ops.verify import LeakScanner
+from sendit_ops.core.settings import DEFAULT_DEID_OPTIONS, DEID_OPTIONS
+from sendit_ops.dicom.annex_e import add_method_codes, compile_profile, load_table
+from sendit_ops.dicom.annex_e.docs import DOC, render
+from sendit_ops.dicom.annex_e.profile import SAFE_PRIVATE, Context
+from sendit_ops.dicom.anonymize import anonymize_dataset, load_profile, load_recipe
+from sendit_ops.dicom.identifiers import Needles
+from sendit_ops.dicom.leak_scan import LeakScanner
+from sendit_ops.dicom.recipe_variables import recipe_variables, uid_remapper
+from sendit_ops.pseudonyms.providers import Pseudonym
 
 TABLE = load_table()
 MARK = "[CLEANED]"
@@ -399,7 +399,7 @@ def test_add_method_codes_keeps_existing_items_and_adds_each_code_once():
 
 
 def test_docs_table_is_current():
-    assert DOC.read_text() == render(), "run: python -m sendit_ops.annex_e.docs"
+    assert DOC.read_text() == render(), "run: python -m sendit_ops.dicom.annex_e.docs"
 
 
 # ---- cost ------------------------------------------------------------------------------
@@ -433,8 +433,8 @@ def test_a_name_in_kept_descriptors_is_cleaned_and_the_image_delivered():
     """Clean Descriptors with the leak check's own redactor as the cleaner: the study's
     description and comments keep their meaning, the name typed into them is replaced, and
     the leak check passes (before: the study ended in ERROR)."""
-    from sendit_ops.devtools.sample_data import PATIENTS, make_image
-    from sendit_ops.identifiers import collect_needles
+    from sendit_ops.dicom.identifiers import collect_needles
+    from sendit_ops.sample_data import PATIENTS, make_image
 
     ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
     ds.StudyDescription = "CT CHEST for Jane Doe"

@@ -15,9 +15,9 @@ from pydicom.data import get_charset_files
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from sendit_ops.identifiers import IdentifierMatcher, collect_needles
-from sendit_ops.package import header_bytes
-from sendit_ops.verify import LeakScanner
+from sendit_ops.dicom.identifiers import IdentifierMatcher, collect_needles
+from sendit_ops.dicom.leak_scan import LeakScanner
+from sendit_ops.packaging.archive import header_bytes
 
 JAPANESE = "Yamada^Tarou=山田^太郎=やまだ^たろう"
 KOREAN = "Hong^Gildong=洪^吉洞=홍^길동"

@@ -56,7 +56,7 @@ def test_exit_status_is_documented_and_zero_without_errors(tmp_path):
     EMPTY exits 0."""
     helped = run("run", "--help", home=tmp_path)
     assert "exit status" in helped.stdout and "ERROR" in helped.stdout
-    from sendit_ops.devtools.sample_data import PATIENTS, write_study
+    from sendit_ops.sample_data import PATIENTS, write_study
 
     write_study(tmp_path / "in" / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
     done = run(
@@ -69,7 +69,7 @@ def test_exit_status_is_documented_and_zero_without_errors(tmp_path):
 def test_secret_key_is_created_0600_without_a_chmod(tmp_path, monkeypatch):
     """Created by os.open(O_CREAT | O_EXCL, 0o600): never chmod'ed, never world-readable,
     and an existing key is kept."""
-    from sendit_ops import cli
+    from sendit_ops.airflow import cli
 
     monkeypatch.delenv("AIRFLOW_VAR_SENDIT_SECRET_KEY", raising=False)
     monkeypatch.setattr(os, "chmod", lambda *a, **k: (_ for _ in ()).throw(AssertionError))

@@ -24,12 +24,12 @@ import pydicom
 import pytest
 from dicom_corpus import DEID_FILES, pydicom_files
 
-from sendit_ops.anonymize import anonymize_dataset, load_profile, load_recipe
-from sendit_ops.identifiers import Needles
-from sendit_ops.pseudonyms import Pseudonym
-from sendit_ops.recipe_variables import recipe_variables, uid_remapper
-from sendit_ops.settings import DEFAULT_DEID_OPTIONS
-from sendit_ops.verify import LeakScanner
+from sendit_ops.core.settings import DEFAULT_DEID_OPTIONS
+from sendit_ops.dicom.anonymize import anonymize_dataset, load_profile, load_recipe
+from sendit_ops.dicom.identifiers import Needles
+from sendit_ops.dicom.leak_scan import LeakScanner
+from sendit_ops.dicom.recipe_variables import recipe_variables, uid_remapper
+from sendit_ops.pseudonyms.providers import Pseudonym
 
 
 def pydicom_data_files() -> list[Path]:

@@ -21,10 +21,10 @@ import pytest
 from conftest import ROOT, SECRET, run_in_process
 from test_ledger_db import postgres_url  # noqa: F401  (the session's PostgreSQL database)
 
-from sendit_ops import outbox as box
-from sendit_ops.batch_steps import deliver_to_outbox
-from sendit_ops.devtools.sample_data import PATIENTS, write_study
-from sendit_ops.discovery import find_batches, select_batches
+from sendit_ops.core.discovery import find_batches, select_batches
+from sendit_ops.delivery import outbox as box
+from sendit_ops.pipeline.batch import deliver_to_outbox
+from sendit_ops.sample_data import PATIENTS, write_study
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -80,9 +80,9 @@ def _crash_after_package(tmp_path: Path, pipe, inbox: Path) -> None:
         f"""
         import os, signal
         from pathlib import Path
-        from sendit_ops.batch_steps import Pipeline
-        from sendit_ops.discovery import find_batches
-        from sendit_ops.settings import load_settings
+        from sendit_ops.pipeline.batch import Pipeline
+        from sendit_ops.core.discovery import find_batches
+        from sendit_ops.core.settings import load_settings
         settings = load_settings({layer!r})
         pipe = Pipeline(settings, {SECRET!r}, {pipe.dag_id!r}, run_id="run-killed")
         keys = pipe.register(find_batches(Path({str(inbox)!r}), pipe.secret_key, "in"))
@@ -251,8 +251,8 @@ class _Bucket:
 def test_google_replaces_only_versions_sendit_wrote_for_the_batch(tmp_path, make_pipeline):
     """The GCS rule (object metadata sha256 among the batch's own versions), also after a
     dry run left the batch DONEPROCESSING."""
-    from sendit_ops.errors import DeliveryError
-    from sendit_ops.operators.google_delivery import upload_archive
+    from sendit_ops.airflow.google_target import upload_archive
+    from sendit_ops.core.errors import DeliveryError
 
     inbox = tmp_path / "in"
     _study(inbox, 2)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import PHI_STRINGS, ROOT
 
-from sendit_ops import outbox as box
+from sendit_ops.delivery import outbox as box
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_a_task_process_builds_only_its_own_dag(folders_env, monkeypatch):
     an unknown dag id falls back to every DAG, so Airflow reports what is missing."""
     from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
 
-    from sendit_ops.dag_factory import build_all_dags
+    from sendit_ops.airflow.dag_factory import build_all_dags
 
     assert set(build_all_dags()) == {"sendit_demo", "sendit_other"}
     monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "sendit_other")
@@ -90,7 +90,7 @@ def test_a_task_process_builds_only_its_own_dag(folders_env, monkeypatch):
 
 
 def test_dag_test_processes_the_demo_and_logs_no_phi(airflow_db, folders_env, capfd):
-    from sendit_ops.dag_factory import build_all_dags
+    from sendit_ops.airflow.dag_factory import build_all_dags
 
     dag = build_all_dags()["sendit_demo"]
     run = dag.test(run_conf={"batches": [], "reprocess": False, "dry_run": False})
@@ -139,7 +139,7 @@ def test_airflow_cli_lists_and_tests_the_dag(airflow_db, folders_env, tmp_path):
 
 
 def test_missing_secret_key_is_a_clear_error(airflow_db, folders_env, monkeypatch, capfd):
-    from sendit_ops.dag_factory import build_all_dags
+    from sendit_ops.airflow.dag_factory import build_all_dags
 
     monkeypatch.delenv("AIRFLOW_VAR_SENDIT_SECRET_KEY")
     run = build_all_dags()["sendit_demo"].test(run_conf={})
@@ -153,7 +153,7 @@ def test_fused_task_layout_gives_the_same_outputs(airflow_db, demo_input, tmp_pa
     """`"task_layout": "fused"`: one task per chunk runs the four steps and delivers the
     chunk; the archives and rows are byte-identical to the step-per-task DAG's, batch states
     included."""
-    from sendit_ops.dag_factory import build_all_dags
+    from sendit_ops.airflow.dag_factory import build_all_dags
 
     def folder(name: str, layout: str) -> dict:
         return {
@@ -216,8 +216,8 @@ def xcoms(dag_id: str, run_id: str) -> list[tuple[str, str]]:
 
 
 def test_unknown_task_layout_is_refused():
-    from sendit_ops.errors import ConfigError
-    from sendit_ops.settings import load_settings
+    from sendit_ops.core.errors import ConfigError
+    from sendit_ops.core.settings import load_settings
 
     with pytest.raises(ConfigError, match="'task_layout' must be one of steps, fused"):
         load_settings({"task_layout": "parallel"})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from conftest import PHI_STRINGS
 
-from sendit_ops import outbox as box
-from sendit_ops.dasher import stanford_to_connection
-from sendit_ops.devtools.dasher_server import DasherState
+from devtools.dasher_server import DasherState
+from sendit_ops.delivery import outbox as box
+from sendit_ops.pseudonyms.dasher_client import stanford_to_connection
 
 
 def configure(monkeypatch, dasher, demo_input: Path, root: Path) -> dict:
@@ -29,7 +29,7 @@ def configure(monkeypatch, dasher, demo_input: Path, root: Path) -> dict:
 
 
 def run_dag(conf=None):
-    from sendit_ops.dag_factory import build_all_dags
+    from sendit_ops.airflow.dag_factory import build_all_dags
 
     return build_all_dags()["sendit_demo"].test(run_conf=conf or {})
 

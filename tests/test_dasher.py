@@ -10,9 +10,9 @@ import time
 import pytest
 import requests
 
-from sendit_ops.dasher import DasherClient, FileTokenStore, RetryPolicy, Tokens
-from sendit_ops.errors import ProviderError
-from sendit_ops.pseudonyms import StudyIdentity, build_request, parse_response
+from sendit_ops.core.errors import ProviderError
+from sendit_ops.pseudonyms.dasher_client import DasherClient, FileTokenStore, RetryPolicy, Tokens
+from sendit_ops.pseudonyms.providers import StudyIdentity, build_request, parse_response
 
 FAST = RetryPolicy(
     max_attempts=4, max_total_seconds=20, base_delay=0.05, max_delay=0.5, timeout=(2.0, 1.0)
@@ -71,8 +71,8 @@ def test_expired_token_is_refreshed_and_kept_for_the_next_process(client, dasher
     assert dead.status_code == 401
     # a new process reads the stored tokens and calls without refreshing again
     code = (
-        "from sendit_ops.dasher import DasherClient, FileTokenStore\n"
-        "from sendit_ops.pseudonyms import StudyIdentity, build_request\n"
+        "from sendit_ops.pseudonyms.dasher_client import DasherClient, FileTokenStore\n"
+        "from sendit_ops.pseudonyms.providers import StudyIdentity, build_request\n"
         f"c = DasherClient({dasher.url!r}, FileTokenStore({str(client.store.path)!r}))\n"
         "print(len(c.lookup('irb1', build_request([StudyIdentity('M1', 'A1')]))['results']))\n"
     )
@@ -133,7 +133,7 @@ def test_client_errors_are_not_retried(client, dasher):
 
 
 def test_stanford_credentials_import(dasher, tmp_path):
-    from sendit_ops.dasher import stanford_to_connection
+    from sendit_ops.pseudonyms.dasher_client import stanford_to_connection
 
     conn = stanford_to_connection(dasher.creds(), "")
     assert conn["conn_type"] == "dasher" and conn["host"] == dasher.url

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_in_process
 from pydicom.data import get_testdata_file
 
-from sendit_ops.devtools.sample_data import Patient, make_image
+from sendit_ops.sample_data import Patient, make_image
 
 
 def _study(folder: Path, patient: Patient, charset: str, **values: str) -> None:

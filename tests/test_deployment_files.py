@@ -82,7 +82,7 @@ def test_airflow_cfg_template_has_the_fast_task_start_the_live_tests_run_with():
     the same, and the modules it names must import."""
     import importlib
 
-    from sendit_ops.devtools.airflow_stack import SHIPPED_PARSE_INTERVAL, TASK_START_SETTINGS
+    from devtools.airflow_stack import SHIPPED_PARSE_INTERVAL, TASK_START_SETTINGS
 
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(ROOT / "airflow.cfg.template")
@@ -93,13 +93,13 @@ def test_airflow_cfg_template_has_the_fast_task_start_the_live_tests_run_with():
     for module in cfg["scheduler"]["mp_forkserver_preload"].split(","):
         importlib.import_module(module)
     code = (
-        "import sys; from sendit_ops.celery_config import CELERY_CONFIG as c; "
+        "import sys; from sendit_ops.airflow.celery_config import CELERY_CONFIG as c; "
         "assert c['broker_url']; assert 'deid.dicom' in sys.modules, 'no preload'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     # what the preload imported is frozen: task processes forked from it skip it in every
     # full garbage collection
-    code = "import gc, sendit_ops.task_preload; assert gc.get_freeze_count() > 100_000"
+    code = "import gc, sendit_ops.airflow.task_preload; assert gc.get_freeze_count() > 100_000"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -1,4 +1,4 @@
-"""The streaming trigger's check for new batch folders (sendit_ops.discovery_watch)."""
+"""The streaming trigger's check for new batch folders (sendit_ops.core.arrivals)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 from conftest import SECRET
 
-from sendit_ops.discovery import find_batches
-from sendit_ops.discovery_watch import RecordIndex, pending_folders
+from sendit_ops.core.arrivals import RecordIndex, pending_folders
+from sendit_ops.core.discovery import find_batches
 
 
 def _folder(root, name):
@@ -56,7 +56,7 @@ def test_a_poll_sees_the_ledger_database_as_it_is_now(tmp_path, make_pipeline):
 def test_a_poll_looks_up_only_the_folders_in_the_input(tmp_path, make_pipeline, monkeypatch):
     """The ledger keeps every batch ever seen; a poll asks the database about the folders
     still in the input folder only, and looks at no batch folder of the work root."""
-    from sendit_ops.ledger import Ledger
+    from sendit_ops.core.ledger import Ledger
 
     inbox = tmp_path / "inbox"
     for i in range(30):

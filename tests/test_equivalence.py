@@ -21,11 +21,11 @@ import pydicom
 import pytest
 from dicom_corpus import DEID_FILES, pydicom_files
 
-from sendit_ops.anonymize import SHIPPED_RECIPE, anonymize_dataset, load_recipe, uid_remapper
-from sendit_ops.anonymize import recipe_variables as variables
-from sendit_ops.identifiers import Needles
-from sendit_ops.pseudonyms import Pseudonym
-from sendit_ops.verify import LeakScanner
+from sendit_ops.dicom.anonymize import SHIPPED_RECIPE, anonymize_dataset, load_recipe, uid_remapper
+from sendit_ops.dicom.anonymize import recipe_variables as variables
+from sendit_ops.dicom.identifiers import Needles
+from sendit_ops.dicom.leak_scan import LeakScanner
+from sendit_ops.pseudonyms.providers import Pseudonym
 
 KEY = b"k" * 32
 FEATURES_RECIPE = Path(__file__).parent / "recipes" / "deid.features"
@@ -34,9 +34,9 @@ REFERENCE = r"""
 import json, sys
 from pathlib import Path
 from deid.dicom import replace_identifiers
-from sendit_ops.recipe_variables import recipe_variables, uid_remapper
-from sendit_ops.pseudonyms import Pseudonym
-assert "sendit_ops.deid_tuning" not in sys.modules
+from sendit_ops.dicom.recipe_variables import recipe_variables, uid_remapper
+from sendit_ops.pseudonyms.providers import Pseudonym
+assert "sendit_ops.dicom.deid_patches" not in sys.modules
 files, recipe, out = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 ids = {f: recipe_variables(Pseudonym("codedpatient01", "codedstudy0001", -21),
                            uid_remapper(b"k" * 32)) for f in files}

@@ -32,10 +32,10 @@ from conftest import PHI_STRINGS, SECRET
 from pydicom.data import get_testdata_file
 from test_ledger_db import postgres_url  # noqa: F401  (the session's PostgreSQL database)
 
-from sendit_ops import cli
-from sendit_ops.devtools.sample_data import PATIENTS, make_image, write_study
-from sendit_ops.discovery import batch_key
-from sendit_ops.settings import InputFolder
+from sendit_ops.airflow import cli
+from sendit_ops.core.discovery import batch_key
+from sendit_ops.core.settings import InputFolder
+from sendit_ops.sample_data import PATIENTS, make_image, write_study
 
 NAME = "matrix"  # the input folder's name in sendit (batch ids are keyed on it)
 # the ledgers the matrix runs on, the whole module once each: "sqlite" (in the work root) and
@@ -62,8 +62,8 @@ class Outcome:
 
     def record(self, folder: str):
         """The ledger record of a batch folder."""
-        from sendit_ops.batch_steps import Pipeline
-        from sendit_ops.settings import load_settings
+        from sendit_ops.core.settings import load_settings
+        from sendit_ops.pipeline.batch import Pipeline
 
         settings = load_settings(
             {
@@ -378,7 +378,7 @@ def test_rerun_changes_nothing_and_external_links_follow_with_the_setting(
 def test_folder_deleted_mid_run(tmp_path, caplog, capfd, monkeypatch):
     """One batch folder deleted after discovery, another after filtering: each ends ERROR
     saying its folder or files are gone; the third is delivered."""
-    from sendit_ops.batch_steps import Pipeline
+    from sendit_ops.pipeline.batch import Pipeline
 
     inbox = tmp_path / "in"
     folders = ["ACC21001", "ACC21002", "ACC21003"]
@@ -480,7 +480,16 @@ def sendit_process(inbox: Path, outbox: Path, work: Path, home: Path) -> subproc
     env.update(SENDIT_HOME=str(home), AIRFLOW_VAR_SENDIT_SECRET_KEY=SECRET.decode())
     args = ["--input", str(inbox), "--outbox", str(outbox), "--work-root", str(work)]
     return subprocess.Popen(
-        [sys.executable, "-m", "sendit_ops.cli", "run", *args, "--name", NAME, *ledger_args()],
+        [
+            sys.executable,
+            "-m",
+            "sendit_ops.airflow.cli",
+            "run",
+            *args,
+            "--name",
+            NAME,
+            *ledger_args(),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,10 +8,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from sendit_ops.devtools.sample_data import PATIENTS, make_image
-from sendit_ops.dicom_io import NotDicomError, read_header
-from sendit_ops.errors import ConfigError
-from sendit_ops.filters import (
+from sendit_ops.core.errors import ConfigError
+from sendit_ops.dicom.filters import (
     FilterRules,
     Verdict,
     judge,
@@ -19,6 +17,8 @@ from sendit_ops.filters import (
     resolve_study_deid,
     skip_reason,
 )
+from sendit_ops.dicom.io import NotDicomError, read_header
+from sendit_ops.sample_data import PATIENTS, make_image
 
 DEFAULT = FilterRules(load_filter_recipe(None))  # pixel_cleaning "off"
 OCR = FilterRules(DEFAULT.recipe, pixel_cleaning="ocr")
@@ -173,7 +173,7 @@ def test_memoized_decisions_equal_deids_own_on_real_files():
 
     from dicom_corpus import DEID_FILES, pydicom_files
 
-    from sendit_ops.filters import _deid_rules
+    from sendit_ops.dicom.filters import _deid_rules
 
     rules = FilterRules(load_filter_recipe("dicom.xray.chest"))
     paths = [*pydicom_files(), *DEID_FILES]

@@ -12,8 +12,8 @@ from emulators import start_bigquery, start_gcs
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
-from sendit_ops.bigquery_sql import literal, merge_statements
-from sendit_ops.devtools.sample_data import PATIENTS, write_study
+from sendit_ops.delivery.bigquery_sql import literal, merge_statements
+from sendit_ops.sample_data import PATIENTS, write_study
 
 PROJECT, BUCKET = "sendit-test", "radiology"
 
@@ -74,7 +74,7 @@ def objects(bucket):
 
 
 def run_dag(monkeypatch, input_dir: Path, settings: dict, conf=None):
-    from sendit_ops.dag_factory import build_all_dags
+    from sendit_ops.airflow.dag_factory import build_all_dags
 
     monkeypatch.setenv(
         "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS", json.dumps([{"path": str(input_dir), "name": "g"}])
@@ -93,7 +93,7 @@ def test_literal_round_trips_and_cannot_break_out():
 def test_merge_statement_round_trip_in_the_emulator(google):
     _, bq, collection = google
     bq.create_dataset(f"{PROJECT}.{collection}")
-    from sendit_ops.package import BQ_SCHEMA
+    from sendit_ops.packaging.archive import BQ_SCHEMA
 
     bq.create_table(
         bigquery.Table(
@@ -154,7 +154,7 @@ def test_dag_delivers_to_gcs_and_bigquery_idempotently(
 def test_crash_between_upload_and_bigquery_then_rerun(
     airflow_db, google, tmp_path, monkeypatch, make_pipeline
 ):
-    from sendit_ops.operators.google_delivery import preflight, upload_archive
+    from sendit_ops.airflow.google_target import preflight, upload_archive
 
     bucket, bq, collection = google
     inbox = tmp_path / "in"
@@ -162,7 +162,7 @@ def test_crash_between_upload_and_bigquery_then_rerun(
     settings = google_settings(tmp_path, bucket, collection)
     # the first attempt: processed and uploaded, then killed before the rows and the record
     pipe = make_pipeline(**{k: v for k, v in settings.items()})
-    from sendit_ops.discovery import find_batches
+    from sendit_ops.core.discovery import find_batches
 
     keys = pipe.register(find_batches(inbox, pipe.secret_key, "in"))
     for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
@@ -187,7 +187,7 @@ def test_conflicting_object_is_an_error_and_left_untouched(
     write_study(inbox / "ACC2", PATIENTS[1], "ACC2", "20240116", "CT", 1, 1)
     settings = google_settings(tmp_path, bucket, collection)
     run_dag(monkeypatch, inbox, settings, {"dry_run": True})  # learn the object names
-    from sendit_ops.ledger import Ledger
+    from sendit_ops.core.ledger import Ledger
 
     records = Ledger(settings["work_root"], "sendit_g").all()
     victim = records[0].outputs["object_name"]
@@ -225,8 +225,8 @@ def test_only_verified_batches_are_uploaded(google, tmp_path, make_pipeline):
     inbox = tmp_path / "in"
     write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
     pipe = make_pipeline(**google_settings(tmp_path, bucket, collection))
-    from sendit_ops.discovery import find_batches
-    from sendit_ops.operators.google_delivery import deliver_to_google
+    from sendit_ops.airflow.google_target import deliver_to_google
+    from sendit_ops.core.discovery import find_batches
 
     keys = pipe.register(find_batches(inbox, pipe.secret_key, "in"))
     for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):

@@ -14,12 +14,17 @@ from conftest import PHI_STRINGS
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from sendit_ops.anonymize import anonymize_dataset, load_recipe, recipe_variables, uid_remapper
-from sendit_ops.devtools.sample_data import PATIENTS, make_image
-from sendit_ops.identifiers import IdentifierMatcher, Needles, collect_needles, original_dates
-from sendit_ops.package import header_bytes, metadata_row, shared_header
-from sendit_ops.pseudonyms import Pseudonym
-from sendit_ops.verify import LeakScanner
+from sendit_ops.dicom.anonymize import (
+    anonymize_dataset,
+    load_recipe,
+    recipe_variables,
+    uid_remapper,
+)
+from sendit_ops.dicom.identifiers import IdentifierMatcher, Needles, collect_needles, original_dates
+from sendit_ops.dicom.leak_scan import LeakScanner
+from sendit_ops.packaging.archive import header_bytes, metadata_row, shared_header
+from sendit_ops.pseudonyms.providers import Pseudonym
+from sendit_ops.sample_data import PATIENTS, make_image
 
 RECIPE = load_recipe(None)
 
@@ -390,7 +395,7 @@ def test_values_stored_with_explicit_vr_un_are_needles_too():
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from sendit_ops.identifiers import original_dates
+    from sendit_ops.dicom.identifiers import original_dates
 
     path = get_testdata_file("explicit_VR-UN.dcm")
     ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)

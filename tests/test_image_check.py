@@ -14,12 +14,12 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from sendit_ops.dicom_io import NotDicomError, read_header
-from sendit_ops.image_check import (
+from sendit_ops.dicom.image_check import (
     RejectedImageError,
     UnsupportedImageError,
     read_checked_header,
 )
+from sendit_ops.dicom.io import NotDicomError, read_header
 
 
 def data(name: str) -> bytes:

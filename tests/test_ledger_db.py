@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from sendit_ops import ledger as ledger_mod
-from sendit_ops.devtools.sample_data import PATIENTS, write_study
-from sendit_ops.ledger import (
+from sendit_ops.core import ledger as ledger_mod
+from sendit_ops.core.ledger import (
     DONE,
     ERROR,
     QUEUE,
@@ -33,6 +32,7 @@ from sendit_ops.ledger import (
     dispose_engines,
     write_json,
 )
+from sendit_ops.sample_data import PATIENTS, write_study
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
@@ -228,7 +228,7 @@ def test_a_silent_holder_is_taken_over_once(tmp_path, ledger_url, monkeypatch):
     two runs trying at the same moment (compare-and-swap in a locking transaction)."""
     from sqlalchemy import update
 
-    from sendit_ops.ledger import run_locks
+    from sendit_ops.core.ledger import run_locks
 
     ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
     lock = ledger.run_lock(tmp_path / "in")
@@ -283,9 +283,9 @@ RUNNER = textwrap.dedent(
     """
     import json, os, sys, time
     from types import SimpleNamespace
-    from sendit_ops.operators import steps
-    from sendit_ops.operators.runtime import pipeline
-    from sendit_ops.settings import InputFolder
+    from sendit_ops.airflow import tasks as steps
+    from sendit_ops.airflow.task_runtime import pipeline
+    from sendit_ops.core.settings import InputFolder
 
     input_dir, run_id, hold, signal_file = sys.argv[1:5]
     folder = InputFolder(input_dir, "lockt")
@@ -457,7 +457,7 @@ def test_a_run_is_gone_when_every_task_process_it_lists_is_gone(tmp_path, ledger
 
     from sqlalchemy import update
 
-    from sendit_ops.ledger import run_locks
+    from sendit_ops.core.ledger import run_locks
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
@@ -495,7 +495,7 @@ def test_a_sendit_run_killed_between_two_tasks_frees_the_lock_at_once(
     code = textwrap.dedent(
         """
         import os, sys, time
-        from sendit_ops.ledger import IN_PROCESS_RUN_ENV, Ledger
+        from sendit_ops.core.ledger import IN_PROCESS_RUN_ENV, Ledger
         if sys.argv[4] == "1":
             os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
         url = sys.argv[3] or None

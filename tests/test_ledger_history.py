@@ -6,8 +6,8 @@ import csv
 
 from conftest import run_in_process
 
-from sendit_ops.devtools.sample_data import PATIENTS, write_study
-from sendit_ops.report import summarize, write_run_report
+from sendit_ops.core.report import summarize, write_run_report
+from sendit_ops.sample_data import PATIENTS, write_study
 
 
 def _metrics(pipe) -> dict[str, dict[str, str]]:
@@ -24,7 +24,7 @@ def _old_unreadable_record(pipe) -> None:
     (a damaged database row)."""
     from sqlalchemy import insert
 
-    from sendit_ops.ledger import batches, source_hash
+    from sendit_ops.core.ledger import batches, source_hash
 
     with pipe.ledger.engine.begin() as conn:
         conn.execute(
@@ -90,7 +90,7 @@ def test_dashboard_shows_the_database_as_it_is_now(tmp_path, make_pipeline, monk
     is on the next view, and a filter by state is a query."""
     import json
 
-    from sendit_ops.dashboard import api_batches, batch_rows
+    from sendit_ops.airflow.dashboard import api_batches, batch_rows
 
     inbox = tmp_path / "in"
     write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)

@@ -12,9 +12,9 @@ import pytest
 import requests
 from conftest import ROOT
 
-from sendit_ops import outbox as box
-from sendit_ops.devtools.airflow_stack import AirflowStack, create_database
-from sendit_ops.devtools.sample_data import make_demo_input
+from devtools.airflow_stack import AirflowStack, create_database
+from sendit_ops.delivery import outbox as box
+from sendit_ops.sample_data import make_demo_input
 
 GOOD = ["ACC10001", "ACC10002", "ACC10004"]  # ACC10004: through the pixel stage
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from sendit_ops import outbox as box
-from sendit_ops.devtools.airflow_stack import AirflowStack, create_database
-from sendit_ops.devtools.sample_data import PATIENTS, write_study
+from devtools.airflow_stack import AirflowStack, create_database
+from sendit_ops.delivery import outbox as box
+from sendit_ops.sample_data import PATIENTS, write_study
 
 
 def stamp(folder: Path, when: datetime) -> None:

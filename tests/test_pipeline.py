@@ -11,9 +11,9 @@ import pydicom
 import pytest
 from conftest import PHI_STRINGS, SECRET, run_in_process
 
-from sendit_ops import outbox as box
-from sendit_ops.devtools.sample_data import PATIENTS, write_study
-from sendit_ops.discovery import find_batches, is_in_progress, select_batches
+from sendit_ops.core.discovery import find_batches, is_in_progress, select_batches
+from sendit_ops.delivery import outbox as box
+from sendit_ops.sample_data import PATIENTS, write_study
 
 
 def outbox_files(root: Path) -> dict[str, bytes]:
@@ -250,7 +250,7 @@ def test_fingerprint_covers_every_file_and_keeps_its_definition(tmp_path):
     in place, nested or not, changes it; hidden files do not."""
     import hashlib
 
-    from sendit_ops.discovery import list_files, scan_batch
+    from sendit_ops.core.discovery import list_files, scan_batch
 
     batch = tmp_path / "B"
     for rel in ("a/x.dcm", "a-b/x.dcm", "a b/y.dcm", "z.dcm", "a/sub/1.dcm", "A/1", "é/1"):

@@ -38,14 +38,9 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from sendit_ops.devtools.sample_data import (
-    PATIENTS,
-    make_image,
-    ultrasound_picture,
-    write_burned_in_ultrasound,
-)
-from sendit_ops.filters import load_filter_recipe
-from sendit_ops.pixels import (
+from sendit_ops.core.settings import Settings
+from sendit_ops.dicom.filters import load_filter_recipe
+from sendit_ops.dicom.pixels import (
     Box,
     PixelPlan,
     clean,
@@ -54,12 +49,17 @@ from sendit_ops.pixels import (
     plan_pixels,
     text_risk,
 )
-from sendit_ops.pixels import ocr as ocr_module
-from sendit_ops.pixels.check import line_allowed
-from sendit_ops.pixels.codec import decode
-from sendit_ops.pixels.display import Display
-from sendit_ops.pixels.mask import darkest_palette_index
-from sendit_ops.settings import Settings
+from sendit_ops.dicom.pixels import ocr as ocr_module
+from sendit_ops.dicom.pixels.check import line_allowed
+from sendit_ops.dicom.pixels.codec import decode
+from sendit_ops.dicom.pixels.display import Display
+from sendit_ops.dicom.pixels.mask import darkest_palette_index
+from sendit_ops.sample_data import (
+    PATIENTS,
+    make_image,
+    ultrasound_picture,
+    write_burned_in_ultrasound,
+)
 
 warnings.filterwarnings("ignore", module="pydicom")
 RECIPE = load_filter_recipe(None)
@@ -437,9 +437,9 @@ socket.create_connection = lambda *a, **k: refuse(None, a[0] if a else None)
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from pixel_images import Planted, planted_us
-from sendit_ops.pixels import ocr
-from sendit_ops.pixels.codec import decode
-from sendit_ops.pixels.display import Display
+from sendit_ops.dicom.pixels import ocr
+from sendit_ops.dicom.pixels.codec import decode
+from sendit_ops.dicom.pixels.display import Display
 ds, _ = planted_us([Planted("OFFLINE TEST", 40, 100, 24)])
 d = decode(ds)
 hits = ocr.read(Display(d, ds).render(d.frames)[0])
@@ -482,7 +482,7 @@ def test_thumbnail_is_of_the_masked_output():
 def test_a_rendering_that_hides_the_data_holds_the_image(monkeypatch):
     """If the view OCR reads were blank while the data varies (a scaling bug), text would
     pass unread: the stage holds such an image instead of calling it clean."""
-    from sendit_ops.pixels import display as display_module
+    from sendit_ops.dicom.pixels import display as display_module
 
     ds, _ = planted_us([Planted(NAME, 100, 200, 20)], seed=4)
     monkeypatch.setattr(display_module, "_scale", lambda v, lo, hi: np.zeros(v.shape, np.uint8))

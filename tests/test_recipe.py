@@ -9,11 +9,16 @@ import pydicom
 import pytest
 from dicom_corpus import DEID_FILES, pydicom_files
 
-from sendit_ops.anonymize import anonymize_dataset, load_recipe, recipe_variables, uid_remapper
-from sendit_ops.errors import LeakError
-from sendit_ops.identifiers import STANDARD_UID_ROOT, collect_needles
-from sendit_ops.pseudonyms import Pseudonym
-from sendit_ops.verify import LeakScanner
+from sendit_ops.core.errors import LeakError
+from sendit_ops.dicom.anonymize import (
+    anonymize_dataset,
+    load_recipe,
+    recipe_variables,
+    uid_remapper,
+)
+from sendit_ops.dicom.identifiers import STANDARD_UID_ROOT, collect_needles
+from sendit_ops.dicom.leak_scan import LeakScanner
+from sendit_ops.pseudonyms.providers import Pseudonym
 
 RECIPE = load_recipe(None)
 PSEUDO = Pseudonym("codedpatient01", "codedstudy0001", -21)
@@ -88,7 +93,7 @@ def test_uid_remapping_is_consistent_across_files_of_a_study():
 
 
 def test_references_inside_sequences_follow_the_remapping():
-    from sendit_ops.devtools.sample_data import PATIENTS, make_image
+    from sendit_ops.sample_data import PATIENTS, make_image
 
     ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
     ref_uid = ds.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID
@@ -103,7 +108,7 @@ def test_references_inside_sequences_follow_the_remapping():
 
 
 def test_a_value_the_recipe_misses_stops_the_image():
-    from sendit_ops.devtools.sample_data import PATIENTS, make_image
+    from sendit_ops.sample_data import PATIENTS, make_image
 
     ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
     ds.StudyDescription = "CT CHEST for DOE"  # a name typed into free text that is kept
@@ -125,7 +130,7 @@ def test_deid_does_not_keep_datasets_alive():
     import gc
     import weakref
 
-    from sendit_ops.devtools.sample_data import PATIENTS, make_image
+    from sendit_ops.sample_data import PATIENTS, make_image
 
     ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
     out = anonymize_dataset(
@@ -142,12 +147,14 @@ def test_deid_does_not_keep_datasets_alive():
 
 LOG_CASE = """
 import copy
-from sendit_ops.anonymize import anonymize_dataset, load_recipe, recipe_variables, uid_remapper
-from sendit_ops.devtools.sample_data import PATIENTS, make_image
-from sendit_ops.errors import LeakError
-from sendit_ops.identifiers import collect_needles
-from sendit_ops.pseudonyms import Pseudonym
-from sendit_ops.verify import LeakScanner
+from sendit_ops.dicom.anonymize import (
+    anonymize_dataset, load_recipe, recipe_variables, uid_remapper
+)
+from sendit_ops.sample_data import PATIENTS, make_image
+from sendit_ops.core.errors import LeakError
+from sendit_ops.dicom.identifiers import collect_needles
+from sendit_ops.pseudonyms.providers import Pseudonym
+from sendit_ops.dicom.leak_scan import LeakScanner
 ds = make_image(PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
 variables = recipe_variables(Pseudonym("p", "s", -3), uid_remapper(b"k" * 32))
 del variables["jitter"]  # e.g. a provider answer without a jitter
@@ -180,7 +187,7 @@ def test_private_tags_are_removed_at_every_level_as_pydicom_does():
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    from sendit_ops.dicom_io import remove_private_tags
+    from sendit_ops.dicom.io import remove_private_tags
 
     nested = Dataset()
     nested.PatientID = "X"
@@ -210,7 +217,7 @@ def test_fast_jitter_dates_equal_deids_own():
     calendar dates over three centuries, month/day edges and values that are not dates."""
     from datetime import date, timedelta
 
-    from sendit_ops.deid_tuning import _original_get_timestamp, fast_get_timestamp
+    from sendit_ops.dicom.deid_patches import _original_get_timestamp, fast_get_timestamp
 
     values = [
         (date(1880, 1, 1) + timedelta(days=d)).strftime("%Y%m%d") for d in range(0, 80000, 29)

@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from conftest import PHI_STRINGS
 
-from sendit_ops import outbox as box
-from sendit_ops.devtools.sample_data import write_burned_in_ultrasound
+from sendit_ops.delivery import outbox as box
+from sendit_ops.sample_data import write_burned_in_ultrasound
 
 
 @pytest.fixture
@@ -34,14 +34,14 @@ def held_folder(monkeypatch, tmp_path, airflow_db):
 
 
 def _run(conf: dict):
-    from sendit_ops.dag_factory import build_all_dags
+    from sendit_ops.airflow.dag_factory import build_all_dags
 
     base = {"batches": [], "reprocess": False, "dry_run": False, "release": [], "reject": []}
     return build_all_dags()["sendit_rev"].test(run_conf={**base, **conf})
 
 
 def _record(root: Path):
-    from sendit_ops.ledger import Ledger
+    from sendit_ops.core.ledger import Ledger
 
     (record,) = Ledger(root / "work", "sendit_rev").all()
     return record
@@ -74,7 +74,7 @@ def test_held_study_is_recorded_then_released_as_shown(held_folder, capfd):
     assert summary["images_held"] == 2 and summary["states"] == {"HELD": 1}
 
     # the dashboard lists it with its thumbnail's address, no text read, no source path
-    from sendit_ops.dashboard import held_images
+    from sendit_ops.airflow.dashboard import held_images
 
     listed = held_images(record)
     assert listed[0]["thumbnail"] == f"review/{record.key}/{held[0]['thumbnail']}"

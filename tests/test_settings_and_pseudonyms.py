@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sendit_ops.errors import ConfigError, ProviderError
-from sendit_ops.pseudonyms import (
+from sendit_ops.core.errors import ConfigError, ProviderError
+from sendit_ops.core.settings import load_settings, parse_input_folders
+from sendit_ops.pseudonyms.providers import (
     LocalKeyedProvider,
     StudyIdentity,
     build_request,
     parse_response,
     sanitize_id,
 )
-from sendit_ops.settings import load_settings, parse_input_folders
 
 KEY = b"0123456789abcdef0123456789abcdef"
 IDENT = StudyIdentity(
@@ -140,7 +140,7 @@ def test_malformed_or_partial_answers_are_refused(body):
     ],
 )
 def test_chunks_are_balanced_and_bounded(count, size, parallel, expected):
-    from sendit_ops.discovery import chunk
+    from sendit_ops.core.discovery import chunk
 
     keys = [f"k{i}" for i in range(count)]
     chunks = chunk(keys, size, parallel)

@@ -1,0 +1,258 @@
+"""Run a real Airflow on this machine for end-to-end tests and the benchmark.
+
+Starts ``api-server``, ``scheduler``, ``dag-processor``, ``triggerer`` (and Celery workers
+for the CeleryExecutor) as separate processes on a fresh PostgreSQL database, with the simple
+auth manager and one admin user, and talks to the REST API like an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TERMINAL = {"success", "failed"}
+
+
+# What docker-compose.yaml and airflow.cfg.template set for fast task starts (see
+# sendit_ops/airflow/task_preload.py and docs/performance.md); a caller's env may override them.
+TASK_START_SETTINGS = {
+    "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": (
+        "airflow,airflow.executors.local_executor,sendit_ops.airflow.task_preload"
+    ),
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sendit_ops.airflow.celery_config.CELERY_CONFIG",
+}
+# [dag_processor] min_file_process_interval of airflow.cfg.template: the bench runs with it
+# (the live tests re-parse every 5 s, to see changed Variables quickly). The stack uses one
+# figure for refresh_interval too (the template says 60 s; a folder rescan is cheap)
+SHIPPED_PARSE_INTERVAL = 30
+
+
+def worker_hostname() -> str:
+    """Hostname callable for test workers (``SENDIT_WORKER_NAME``): two Celery workers on one
+    machine otherwise report the same hostname."""
+    return os.environ.get("SENDIT_WORKER_NAME") or socket.getfqdn()
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_database(name: str, dsn: str = "host=127.0.0.1 user=postgres dbname=postgres") -> str:
+    """Create an empty PostgreSQL database; return its SQLAlchemy URL."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_database(url: str, dsn: str = "host=127.0.0.1 user=postgres dbname=postgres") -> None:
+    """Drop a database made by create_database (connections are closed first)."""
+    import psycopg2
+
+    name = url.rsplit("/", 1)[-1]
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+class AirflowStack:
+    """A running Airflow and a REST client for it."""
+
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        db_url: str,
+        *,
+        executor: str = "LocalExecutor",
+        celery_workers: int = 0,
+        env: dict[str, str] | None = None,
+        password: str = "admin-pw",
+        parse_interval: int = 5,
+    ):
+        self.home = home
+        self.db_url = db_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.password = password
+        self.celery_workers = celery_workers
+        self.procs: list[subprocess.Popen] = []
+        self._token: str | None = None
+        self.env = {
+            **os.environ,
+            **TASK_START_SETTINGS,
+            **(env or {}),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(__file__).parents[1] / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.airflow_stack.worker_hostname",
+            # tests change Variables and expect the DAGs to follow within seconds
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(parse_interval),
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(parse_interval),
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+            "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "100",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            # devtools/ is not installed: the hostname callable above is imported from the repo
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        }
+
+    def _airflow(self, *args: str) -> list[str]:
+        return [str(Path(sys.executable).with_name("airflow")), *args]
+
+    def start(self, timeout: float = 180) -> AirflowStack:
+        """Migrate the database and start every component; wait for the API."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
+        subprocess.run(
+            self._airflow("db", "migrate"), env=self.env, check=True, capture_output=True
+        )
+        logs = self.home / "component-logs"
+        logs.mkdir(exist_ok=True)
+        components = [
+            ("api-server", ["api-server", "--port", str(self.port)]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+            ("triggerer", ["triggerer"]),
+        ]
+        components += [
+            (
+                f"worker{i}",
+                ["celery", "worker", "--concurrency", "1", "--celery-hostname", f"w{i}@%h"],
+            )
+            for i in range(1, self.celery_workers + 1)
+        ]
+        for name, args in components:
+            env = {**self.env, "SENDIT_WORKER_NAME": name}
+            out = (logs / f"{name}.log").open("w")
+            self.procs.append(
+                subprocess.Popen(
+                    self._airflow(*args),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/api/v2/monitor/health", timeout=10).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"Airflow API did not come up; see {logs}")
+
+    def stop(self, drop_db: bool = True) -> None:
+        """Stop every component (and drop the database made for it)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if drop_db:
+            drop_database(self.db_url)
+
+    # -- REST ------------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A JWT from ``POST /auth/token``."""
+        if self._token is None:
+            response = requests.post(
+                f"{self.url}/auth/token",
+                timeout=10,
+                json={"username": "admin", "password": self.password},
+            )
+            response.raise_for_status()
+            self._token = response.json()["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, *, auth: bool = True, **kwargs: Any):
+        """Call the REST API (``/api/v2/...``)."""
+        headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
+        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def wait_dag(self, dag_id: str, timeout: float = 120) -> dict:
+        """Wait until the DAG processor has parsed the DAG; unpause it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.api("GET", f"/api/v2/dags/{dag_id}")
+            if response.ok:
+                self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+                return response.json()
+            time.sleep(2)
+        raise RuntimeError(f"DAG {dag_id} was not parsed in {timeout} s")
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """Trigger a run with conf; return its run id."""
+        response = self.api(
+            "POST",
+            f"/api/v2/dags/{dag_id}/dagRuns",
+            json={"logical_date": None, "conf": conf or {}},
+        )
+        response.raise_for_status()
+        return response.json()["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Poll a run until it ends; return its state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+            if state in TERMINAL:
+                return state
+            time.sleep(2)
+        raise RuntimeError(f"run {run_id} did not finish in {timeout} s")
+
+    def runs(self, dag_id: str) -> list[dict]:
+        """Every run of a DAG."""
+        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """The task instances of a run (mapped ones included)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        return self.api("GET", path, params={"limit": 1000}).json()["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """The return value of a task."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+            "/xcomEntries/return_value"
+        )
+        return self.api("GET", path, params={"deserialize": True}).json()["value"]

@@ -1,0 +1,171 @@
+"""DasherHook: the DASHER client configured from an Airflow Connection (type ``dasher``).
+
+Connection fields: host = DASHER base URL, login = client id, password = access token;
+extras ``refresh_token``, ``token_uri``, ``api_version`` (default v1), ``timeout``,
+``max_attempts``, ``max_total_seconds``. Rotated tokens are kept in the Variable
+``sendit_dasher_token_<conn_id>`` (masked: its name contains "token"), tied to the
+Connection's refresh token, so the next task and the next run use them; putting new
+credentials in the Connection starts over from those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from airflow.sdk import BaseHook, Variable
+from airflow.sdk.log import mask_secret
+
+from sendit_ops.core.errors import ConfigError
+from sendit_ops.pseudonyms.dasher_client import (
+    DasherClient,
+    RetryPolicy,
+    Tokens,
+    stanford_to_connection,
+)
+
+CONNECTION_HELP = (
+    "create it in Admin > Connections (type 'DASHER'), or "
+    "`airflow connections add dasher_default --conn-type dasher --conn-host https://… "
+    '--conn-password <access token> --conn-extra \'{"refresh_token": "…", '
+    '"token_uri": "https://…/token"}\'`, or import sendit\'s .stanford file with '
+    "`python -m sendit_ops.airflow.dasher_hook import-stanford <file>` (see docs/dasher.md)"
+)
+
+
+def token_variable(conn_id: str) -> str:
+    """The Variable holding the rotated tokens of a connection."""
+    return f"sendit_dasher_token_{conn_id}"
+
+
+class VariableTokenStore:
+    """Rotated tokens in an Airflow Variable, valid while the Connection's refresh token is
+    the one they were rotated from (a new Connection value resets them)."""
+
+    def __init__(self, conn_id: str, initial: Tokens):
+        self.key = token_variable(conn_id)
+        self.initial = initial
+        self.seed = hashlib.sha256(initial.refresh_token.encode()).hexdigest()[:16]
+
+    def load(self) -> Tokens:
+        """The newest tokens: the stored rotation, else the Connection's."""
+        raw = Variable.get(self.key, default=None)
+        if raw:
+            try:
+                data = json.loads(raw)
+                if data.get("seed") == self.seed:
+                    tokens = Tokens(**data["tokens"])
+                    mask_secret(tokens.access_token)
+                    mask_secret(tokens.refresh_token)
+                    return tokens
+            except (ValueError, TypeError, KeyError):
+                pass
+        return self.initial
+
+    def save(self, tokens: Tokens) -> None:
+        """Keep rotated tokens for the next task and run."""
+        mask_secret(tokens.access_token)
+        mask_secret(tokens.refresh_token)
+        Variable.set(
+            self.key,
+            json.dumps({"seed": self.seed, "tokens": asdict(tokens)}),
+            description="DASHER tokens rotated by sendit (do not edit)",
+        )
+
+
+class DasherHook(BaseHook):
+    """Pseudonyms from DASHER, configured from a Connection.
+
+    The connection form (fields, labels, help) is declared in ``sendit_ops.airflow.provider_info``.
+    """
+
+    conn_name_attr = "dasher_conn_id"
+    default_conn_name = "dasher_default"
+    conn_type = "dasher"
+    hook_name = "DASHER (Stanford identifiers)"
+
+    def __init__(self, dasher_conn_id: str = default_conn_name, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.dasher_conn_id = dasher_conn_id
+        self._client: DasherClient | None = None
+
+    def _connection(self):
+        try:
+            return self.get_connection(self.dasher_conn_id)
+        except Exception:
+            raise ConfigError(
+                f"the DASHER connection '{self.dasher_conn_id}' does not exist: {CONNECTION_HELP}"
+            ) from None
+
+    def get_client(self) -> DasherClient:
+        """A DasherClient for the connection (validated)."""
+        if self._client is not None:
+            return self._client
+        conn = self._connection()
+        extra = conn.extra_dejson or {}
+        missing = [
+            name
+            for name, value in (
+                ("host", conn.host),
+                ("password", conn.password),
+                ("refresh_token", extra.get("refresh_token")),
+                ("token_uri", extra.get("token_uri")),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"the DASHER connection '{self.dasher_conn_id}' lacks "
+                f"{', '.join(missing)}: {CONNECTION_HELP}"
+            )
+        host = conn.host if "://" in conn.host else f"https://{conn.host}"
+        if conn.port and f":{conn.port}" not in host:
+            host = f"{host}:{conn.port}"
+        initial = Tokens(
+            conn.password, extra["refresh_token"], extra["token_uri"], conn.login or ""
+        )
+        policy = RetryPolicy(
+            max_attempts=int(extra.get("max_attempts", 5)),
+            max_total_seconds=float(extra.get("max_total_seconds", 60)),
+            timeout=(5.0, float(extra.get("timeout", 30))),
+        )
+        self._client = DasherClient(
+            host,
+            VariableTokenStore(self.dasher_conn_id, initial),
+            api_version=str(extra.get("api_version", "v1")),
+            policy=policy,
+        )
+        return self._client
+
+    def check_configured(self) -> None:
+        """Raise ConfigError when the connection is missing or incomplete."""
+        self.get_client()
+
+    def lookup(self, study: str, request: dict[str, Any]) -> dict[str, Any]:
+        """DASHER's answer for a request body (see pseudonyms.dasher_client.DasherClient)."""
+        return self.get_client().lookup(study, request)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sendit_ops.airflow.dasher_hook import-stanford FILE [--base-url URL]``: print
+    the connection as JSON for ``AIRFLOW_CONN_DASHER_DEFAULT`` or ``airflow connections
+    import``."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    imp = sub.add_parser("import-stanford")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--base-url", default="")
+    imp.add_argument("--conn-id", default="dasher_default")
+    args = parser.parse_args(argv)
+    conn = stanford_to_connection(json.loads(args.file.read_text()), args.base_url)
+    print(json.dumps({args.conn_id: conn}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""Building the Pipeline of a running task from its folder, Variables and trigger params."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sendit_ops.airflow.config import task_secret_key, task_settings
+from sendit_ops.core.settings import InputFolder
+from sendit_ops.pipeline.batch import Pipeline
+
+
+def pipeline(folder: InputFolder, context: dict[str, Any]) -> Pipeline:
+    """The Pipeline of the running task (settings resolved and validated, provider chosen)."""
+    settings = task_settings(folder, context.get("params"))
+    run_id = context["dag_run"].run_id if context.get("dag_run") else ""
+    return Pipeline(settings, task_secret_key(), folder.dag_id, run_id=run_id)

@@ -1,0 +1,254 @@
+"""Task callables of a sendit DAG: glue between Airflow (context, XCom) and batch_steps.
+
+XCom carries only batch keys (opaque) and small summaries, never paths or header values.
+
+One run at a time per input folder and work root: ``discover`` takes the ledger's run lock
+(waiting a bounded time for another run, then stopping with a message naming it), every
+later task of the same run keeps and refreshes it while it works, ``report`` releases it.
+This holds whatever starts the run (the scheduler, ``sendit run``, ``airflow dags test``)
+and wherever its tasks run, since the lock is a row in the ledger's database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sendit_ops.airflow.pseudonym_source import provider_for
+from sendit_ops.airflow.task_runtime import pipeline
+from sendit_ops.core.discovery import chunk, discover_input, is_in_progress, select_batches
+from sendit_ops.core.errors import RunNeedsAttention
+from sendit_ops.core.ledger import DONE, ERROR, FINAL_STATES, HELD, RunLock, RunLocked
+from sendit_ops.core.report import format_summary, summarize, write_run_report
+from sendit_ops.core.settings import InputFolder
+from sendit_ops.pipeline.batch import REJECT, RELEASE, Pipeline, deliver_to_outbox
+
+log = logging.getLogger("sendit")
+
+_MANUAL_RUN_TYPES = {"manual", "asset_triggered", "asset_materialization"}
+
+
+def _interval(context: dict[str, Any]) -> tuple[float, float] | None:
+    run = context.get("dag_run")
+    run_type = str(getattr(run, "run_type", "manual")).lower().rsplit(".", 1)[-1]
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if run_type in _MANUAL_RUN_TYPES or start is None or end is None or start == end:
+        return None
+    return start.timestamp(), end.timestamp()
+
+
+def _holder_id(pipe: Pipeline) -> str:
+    """Who holds the run lock: the run (a run without an id: this process)."""
+    return pipe.run_id or f"process-{os.getpid()}"
+
+
+def _lock(pipe: Pipeline, folder: InputFolder) -> RunLock:
+    return pipe.ledger.run_lock(folder.path)
+
+
+def review_params(params: dict[str, Any]) -> dict[str, str]:
+    """Batch id or folder name -> reviewer's decision, from the ``release`` / ``reject`` run
+    parameters (a batch named in both is rejected: the safer reading)."""
+    decisions: dict[str, str] = {}
+    for decision in (RELEASE, REJECT):
+        for name in params.get(decision) or []:
+            if str(name).strip():
+                decisions[str(name).strip()] = decision
+    return decisions
+
+
+def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Take the run lock of the input folder (another run holding it: wait, then stop),
+    find finished batches, choose this run's, queue them; return chunks for mapping."""
+    pipe = pipeline(folder, context)
+    with _lock(pipe, folder).held(_holder_id(pipe)):
+        return _discover(pipe, folder, context)
+
+
+def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> list[dict]:
+    if pipe.settings.pseudonym_provider == "dasher":
+        from sendit_ops.airflow.dasher_hook import DasherHook
+
+        DasherHook(pipe.settings.dasher_conn_id).check_configured()
+    if pipe.settings.send_to_google and not (context.get("params") or {}).get("dry_run"):
+        from sendit_ops.airflow.google_target import preflight
+
+        preflight(pipe.settings)  # bucket, dataset and table, before any batch is touched
+    params = context.get("params") or {}
+    review = review_params(params)
+    requested = [str(b) for b in (params.get("batches") or []) if str(b).strip()]
+    seen = discover_input(
+        folder.path, pipe.secret_key, folder.name, pipe.settings.follow_external_symlinks
+    )
+    found = seen.batches
+    interval = _interval(context)
+    decisions = {
+        b.key: review.get(b.key) or review[b.folder_name]
+        for b in found
+        if b.key in review or b.folder_name in review
+    }
+    # held batches wait for a reviewer: with unchanged content they are not processed again
+    # (a changed folder is a new study to check), unless a decision on them is given now
+    settled = pipe.ledger.fingerprints((b.key for b in found), (DONE, HELD))
+    chosen, notes = select_batches(
+        found,
+        requested=requested + list(decisions) if requested or decisions else None,
+        interval=interval,
+        delivered={k: f for k, f in settled.items() if k not in decisions},
+        reprocess=bool(params.get("reprocess")),
+    )
+    notes = [*seen.notes, *notes]
+    keys = pipe.register(chosen)
+    pipe.record_review({k: d for k, d in decisions.items() if k in keys})
+    in_progress = sum(1 for p in Path(folder.path).iterdir() if is_in_progress(p.name))
+    log.info(
+        "input %s: %d finished batch folder(s), %d still being written, %d chosen for this run%s",
+        folder.name,
+        len(found),
+        in_progress,
+        len(keys),
+        " (data interval)" if interval else "",
+    )
+    for note in notes:
+        log.info("note: %s", note)
+    s = pipe.settings
+    return [
+        {"keys": part, "notes": notes if i == 0 else []}
+        for i, part in enumerate(chunk(keys, s.chunk_size, s.chunks_in_flight))
+    ]
+
+
+def run_step(
+    folder: InputFolder, step: str, chunk_: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one batch step (filter, pseudonymize, anonymize, package, or all four:
+    process) over a chunk."""
+    pipe = pipeline(folder, context)
+    if step in ("pseudonymize", "process"):
+        pipe.provider = provider_for(pipe.settings)
+    # the run's lock is kept (another run holding it now: this run lost it, it stops)
+    with _lock(pipe, folder).held(_holder_id(pipe), wait=0):
+        getattr(pipe, step)(chunk_["keys"])
+        if step == "process":  # the fused layout: each chunk delivers its own batches
+            deliver_batches(pipe, chunk_["keys"], context)
+    states: dict[str, int] = {}
+    for key in chunk_["keys"]:
+        record = pipe.ledger.get(key)
+        state = record.state if record else "missing"
+        states[state] = states.get(state, 0) + 1
+    log.info("%s: %s", step, ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    return chunk_
+
+
+def all_keys(chunks: list[dict[str, Any]] | None) -> list[str]:
+    """Every batch key of a run's chunks."""
+    return [k for c in chunks or [] for k in c["keys"]]
+
+
+def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+    """Deliver every verified batch of the run: to Google when configured, else the outbox."""
+    if chunks is None:
+        log.info("nothing to deliver: discover did not finish")
+        return {"target": "none"}
+    pipe = pipeline(folder, context)
+    with _lock(pipe, folder).held(_holder_id(pipe), wait=0):
+        return deliver_batches(pipe, all_keys(chunks), context)
+
+
+def deliver_batches(pipe: Pipeline, keys: list[str], context: dict[str, Any]) -> dict:
+    """Deliver the verified batches among ``keys`` (Google when configured, else the
+    outbox); a dry run delivers nothing."""
+    params = context.get("params") or {}
+    pipe.finalize_empty(keys)
+    if params.get("dry_run"):
+        log.info("dry run: nothing delivered (%d batch(es) considered)", len(keys))
+        return {"target": "none (dry run)"}
+    if pipe.settings.send_to_google:
+        from sendit_ops.airflow.google_target import deliver_to_google
+
+        counts = deliver_to_google(pipe, keys)
+        target = "google"
+    else:
+        counts = deliver_to_outbox(pipe, keys, Path(pipe.settings.outbox))
+        target = "outbox"
+    log.info("delivered to %s: %s", target, counts)
+    return {"target": target, **counts}
+
+
+def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+    """Close the run: every batch in a final state, summary written and logged, the run
+    lock released (only this run's: a run stopped by another's lock leaves it alone)."""
+    if chunks is None:  # discover failed: its XCom is missing
+        _stopped_before_discovery(folder, context)
+    pipe = pipeline(folder, context)
+    with _lock(pipe, folder).held(_holder_id(pipe), wait=0, release=True):
+        return _report(pipe, chunks, context)
+
+
+def _stopped_before_discovery(folder: InputFolder, context: dict[str, Any]) -> None:
+    """A run whose discover failed: release its lock; when another run holds the lock
+    (the reason it stopped), write a summary that says so, for the CLI and the UI."""
+    message = (
+        "the run stopped before choosing batches (no batch was touched); the reason is in "
+        "the log of the 'discover' task"
+    )
+    try:
+        pipe = pipeline(folder, context)
+        lock = _lock(pipe, folder)
+        lock.release(_holder_id(pipe))
+        other = lock.holder()
+    except Exception as exc:  # settings or database unusable: discover said why
+        log.warning("run lock not released (%s)", type(exc).__name__)
+        raise RunNeedsAttention(message) from None
+    if other is None:
+        raise RunNeedsAttention(message)
+    message = (
+        f"another run ({other.run_id}) of this input folder is in progress since "
+        f"{other.since()}; this run stopped before choosing batches (nothing was changed)"
+    )
+    summary = summarize([], pipe.run_id, [message])
+    summary["stopped"] = message
+    where = write_run_report(pipe.ledger, summary)
+    log.info("%s\n  report: %s", format_summary(summary), where)
+    raise RunLocked(message)
+
+
+def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+    keys = all_keys(chunks)
+    records = []
+    for key in keys:
+        record = pipe.ledger.get(key)
+        if record is None:
+            continue
+        if record.state not in FINAL_STATES and not (
+            record.state == "DONEPROCESSING" and (context.get("params") or {}).get("dry_run")
+        ):
+            step = max(record.times, key=lambda s: record.times[s][0]) if record.times else "start"
+            record.set_state(
+                ERROR,
+                f"interrupted: the run ended while the batch was in "
+                f"{record.state} after step '{step}'; rerun the batch",
+            )
+            pipe.ledger.save(record)
+            pipe.drop_identifiers(record)
+        records.append(record)
+    notes = [n for c in chunks or [] for n in c.get("notes", [])]
+    summary = summarize(records, pipe.run_id, notes)
+    where = write_run_report(pipe.ledger, summary)
+    log.info("%s\n  report: %s", format_summary(summary), where)
+    result = {k: v for k, v in summary.items() if k != "batch_lines"}
+    result["errors"] = [
+        {"batch_id": line["batch_id"], "reasons": line["reasons"]}
+        for line in summary["batch_lines"]
+        if line["status"] == ERROR
+    ]
+    if result["errors"] and pipe.settings.fail_run_on_batch_error:
+        # keep the summary readable over REST even though the task fails
+        context["ti"].xcom_push(key="return_value", value=result)
+        raise RunNeedsAttention(
+            f"{len(result['errors'])} batch(es) ended in ERROR (the others were processed); "
+            f"see the summary above and {where}/summary.txt"
+        )
+    return result

@@ -1,0 +1,70 @@
+"""BigQuery statements for sendit's ``<collection>.dicom`` table, built as plain text.
+
+Rows are upserted with MERGE keyed by ``CodedAccessionNumberID``, so reruns, retries and
+backfills never duplicate a row; a reprocessed batch replaces its row with the new values.
+Values are written as string literals in which every character outside a small safe set is
+a ``\\uXXXX`` escape: no value can end the literal, whatever it contains. (Query parameters
+would be the usual way; the BigQuery emulator used in tests does not support them, and one
+code path for production and tests is worth more.)
+"""
+
+from __future__ import annotations
+
+import re
+
+from sendit_ops.packaging.archive import BQ_SCHEMA
+
+KEY = "CodedAccessionNumberID"
+_SAFE = re.compile(r"[A-Za-z0-9 _.,:/+=@-]")
+_IDENT = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_STATEMENT_CHARS = 800_000  # BigQuery allows 1,024 K characters of query text
+
+
+def literal(value: str) -> str:
+    """A GoogleSQL string literal that round-trips any text exactly."""
+    out = []
+    for char in str(value):
+        if _SAFE.match(char):
+            out.append(char)
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return "'" + "".join(out) + "'"
+
+
+def table_ref(project: str, dataset: str, table: str) -> str:
+    """A quoted table reference; names are checked so they cannot break the statement."""
+    for part in (project, dataset, table):
+        if not _IDENT.match(part):
+            raise ValueError(f"invalid BigQuery name {part!r}")
+    return f"`{project}.{dataset}.{table}`"
+
+
+def merge_statements(table: str, rows: list[dict[str, str]]) -> list[str]:
+    """MERGE statements upserting ``rows`` (deduplicated by key, the last one wins), split
+    so that no statement exceeds MAX_STATEMENT_CHARS."""
+    unique = {row[KEY]: row for row in rows}
+    selects = []
+    for key in sorted(unique):
+        row = unique[key]
+        cols = ", ".join(f"{literal(row.get(c, ''))} AS {c}" for c in BQ_SCHEMA)
+        selects.append(f"SELECT {cols}")
+    update = ", ".join(f"{c} = S.{c}" for c in BQ_SCHEMA if c != KEY)
+    columns = ", ".join(BQ_SCHEMA)
+    values = ", ".join(f"S.{c}" for c in BQ_SCHEMA)
+    head = f"MERGE {table} T USING ("
+    tail = (
+        f") S ON T.{KEY} = S.{KEY} WHEN MATCHED THEN UPDATE SET {update} "
+        f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
+    )
+    statements, batch, size = [], [], len(head) + len(tail)
+    for select in selects:
+        if batch and size + len(select) + 11 > MAX_STATEMENT_CHARS:
+            statements.append(head + " UNION ALL ".join(batch) + tail)
+            batch, size = [], len(head) + len(tail)
+        batch.append(select)
+        size += len(select) + 11
+    if batch:
+        statements.append(head + " UNION ALL ".join(batch) + tail)
+    return statements
