@@ -14,7 +14,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from sendit_ops.core.arrivals import RecordIndex, pending_folders
+from sendit_ops.core.arrivals import pending_folders
+from sendit_ops.core.ledger import Ledger
 
 
 class FolderArrivalTrigger(BaseEventTrigger):
@@ -51,16 +52,9 @@ class FolderArrivalTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll; yield an event for each new set of arrivals."""
         announced: set[str] = set()
-        records = RecordIndex()  # the ledger's handle, kept between polls
+        ledger = Ledger(self.work_root, self.dag_id, self.ledger_url)  # kept between polls
         while True:
-            pending = await asyncio.to_thread(
-                pending_folders,
-                self.input_dir,
-                self.work_root,
-                self.dag_id,
-                records,
-                self.ledger_url,
-            )
+            pending = await asyncio.to_thread(pending_folders, self.input_dir, ledger)
             announced &= pending  # taken by a run: forget them
             new = pending - announced
             if new:

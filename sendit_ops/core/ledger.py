@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -57,20 +57,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from sendit_ops.core.errors import ConfigError, RunNeedsAttention
+from sendit_ops.core.lifecycle import State
+from sendit_ops.core.records import BatchRecord, Delivery
 
 log = logging.getLogger("sendit")
-
-QUEUE = "QUEUE"
-PROCESSING = "PROCESSING"
-DONEPROCESSING = "DONEPROCESSING"
-DONE = "DONE"
-EMPTY = "EMPTY"
-ERROR = "ERROR"
-# processed, but images whose pixels could not be verified free of burned-in text wait for a
-# reviewer (release / reject run parameters); nothing of the batch has left
-HELD = "HELD"
-STATES = (QUEUE, PROCESSING, DONEPROCESSING, DONE, HELD, EMPTY, ERROR)
-FINAL_STATES = (DONE, HELD, EMPTY, ERROR)
 
 LEDGER_FILE = "ledger.sqlite"
 IN_CHUNK = 500  # keys per IN (...) list: well below SQLite's and PostgreSQL's limits
@@ -111,64 +101,6 @@ def write_json(path: Path, obj: Any, durable: bool = True) -> None:
 def read_json(path: Path) -> Any:
     """Read a JSON file written by write_json."""
     return json.loads(path.read_text())
-
-
-@dataclass
-class BatchRecord:
-    """What sendit kept per batch: state, reasons, QA metrics, step times."""
-
-    key: str
-    dag_id: str
-    source_path: str  # local only: may contain a typed folder name; never logged
-    fingerprint: str = ""
-    finished_at: float = 0.0
-    state: str = QUEUE
-    reasons: list[str] = field(default_factory=list)  # why ERROR / EMPTY (PHI-free)
-    warnings: list[str] = field(default_factory=list)  # skipped images etc. (PHI-free)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    times: dict[str, list[float]] = field(default_factory=dict)  # step -> [start, finish]
-    outputs: dict[str, Any] = field(default_factory=dict)
-    run_id: str = ""
-    history: list[list[Any]] = field(default_factory=list)  # [time, state, run_id]
-
-    def set_state(self, state: str, reason: str | None = None) -> None:
-        """Move to a new state (with an optional reason) and note it in the history."""
-        self.state = state
-        if reason:
-            self.reasons.append(reason)
-        self.history.append([round(time.time(), 3), state, self.run_id])
-
-    def start(self, step: str) -> None:
-        """Record the start time of a step."""
-        self.times[step] = [round(time.time(), 3), 0.0]
-
-    def finish(self, step: str) -> None:
-        """Record the finish time of a step."""
-        self.times.setdefault(step, [round(time.time(), 3), 0.0])[1] = round(time.time(), 3)
-
-
-@dataclass
-class Delivery:
-    """What sendit itself put outside the machine for one batch, kept apart from the record
-    of the current attempt: the replace-own rule must know it whatever state the batch was
-    left in (a dry run, a crash between packaging and delivery, a failed delivery)."""
-
-    object_name: str = ""  # the last confirmed delivery (object and row both written)
-    sha256: str = ""
-    row_key: str = ""  # CodedAccessionNumberID of its row
-    target: str = ""  # "outbox" or "google"
-    location: str = ""  # the outbox folder or the bucket
-    delivered_at: float = 0.0
-    run_id: str = ""
-    # attempts since that delivery, noted before their object was written:
-    # [object_name, sha256, time, run_id]; an object with one of these checksums is sendit's
-    attempts: list[list[Any]] = field(default_factory=list)
-
-    def own_versions(self) -> list[str]:
-        """Checksums of every archive sendit may have written for this batch (the confirmed
-        delivery first): an object with one of them may be replaced by a newer version."""
-        shas = [self.sha256] + [a[1] for a in self.attempts]
-        return list(dict.fromkeys(s for s in shas if s))
 
 
 # ---- schema ----------------------------------------------------------------------------
@@ -403,7 +335,7 @@ def _record_row(ledger_id: int, r: BatchRecord) -> dict[str, Any]:
         "bytes_in": int(r.metrics.get("bytes_in", 0) or 0),
         "warnings": len(r.warnings),
         "reasons": json.dumps(r.reasons),
-        "object_name": str(r.outputs.get("object_name", "")),
+        "object_name": str(r.outputs.object_name),
         "data": json.dumps(asdict(r), sort_keys=True, default=str),
     }
 
@@ -440,19 +372,18 @@ def _imported_delivery(r: BatchRecord) -> Delivery | None:
     """What an old JSON record says sendit delivered: its own outputs when DONE, else the
     checksum ``register`` carried over from the delivery before."""
     out = r.outputs
-    if r.state == DONE and out.get("sha256"):
+    if r.state == State.DONE and out.sha256:
         return Delivery(
-            object_name=str(out.get("object_name", "")),
-            sha256=str(out["sha256"]),
-            row_key=str(out.get("item_suid", "")),
-            target=str(out.get("delivered_to", "")),
-            location=str(out.get("bucket", "")),
-            delivered_at=float(out.get("delivered_at") or 0.0),
+            object_name=str(out.object_name),
+            sha256=str(out.sha256),
+            row_key=str(out.item_suid),
+            target=str(out.delivered_to),
+            location=str(out.bucket),
+            delivered_at=float(out.delivered_at or 0.0),
             run_id=r.run_id,
         )
-    previous = out.get("previous_sha256")
-    if isinstance(previous, str) and previous:
-        return Delivery(sha256=previous, row_key=str(out.get("item_suid", "")))
+    if out.previous_sha256:
+        return Delivery(sha256=out.previous_sha256[0], row_key=str(out.item_suid))
     return None
 
 
@@ -619,10 +550,47 @@ class Ledger:
                     )
         return records
 
+    def delivered_with_other_pseudonyms(self, source: str) -> list[BatchRecord]:
+        """DONE batches delivered with pseudonyms from another source than ``source``
+        (``outputs.pseudonym_source``), not yet superseded by a re-delivery. The database
+        filters the rows on their text, so a run parses only those (normally none), not the
+        whole history. Records older than the field are not known, so not returned."""
+        data = batches.c.data
+        query = select(batches.c.data).where(
+            batches.c.ledger_id == self.ledger_id,
+            batches.c.state == State.DONE,
+            data.like('%"pseudonym_source": %'),
+            ~data.like(f"%{json.dumps({'pseudonym_source': source})[1:-1]}%"),
+        )
+        with _read(self.engine) as conn:
+            records = [BatchRecord(**json.loads(d)) for (d,) in conn.execute(query)]
+        return [r for r in records if not r.outputs.superseded_by]
+
+    def supersede(self, old_key: str, new_key: str) -> None:
+        """A delivered batch is re-delivered under another batch id (the secret key
+        changed, so its id did): the new id inherits what sendit delivered for the old one
+        (its object and row are then replaced, not duplicated), and the old record says it
+        was superseded."""
+        with self.transaction():
+            before = self.delivery(old_key)
+            record = self.get(old_key)
+            if before is not None and self.delivery(new_key) is None:
+                with _write(self.engine) as conn:
+                    _upsert(
+                        conn,
+                        deliveries,
+                        [_delivery_row(self.ledger_id, new_key, before)],
+                        ["ledger_id", "key"],
+                    )
+            if record is not None:
+                record.outputs.superseded_by = new_key
+                record.warnings.append(f"re-delivered as batch {new_key} (new pseudonyms)")
+                self.save(record)
+
     def delivered(self, keys: Iterable[str]) -> dict[str, str]:
         """Batch key -> fingerprint for those of ``keys`` already DONE (an indexed lookup of
         the batches found in the input folder, whatever the size of the history)."""
-        return self.fingerprints(keys, (DONE,))
+        return self.fingerprints(keys, (State.DONE,))
 
     def fingerprints(self, keys: Iterable[str], states: tuple[str, ...]) -> dict[str, str]:
         """Batch key -> fingerprint for those of ``keys`` in one of ``states``."""
@@ -677,6 +645,25 @@ class Ledger:
         with _read(self.engine) as conn:
             return [row._asdict() for row in conn.execute(query)]
 
+    def progress(self, since: float) -> tuple[dict[str, int], int, int]:
+        """Batches changed since ``since`` (epoch seconds; a run's start) per state, and
+        the accepted images and input bytes of those past the filter step: what a progress
+        bar needs, in one indexed query."""
+        c = batches.c
+        query = (
+            select(c.state, func.count(), func.sum(c.images), func.sum(c.bytes_in))
+            .where(c.ledger_id == self.ledger_id, c.changed >= since)
+            .group_by(c.state)
+        )
+        states: dict[str, int] = {}
+        images = size = 0
+        with _read(self.engine) as conn:
+            for state, count, imgs, nbytes in conn.execute(query):
+                states[state] = int(count)
+                images += int(imgs or 0)
+                size += int(nbytes or 0)
+        return states, images, size
+
     def state_counts(self) -> dict[str, int]:
         """How many records are in each state (one indexed query)."""
         query = (
@@ -712,9 +699,9 @@ class Ledger:
                 )
                 row = conn.execute(query).first()
                 d = Delivery() if row is None else _delivery_of(row)
-                sha = str(record.outputs.get("sha256", ""))
+                sha = str(record.outputs.sha256)
                 if sha and sha not in d.own_versions():
-                    name = str(record.outputs.get("object_name", ""))
+                    name = str(record.outputs.object_name)
                     d.attempts = [*d.attempts, [name, sha, now, record.run_id]][-ATTEMPTS_KEPT:]
                     rows.append(_delivery_row(self.ledger_id, record.key, d))
                 out[record.key] = d
@@ -726,12 +713,12 @@ class Ledger:
         (its earlier attempts are forgotten: the object now holds this version)."""
         out = record.outputs
         d = Delivery(
-            object_name=str(out.get("object_name", "")),
-            sha256=str(out.get("sha256", "")),
-            row_key=str(out.get("item_suid", "")),
-            target=str(out.get("delivered_to", "")),
+            object_name=str(out.object_name),
+            sha256=str(out.sha256),
+            row_key=str(out.item_suid),
+            target=str(out.delivered_to),
             location=location,
-            delivered_at=float(out.get("delivered_at") or time.time()),
+            delivered_at=float(out.delivered_at or time.time()),
             run_id=record.run_id,
         )
         with _write(self.engine) as conn:

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sendit_ops.core.ledger import STATES, BatchRecord, Ledger, write_atomic, write_json
+from sendit_ops.core.ledger import Ledger, write_atomic, write_json
+from sendit_ops.core.lifecycle import STATES
+from sendit_ops.core.records import BatchRecord
 
 TSV_COLUMNS = (
     "batch_id",
@@ -56,7 +58,7 @@ def batch_metrics(record: BatchRecord) -> dict[str, Any]:
                 "boxes": [[b["x0"], b["y0"], b["x1"], b["y1"]] for b in h.get("boxes", [])],
                 "thumbnail": h.get("thumbnail", ""),
             }
-            for h in record.outputs.get("held") or []
+            for h in record.outputs.held or []
         ],
         "reasons": "; ".join(record.reasons),
     }
