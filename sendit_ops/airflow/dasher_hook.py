@@ -18,12 +18,11 @@ from typing import Any
 from airflow.sdk import BaseHook, Variable
 from airflow.sdk.log import mask_secret
 
-from sendit_ops.core.errors import ConfigError
+from sendit_ops.core.errors import ConfigError, Failure, ProviderError, TransientError, classify
 from sendit_ops.pseudonyms.dasher_client import (
     DasherClient,
     RetryPolicy,
     Tokens,
-    stanford_to_connection,
 )
 
 CONNECTION_HELP = (
@@ -31,7 +30,7 @@ CONNECTION_HELP = (
     "`airflow connections add dasher_default --conn-type dasher --conn-host https://… "
     '--conn-password <access token> --conn-extra \'{"refresh_token": "…", '
     '"token_uri": "https://…/token"}\'`, or import sendit\'s .stanford file with '
-    "`python -m sendit_ops.airflow.dasher_hook import-stanford <file>` (see docs/dasher.md)"
+    '`export AIRFLOW_CONN_DASHER_DEFAULT="$(sendit import-stanford <file>)"` (docs/dasher.md)'
 )
 
 
@@ -92,17 +91,49 @@ class DasherHook(BaseHook):
         self._client: DasherClient | None = None
 
     def _connection(self):
+        """The Connection; a missing or unreadable one is a ConfigError (an admin must add or
+        fix it), but Airflow's API not answering now is TransientError (the task's retry
+        reads it: failing at once would give up on a connection that exists)."""
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
         try:
             return self.get_connection(self.dasher_conn_id)
-        except Exception:
+        except AirflowNotFoundException:
             raise ConfigError(
                 f"the DASHER connection '{self.dasher_conn_id}' does not exist: {CONNECTION_HELP}"
             ) from None
+        except Exception as exc:
+            if classify(exc) is Failure.TRANSIENT:
+                raise TransientError(
+                    f"the DASHER connection '{self.dasher_conn_id}' cannot be read now "
+                    f"({type(exc).__name__}); the task is retried"
+                ) from None
+            raise ConfigError(
+                f"the DASHER connection '{self.dasher_conn_id}' cannot be read "
+                f"({type(exc).__name__}): {CONNECTION_HELP}"
+            ) from None
 
     def get_client(self) -> DasherClient:
-        """A DasherClient for the connection (validated)."""
+        """A DasherClient for the connection (validated: what is wrong with the connection's
+        fields is a ConfigError, never a batch's ProviderError, since no retry and no other
+        batch can fix it)."""
         if self._client is not None:
             return self._client
+        try:
+            self._client = self._build_client()
+        except ProviderError as exc:  # e.g. a host that is not an http(s) URL
+            raise ConfigError(
+                f"the DASHER connection '{self.dasher_conn_id}' is invalid ({exc}): "
+                f"{CONNECTION_HELP}"
+            ) from None
+        except (ValueError, TypeError) as exc:  # e.g. "timeout": "soon"
+            raise ConfigError(
+                f"the DASHER connection '{self.dasher_conn_id}' has an invalid extra "
+                f"({type(exc).__name__}): {CONNECTION_HELP}"
+            ) from None
+        return self._client
+
+    def _build_client(self) -> DasherClient:
         conn = self._connection()
         extra = conn.extra_dejson or {}
         missing = [
@@ -131,13 +162,12 @@ class DasherHook(BaseHook):
             max_total_seconds=float(extra.get("max_total_seconds", 60)),
             timeout=(5.0, float(extra.get("timeout", 30))),
         )
-        self._client = DasherClient(
+        return DasherClient(
             host,
             VariableTokenStore(self.dasher_conn_id, initial),
             api_version=str(extra.get("api_version", "v1")),
             policy=policy,
         )
-        return self._client
 
     def check_configured(self) -> None:
         """Raise ConfigError when the connection is missing or incomplete."""
@@ -146,26 +176,3 @@ class DasherHook(BaseHook):
     def lookup(self, study: str, request: dict[str, Any]) -> dict[str, Any]:
         """DASHER's answer for a request body (see pseudonyms.dasher_client.DasherClient)."""
         return self.get_client().lookup(study, request)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sendit_ops.airflow.dasher_hook import-stanford FILE [--base-url URL]``: print
-    the connection as JSON for ``AIRFLOW_CONN_DASHER_DEFAULT`` or ``airflow connections
-    import``."""
-    import argparse
-    from pathlib import Path
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    imp = sub.add_parser("import-stanford")
-    imp.add_argument("file", type=Path)
-    imp.add_argument("--base-url", default="")
-    imp.add_argument("--conn-id", default="dasher_default")
-    args = parser.parse_args(argv)
-    conn = stanford_to_connection(json.loads(args.file.read_text()), args.base_url)
-    print(json.dumps({args.conn_id: conn}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

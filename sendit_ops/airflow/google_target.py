@@ -1,14 +1,19 @@
-"""Delivery to Google Cloud Storage and BigQuery through the Google provider's hooks.
+"""Delivery to Google Cloud Storage and BigQuery through the Google provider's hooks:
+``GoogleTarget``, driven by the same loop as the outbox (``sendit_ops.delivery.loop``).
 
 Objects: ``gs://<bucket>/Collection/<c>/Entity/<coded patient>/<archive>``, created only if
 absent (``if_generation_match=0``); an identical object (same MD5) is left alone, a version
 sendit itself wrote for the batch (the sha256 in the object metadata is one the ledger's
 ``Delivery`` holds: the last confirmed delivery or an attempt cut short after its upload) is
 replaced under a generation precondition, and anything else under the name is a conflict:
-batch ERROR, object untouched. Integrity: the MD5 GCS reports must equal the local one.
-Uploads above 8 MiB are resumable. Rows: dataset and table created if missing (never
-altered), then MERGE statements keyed by coded accession number, only for objects uploaded
-and verified in this run.
+batch ERROR, object untouched (the rule: ``sendit_ops.delivery.target.decide``). Integrity:
+the MD5 GCS reports must equal the local one. Uploads above 8 MiB are resumable. Rows:
+dataset and table created if missing (never altered), then MERGE statements keyed by coded
+accession number, only for objects uploaded and verified in this call.
+
+Errors are sorted by ``sendit_ops.core.errors.classify``: Google unreachable or answering
+5xx/429 is TransientError (the task is retried by Airflow), a wrong connection, credentials,
+permissions or a missing bucket is ConfigError (the task fails at once with what to fix).
 """
 
 from __future__ import annotations
@@ -16,21 +21,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 from sendit_ops import __version__
-from sendit_ops.core.errors import ConfigError, DeliveryError
-from sendit_ops.core.ledger import BatchRecord
+from sendit_ops.core.errors import (
+    BatchError,
+    ConfigError,
+    DeliveryError,
+    Failure,
+    SenditError,
+    TransientError,
+    classify,
+)
+from sendit_ops.core.records import Delivery
 from sendit_ops.core.settings import Settings
-from sendit_ops.delivery.bigquery_sql import merge_statements, table_ref
-from sendit_ops.delivery.outbox import own_versions
+from sendit_ops.delivery.bigquery_sql import delete_statement, merge_statements, table_ref
+from sendit_ops.delivery.target import Archive, Placed, Present, PutStatus, RowCounts, decide
 from sendit_ops.packaging.archive import BQ_SCHEMA, CONTENT_TYPE
-from sendit_ops.pipeline.batch import Pipeline
 
 log = logging.getLogger("sendit")
 RESUMABLE_ABOVE = 8 * 1024 * 1024
+
+
+def _setup_error(exc: Exception, service: str, config_message: str) -> SenditError:
+    """A failure while connecting or checking the bucket/table: TransientError when Google
+    cannot be reached now (Airflow's retry may succeed), else ConfigError (a retry cannot
+    fix a connection, credentials, permissions or a missing bucket)."""
+    if classify(exc) is Failure.TRANSIENT:
+        return TransientError(
+            f"cannot reach {service} now ({type(exc).__name__}); the task is retried"
+        )
+    return ConfigError(config_message)
 
 
 def _clients(settings: Settings) -> tuple[Any, Any]:
@@ -46,26 +68,33 @@ def _clients(settings: Settings) -> tuple[Any, Any]:
         )
         return storage, bigquery.get_client(project_id=settings.google_project_name)
     except Exception as exc:
-        raise ConfigError(
+        raise _setup_error(
+            exc,
+            "Google",
             f"cannot use the Google connection '{settings.gcp_conn_id}' "
-            f"({type(exc).__name__}); check it in Admin > Connections"
+            f"({type(exc).__name__}); check it in Admin > Connections",
         ) from None
 
 
-def preflight(settings: Settings) -> tuple[Any, Any, Any]:
+def preflight(settings: Settings) -> tuple[Any, Any, str]:
     """Check the bucket and make sure the dataset and table exist, before any upload.
 
-    Returns (bucket, bigquery client, table reference). Raises ConfigError with what to fix.
+    Returns (bucket, bigquery client, table reference). Raises ConfigError with what to fix,
+    or TransientError when Google cannot be reached now.
     """
-    from google.api_core.exceptions import GoogleAPIError
     from google.cloud import bigquery
 
     storage, bq = _clients(settings)
     project, dataset = settings.google_project_name, settings.collection
     try:
         bucket = storage.lookup_bucket(settings.google_cloud_storage)
-    except GoogleAPIError as exc:
-        raise ConfigError(f"cannot reach Google Cloud Storage ({type(exc).__name__})") from None
+    except Exception as exc:
+        raise _setup_error(
+            exc,
+            "Google Cloud Storage",
+            f"cannot use bucket '{settings.google_cloud_storage}' ({type(exc).__name__}); "
+            "check the connection's credentials and permissions",
+        ) from None
     if bucket is None:
         raise ConfigError(
             f"bucket '{settings.google_cloud_storage}' does not exist or is not "
@@ -78,10 +107,12 @@ def preflight(settings: Settings) -> tuple[Any, Any, Any]:
         wanted = [bigquery.SchemaField(name, "STRING") for name in BQ_SCHEMA]
         table_id = f"{project}.{dataset}.{settings.bigquery_table}"
         table = bq.create_table(bigquery.Table(table_id, schema=wanted), exists_ok=True)
-    except GoogleAPIError as exc:
-        raise ConfigError(
+    except Exception as exc:
+        raise _setup_error(
+            exc,
+            "BigQuery",
             f"cannot create or read BigQuery table {dataset}."
-            f"{settings.bigquery_table} ({type(exc).__name__})"
+            f"{settings.bigquery_table} ({type(exc).__name__})",
         ) from None
     have = {f.name for f in table.schema}
     missing = [name for name in BQ_SCHEMA if name not in have]
@@ -101,90 +132,120 @@ def _md5_b64(path: Path) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
-def upload_archive(bucket: Any, record: BatchRecord) -> tuple[str, Any]:
-    """Create-if-absent upload of one batch's archive; returns (status, blob)."""
-    from google.api_core.exceptions import PreconditionFailed
+class GoogleTarget:
+    """A bucket and a BigQuery table as a delivery Target (see the module docstring)."""
 
-    out = record.outputs
-    path = Path(out["archive"])
-    md5 = _md5_b64(path)
-    name = out["object_name"]
-    existing = bucket.get_blob(name)
-    generation = 0
-    status = "created"
-    if existing is not None:
-        if existing.md5_hash == md5:
-            return "exists", existing
-        ours = (existing.metadata or {}).get("sha256")
-        # replace only a version sendit itself wrote for this batch (Delivery.own_versions)
-        if not ours or ours not in own_versions(out.get("previous_sha256")):
-            raise DeliveryError(
-                f"a different object already exists at gs://{bucket.name}/"
-                f"{name}; it was left untouched"
-            )
-        generation, status = existing.generation, "replaced"
-    blob = bucket.blob(
-        name, chunk_size=RESUMABLE_ABOVE if path.stat().st_size > RESUMABLE_ABOVE else None
-    )
-    blob.metadata = {
-        "CodedPatientID": out["entity_suid"],
-        "CodedAccessionNumberID": out["item_suid"],
-        "images": str(out.get("images", "")),
-        "series": str(record.metrics.get("series", "")),
-        "sendit_version": __version__,
-        "recipe_sha256": out.get("recipe_sha256", ""),
-        "sha256": out["sha256"],
-    }
-    try:
-        blob.upload_from_filename(
-            str(path), content_type=CONTENT_TYPE, if_generation_match=generation, checksum="md5"
+    name = "google"
+    no_rows: RowCounts | None = RowCounts(sent=0)  # "rows": 0 when nothing was uploaded
+
+    def __init__(self, bucket: Any, bigquery: Any, table: str) -> None:
+        self.bucket = bucket
+        self.bigquery = bigquery
+        self.table = table
+
+    @classmethod
+    def open(cls, settings: Settings) -> GoogleTarget:
+        """Connect and run the preflight checks (bucket, dataset, table)."""
+        return cls(*preflight(settings))
+
+    def ledger_fields(self) -> dict[str, str]:
+        """The bucket: the Delivery's location, so a later run knows where it delivered."""
+        return {"bucket": self.bucket.name}
+
+    def _where(self, name: str) -> str:
+        return f"gs://{self.bucket.name}/{name}"
+
+    def put_object(self, archive: Archive) -> Placed:
+        """Create-if-absent upload of one archive (or keep / replace-own: ``decide``)."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        md5 = _md5_b64(archive.path)
+        name = archive.object_name
+        existing = self.bucket.get_blob(name)
+        present = None
+        if existing is not None:
+            ours = (existing.metadata or {}).get("sha256") or ""
+            present = Present(identical=existing.md5_hash == md5, version=ours)
+        status = decide(
+            present,
+            archive.own_versions,
+            f"a different object already exists at {self._where(name)}; it was left untouched",
         )
-    except PreconditionFailed:
-        raise DeliveryError(
-            f"another writer changed gs://{bucket.name}/{name} during the upload; rerun the batch"
-        ) from None
-    blob.reload()
-    if blob.md5_hash != md5:
-        raise DeliveryError(
-            f"integrity check failed for gs://{bucket.name}/{name}: the MD5 "
-            "reported by Cloud Storage differs from the archive's"
+        if status is PutStatus.EXISTS:
+            return self._placed(status, existing)
+        generation = existing.generation if status is PutStatus.REPLACED else 0
+        size = archive.path.stat().st_size
+        blob = self.bucket.blob(
+            name, chunk_size=RESUMABLE_ABOVE if size > RESUMABLE_ABOVE else None
         )
-    return status, blob
-
-
-def deliver_to_google(pipe: Pipeline, keys: list[str]) -> dict[str, int]:
-    """Upload every ready batch, then upsert their rows in MERGE statements."""
-    from google.api_core.exceptions import GoogleAPIError
-
-    bucket, bq, table = preflight(pipe.settings)
-    counts = {"created": 0, "exists": 0, "replaced": 0, "failed": 0, "rows": 0}
-    uploaded: list[tuple[BatchRecord, dict[str, str]]] = []
-    for record in pipe.ready_for_delivery(keys):
-        record.start("deliver")
+        blob.metadata = {
+            "CodedPatientID": archive.entity_suid,
+            "CodedAccessionNumberID": archive.item_suid,
+            "images": archive.images,
+            "series": archive.series,
+            "sendit_version": __version__,
+            "recipe_sha256": archive.recipe_sha256,
+            "sha256": archive.sha256,
+        }
         try:
-            status, blob = upload_archive(bucket, record)
-        except DeliveryError as exc:
-            counts["failed"] += 1
-            pipe.mark_failed(record, exc)
-            continue
-        except GoogleAPIError as exc:
-            counts["failed"] += 1
-            pipe.mark_failed(
-                record, DeliveryError(f"upload to Cloud Storage failed ({type(exc).__name__})")
+            blob.upload_from_filename(
+                str(archive.path),
+                content_type=CONTENT_TYPE,
+                if_generation_match=generation,
+                checksum="md5",
             )
-            continue
-        counts[status] += 1
-        row = pipe.row_of(record)
-        row["storage_download"] = blob.media_link or f"gs://{bucket.name}/{blob.name}"
-        row["storage_metadataLink"] = blob.self_link or row["storage_download"]
-        uploaded.append((record, row))
-    if uploaded:
-        for statement in merge_statements(table, [row for _, row in uploaded]):
-            bq.query(statement).result()  # a failure raises: the task retries, objects exist
-        counts["rows"] = len(uploaded)
-        for record, _ in uploaded:
-            pipe.mark_delivered(
-                record,
-                {"delivered_to": "google", "delivered_at": time.time(), "bucket": bucket.name},
+        except PreconditionFailed:
+            raise DeliveryError(
+                f"another writer changed {self._where(name)} during the upload; rerun the batch"
+            ) from None
+        blob.reload()
+        if blob.md5_hash != md5:
+            raise DeliveryError(
+                f"integrity check failed for {self._where(name)}: the MD5 "
+                "reported by Cloud Storage differs from the archive's"
             )
-    return counts
+        return self._placed(status, blob)
+
+    def _placed(self, status: PutStatus, blob: Any) -> Placed:
+        download = blob.media_link or self._where(blob.name)
+        return Placed(
+            status,
+            download=download,
+            metadata_link=blob.self_link or download,
+            generation=blob.generation,
+        )
+
+    def put_rows(self, rows: list[dict[str, str]]) -> RowCounts:
+        """MERGE the rows (as few statements as the size limit allows)."""
+        for statement in merge_statements(self.table, rows):
+            self.bigquery.query(statement).result()
+        return RowCounts(sent=len(rows))
+
+    def remove_object(self, archive: Archive, placed: Placed) -> None:
+        """Delete the generation this call uploaded, and only that one."""
+        self.bucket.blob(archive.object_name).delete(if_generation_match=placed.generation)
+
+    def remove_replaced(self, before: Delivery, object_name: str, row_key: str) -> None:
+        """The batch's own earlier object (only while it holds sendit's version, under a
+        generation precondition) and its earlier row, when they have another name or key."""
+        if before.object_name and before.object_name != object_name and before.sha256:
+            old = self.bucket.get_blob(before.object_name)
+            if old is not None and (old.metadata or {}).get("sha256") == before.sha256:
+                old.delete(if_generation_match=old.generation)
+        if before.row_key and before.row_key != row_key:
+            self.bigquery.query(delete_statement(self.table, before.row_key)).result()
+
+    def object_failure(self, exc: Exception) -> Exception:
+        """A failed upload: the batch's reason (the exception's text may quote a request)."""
+        if isinstance(exc, BatchError):
+            return exc
+        return DeliveryError(f"upload to Cloud Storage failed ({type(exc).__name__})")
+
+    def rows_failure(self, exc: Exception, rows: list[dict[str, str]]) -> Exception:
+        """BigQuery refused the rows: every batch of the call, its new object removed."""
+        if isinstance(exc, BatchError):
+            return exc
+        return DeliveryError(
+            f"writing the rows to BigQuery failed ({type(exc).__name__}); objects this "
+            "delivery created were removed, rerun the batch"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from enum import StrEnum
 
 
 class SenditError(Exception):
@@ -57,3 +58,142 @@ def is_no_space(exc: BaseException | None) -> bool:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
+
+
+class TransientError(SenditError):
+    """A service sendit talks to (Cloud Storage, BigQuery, DASHER, Airflow's API) could not
+    be reached or answered "try later". Nothing about the batches is wrong: the task raises
+    it so Airflow's retries run the same work again later; batches not delivered yet stay
+    where they were (DONEPROCESSING), so the retry delivers them, once."""
+
+
+class Failure(StrEnum):
+    """What an exception means for the run (see ``classify``)."""
+
+    TRANSIENT = "transient"  # the same call may work later: let Airflow retry the task
+    CONFIG = "config"  # a person must fix a setting, a credential or a permission
+    PERMANENT = "permanent"  # this item cannot go as it is: its batch goes to ERROR
+
+
+# HTTP answers meaning "not now": a timeout, a rate limit, a server or gateway in trouble
+RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+# HTTP answers meaning "not with this setup": credentials, permissions, a missing bucket
+CONFIG_HTTP = frozenset({401, 403, 404})
+# OS-level network failures that are not ConnectionError / TimeoutError subclasses
+_NETWORK_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ETIMEDOUT}
+)
+
+
+def classify(exc: BaseException) -> Failure:
+    """Whether ``exc`` is worth a retry (TRANSIENT), needs a person to fix the setup
+    (CONFIG), or condemns only the item at hand (PERMANENT).
+
+    Why it matters: Airflow retries a failed task (2 retries, exponential delay from 20 s),
+    but sendit turns ConfigError into "fail now, do not retry" because a retry cannot fix a
+    wrong setting. Counting an unreachable service as a configuration error (as sendit once
+    did) gave up on deliveries a minute later would have done; counting a wrong bucket as
+    transient would retry in vain and bury the message. The rules, first match wins:
+
+    - sendit's own errors say what they are (TransientError, ConfigError, a BatchError);
+    - a full disk (ENOSPC) is the batch's problem: it names the disk and the space needed;
+    - an HTTP status: 408, 429 and 5xx are transient, and so is BigQuery's 400 "due to
+      concurrent update" (two MERGE statements on one table, as fused chunks run them: the
+      loser succeeds when run again); 401/403/404 are configuration (credentials,
+      permissions, a bucket or dataset that does not exist), other 4xx permanent (the
+      request itself is refused);
+    - the network: connection refused/reset/aborted, timeouts, unreachable hosts, broken
+      HTTP responses (requests, urllib3, http.client, httpx), google-auth transport errors
+      and google-api-core's RetryError (its own retries ran out on a retryable error) are
+      transient; a google-auth error is configuration unless it says it is retryable;
+    - anything else is permanent: the caller words it for the batch (or, where a client is
+      being built, as a configuration error).
+
+    The libraries are imported here only when an exception has to be classified, so that
+    importing this module stays cheap (DAG parsing imports it).
+    """
+    if isinstance(exc, TransientError):
+        return Failure.TRANSIENT
+    if isinstance(exc, ConfigError):
+        return Failure.CONFIG
+    if isinstance(exc, SenditError) or is_no_space(exc):
+        return Failure.PERMANENT
+    status = _http_status(exc)
+    if status is not None:
+        if status in RETRYABLE_HTTP or status >= 500 or _lost_a_race(exc):
+            return Failure.TRANSIENT
+        return Failure.CONFIG if status in CONFIG_HTTP else Failure.PERMANENT
+    auth = _google_auth_failure(exc)
+    if auth is not None:
+        return auth
+    if _network_failure(exc):
+        return Failure.TRANSIENT
+    return Failure.PERMANENT
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of an error answer (google-api-core, requests, httpx, GCS media)."""
+    try:
+        from google.api_core.exceptions import GoogleAPICallError
+    except ImportError:  # pragma: no cover - the Google provider brings it
+        pass
+    else:
+        if isinstance(exc, GoogleAPICallError):
+            return exc.code if isinstance(exc.code, int) else None
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) and 100 <= status < 600 else None
+
+
+def _lost_a_race(exc: BaseException) -> bool:
+    """BigQuery aborts a DML statement that raced another on the same table with a 400
+    ("Transaction is aborted due to concurrent update", "Could not serialize access to
+    table ... due to concurrent update"). The text is only inspected, never logged."""
+    return "concurrent update" in str(exc).lower()
+
+
+def _google_auth_failure(exc: BaseException) -> Failure | None:
+    try:
+        from google.auth import exceptions as auth
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, auth.TransportError | auth.TimeoutError):
+        return Failure.TRANSIENT
+    if isinstance(exc, auth.GoogleAuthError):
+        return Failure.TRANSIENT if exc.retryable else Failure.CONFIG
+    return None
+
+
+def _network_failure(exc: BaseException) -> bool:
+    import http.client
+
+    import requests
+    import urllib3
+
+    kinds: tuple[type[BaseException], ...] = (
+        ConnectionError,  # refused, reset, aborted, broken pipe (RemoteDisconnected too)
+        TimeoutError,  # socket.timeout
+        http.client.HTTPException,  # IncompleteRead, BadStatusLine: a cut response
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.TimeoutError,
+        urllib3.exceptions.NewConnectionError,
+        urllib3.exceptions.MaxRetryError,
+    )
+    try:
+        import httpx
+
+        kinds += (httpx.TransportError,)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from google.api_core.exceptions import RetryError
+
+        kinds += (RetryError,)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, kinds):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS

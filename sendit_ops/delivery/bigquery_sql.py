@@ -68,3 +68,13 @@ def merge_statements(table: str, rows: list[dict[str, str]]) -> list[str]:
     if batch:
         statements.append(head + " UNION ALL ".join(batch) + tail)
     return statements
+
+
+def delete_statement(table: str, key: str) -> str:
+    """Remove the row a batch was delivered with before, when its row key changed (new
+    pseudonyms, a corrected accession number): the key is sendit's own coded id. A MERGE
+    with DELETE, like the upserts (the BigQuery emulator of the tests has no DELETE)."""
+    return (
+        f"MERGE {table} T USING (SELECT {literal(key)} AS {KEY}) S "
+        f"ON T.{KEY} = S.{KEY} WHEN MATCHED THEN DELETE"
+    )

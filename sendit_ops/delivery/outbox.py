@@ -3,7 +3,9 @@
 ``<outbox>/Collection/<c>/Entity/<coded patient>/<archive>`` and one JSON-lines table
 ``<outbox>/bigquery/<c>/<table>.jsonl`` upserted by coded accession number, so reruns never
 duplicate a row. Objects are create-if-absent: an identical object is left alone, a different
-one under the same name is a conflict, never overwritten.
+one under the same name is a conflict, never overwritten, unless it is a version sendit itself
+wrote for the batch (``sendit_ops.delivery.target.decide``). ``OutboxTarget`` is this folder
+as a delivery ``Target``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,19 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from sendit_ops.core.errors import DeliveryError
-from sendit_ops.core.ledger import Delivery, write_atomic
+from sendit_ops.core.errors import BatchError, DeliveryError, NoSpaceError, is_no_space
+from sendit_ops.core.ledger import write_atomic
+from sendit_ops.core.records import Delivery
+from sendit_ops.core.settings import Settings
+from sendit_ops.delivery.target import (
+    Archive,
+    Placed,
+    Present,
+    PutStatus,
+    RowCounts,
+    decide,
+    own_versions,
+)
 from sendit_ops.packaging.archive import sha256_file
 
 ROW_KEY = "CodedAccessionNumberID"
@@ -28,20 +41,23 @@ def put_object(
     source: Path,
     sha256: str,
     replaces: str | Iterable[str] | None = None,
-) -> str:
-    """Copy an archive to ``outbox/name``; return 'created', 'exists' (identical one there) or
-    'replaced' (the object there is a version sendit itself wrote for this batch: one of
+) -> PutStatus:
+    """Copy an archive to ``outbox/name``; return created, exists (identical one there) or
+    replaced (the object there is a version sendit itself wrote for this batch: one of
     ``replaces``, see ``Delivery.own_versions``).
     Any other file under that name raises DeliveryError and is left alone."""
     target = outbox / name
-    status = "created"
+    present = None
     if target.exists():
         current = sha256_file(target)
-        if current == sha256:
-            return "exists"
-        if current not in own_versions(replaces):
-            raise DeliveryError(f"a different archive already exists at outbox object {name}")
-        status = "replaced"
+        present = Present(identical=current == sha256, version=current)
+    status = decide(
+        present,
+        own_versions(replaces),
+        f"a different archive already exists at outbox object {name}",
+    )
+    if status is PutStatus.EXISTS:
+        return status
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     try:
@@ -94,14 +110,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def own_versions(replaces: str | Iterable[str] | None) -> set[str]:
-    """The checksums sendit wrote for a batch (one, or several when an earlier attempt was
-    cut short after its object was written): the only objects delivery may replace."""
-    if not replaces:
-        return set()
-    return {replaces} if isinstance(replaces, str) else {s for s in replaces if s}
-
-
 def remove_replaced(
     outbox: Path, table: Path, before: Delivery, object_name: str, row_key: str
 ) -> None:
@@ -126,3 +134,71 @@ def remove_replaced(
             if len(keep) != len(rows):
                 body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
                 write_atomic(table, body, mode=0o644)
+
+
+def outbox_error(exc: Exception) -> Exception:
+    """The reason an outbox write failed, as an admin reads it (a full disk named)."""
+    if is_no_space(exc):
+        return exc  # mark_failed words it with the batch's size
+    if isinstance(exc, BatchError):
+        return exc
+    return DeliveryError(f"outbox write failed ({type(exc).__name__})")
+
+
+class OutboxTarget:
+    """The outbox folder as a delivery Target: objects are files, the rows one JSON-lines
+    table per collection, upserted in one locked rewrite per delivery call."""
+
+    name = "outbox"
+    no_rows: RowCounts | None = None  # the outbox reports row counts only when it wrote rows
+
+    def __init__(self, outbox: Path, collection: str, table: str) -> None:
+        self.outbox = outbox
+        self.table = table_path(outbox, collection, table)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxTarget:
+        """The outbox, collection and table a run's settings name."""
+        return cls(Path(settings.outbox), settings.collection, settings.bigquery_table)
+
+    def ledger_fields(self) -> dict[str, str]:
+        """Nothing more: the ledger takes the outbox folder from the settings."""
+        return {}
+
+    def put_object(self, archive: Archive) -> Placed:
+        """Copy the archive (create / keep / replace-own, checksum verified)."""
+        status = put_object(
+            self.outbox,
+            archive.object_name,
+            archive.path,
+            archive.sha256,
+            replaces=archive.own_versions,
+        )
+        uri = (self.outbox / archive.object_name).resolve().as_uri()
+        return Placed(status, download=uri, metadata_link=uri)
+
+    def put_rows(self, rows: list[dict[str, str]]) -> RowCounts:
+        """Upsert every row of the call in one rewrite of the table."""
+        counts = upsert_rows(self.table, rows)
+        return RowCounts(sent=len(rows), **counts)
+
+    def remove_object(self, archive: Archive, placed: Placed) -> None:
+        """Delete an archive this call created (its row could not be written)."""
+        (self.outbox / archive.object_name).unlink(missing_ok=True)
+
+    def remove_replaced(self, before: Delivery, object_name: str, row_key: str) -> None:
+        """The batch's own earlier object and row, when they have another name or key."""
+        remove_replaced(self.outbox, self.table, before, object_name, row_key)
+
+    def object_failure(self, exc: Exception) -> Exception:
+        """A failed copy: the batch's reason."""
+        return outbox_error(exc)
+
+    def rows_failure(self, exc: Exception, rows: list[dict[str, str]]) -> Exception:
+        """A failed table write; a full disk names the room needed: the table is rewritten
+        whole, so its size plus the new rows."""
+        if is_no_space(exc):
+            need = sum(len(json.dumps(row)) + 1 for row in rows)
+            need += self.table.stat().st_size if self.table.exists() else 0
+            return NoSpaceError("outbox", need)
+        return outbox_error(exc)
