@@ -105,25 +105,24 @@ def run_pipeline(
     package: the issue's definition, and what the baselines do. The delivery to the local
     outbox runs after the clock stops, unless ``timed_delivery`` (the same work as a DAG
     run, for the Airflow comparison)."""
-    from sendit_ops.core.discovery import find_batches
     from sendit_ops.core.settings import load_settings
-    from sendit_ops.pipeline.batch import Pipeline, deliver_to_outbox
+    from sendit_ops.delivery.loop import deliver
+    from sendit_ops.delivery.outbox import OutboxTarget
+    from sendit_ops.pipeline.batch import Pipeline
+    from sendit_ops.pipeline.run import RunRequest, choose_batches, run_steps
 
     settings = load_settings(
         {"work_root": str(work / "work"), "outbox": str(work / "outbox"), "gzip_level": gzip_level}
     )
     pipe = Pipeline(settings, KEY, "bench", run_id="bench")
     started = time.perf_counter()
-    found = find_batches(input_dir, KEY, "bench")
-    if folders is not None:
-        found = [b for b in found if b.folder_name in set(folders)]
-    keys = pipe.register(found)
-    pipe.process(keys)
+    keys = choose_batches(pipe, input_dir, "bench", RunRequest(batches=tuple(folders or ()))).keys
+    run_steps(pipe, keys)
     if timed_delivery:
-        deliver_to_outbox(pipe, keys, Path(settings.outbox))
+        deliver(pipe, OutboxTarget.from_settings(settings), keys)
     elapsed = time.perf_counter() - started
     if not timed_delivery:
-        deliver_to_outbox(pipe, keys, Path(settings.outbox))
+        deliver(pipe, OutboxTarget.from_settings(settings), keys)
     bad = [k for k in keys if pipe.ledger.load(k).state != "DONE"]
     if bad:
         raise SystemExit(f"bench: {len(bad)} batch(es) did not end DONE: {bad[:3]}")
@@ -343,7 +342,7 @@ def history_overhead(root: Path, records: int = 20_000, batches: int = 40) -> di
     ``records``."""
     from dataclasses import replace
 
-    from sendit_ops.core.arrivals import RecordIndex, pending_folders
+    from sendit_ops.core.arrivals import pending_folders
     from sendit_ops.core.ledger import Ledger
     from sendit_ops.core.report import refresh_metrics, summarize
 
@@ -377,10 +376,10 @@ def history_overhead(root: Path, records: int = 20_000, batches: int = 40) -> di
     started = time.perf_counter()
     refresh_metrics(ledger, lines)
     timings["report"] = time.perf_counter() - started
-    index = RecordIndex()
-    pending_folders(inbox, work / "work", "bench", index)
+    watched = Ledger(work / "work", "bench")  # the trigger keeps its ledger between polls
+    pending_folders(inbox, watched)
     started = time.perf_counter()
-    pending = pending_folders(inbox, work / "work", "bench", index)
+    pending = pending_folders(inbox, watched)
     timings["poll"] = time.perf_counter() - started
     if pending:
         raise SystemExit(f"bench: the watch poll found {len(pending)} delivered folder(s) pending")

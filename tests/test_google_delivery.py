@@ -15,6 +15,8 @@ from google.cloud import bigquery, storage
 from sendit_ops.delivery.bigquery_sql import literal, merge_statements
 from sendit_ops.sample_data import PATIENTS, write_study
 
+pytestmark = pytest.mark.emulator
+
 PROJECT, BUCKET = "sendit-test", "radiology"
 
 
@@ -154,7 +156,8 @@ def test_dag_delivers_to_gcs_and_bigquery_idempotently(
 def test_crash_between_upload_and_bigquery_then_rerun(
     airflow_db, google, tmp_path, monkeypatch, make_pipeline
 ):
-    from sendit_ops.airflow.google_target import preflight, upload_archive
+    from sendit_ops.airflow.google_target import GoogleTarget
+    from sendit_ops.delivery.target import Archive
 
     bucket, bq, collection = google
     inbox = tmp_path / "in"
@@ -167,9 +170,9 @@ def test_crash_between_upload_and_bigquery_then_rerun(
     keys = pipe.register(find_batches(inbox, pipe.secret_key, "in"))
     for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
         step(keys)
-    the_bucket, _, _ = preflight(pipe.settings)
+    target = GoogleTarget.open(pipe.settings)
     for record in pipe.ready_for_delivery(keys):
-        upload_archive(the_bucket, record)
+        target.put_object(Archive.of(record))
     assert len(objects(bucket)) == 1 and rows(bq, collection) == []
     before = objects(bucket)
     # the rerun completes the delivery: one object (not rewritten), one row
@@ -190,11 +193,11 @@ def test_conflicting_object_is_an_error_and_left_untouched(
     from sendit_ops.core.ledger import Ledger
 
     records = Ledger(settings["work_root"], "sendit_g").all()
-    victim = records[0].outputs["object_name"]
+    victim = records[0].outputs.object_name
     bucket.blob(victim).upload_from_string(b"not ours", content_type="text/plain")
     run = run_dag(monkeypatch, inbox, settings)
     assert str(run.state).endswith("failed")
-    states = {r.outputs["object_name"]: r for r in Ledger(settings["work_root"], "sendit_g").all()}
+    states = {r.outputs.object_name: r for r in Ledger(settings["work_root"], "sendit_g").all()}
     assert states[victim].state == "ERROR"
     assert "different object already exists" in states[victim].reasons[-1]
     assert bucket.get_blob(victim).download_as_bytes() == b"not ours"
@@ -225,15 +228,53 @@ def test_only_verified_batches_are_uploaded(google, tmp_path, make_pipeline):
     inbox = tmp_path / "in"
     write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
     pipe = make_pipeline(**google_settings(tmp_path, bucket, collection))
-    from sendit_ops.airflow.google_target import deliver_to_google
+    from sendit_ops.airflow.google_target import GoogleTarget
     from sendit_ops.core.discovery import find_batches
+    from sendit_ops.delivery.loop import deliver
 
     keys = pipe.register(find_batches(inbox, pipe.secret_key, "in"))
     for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
         step(keys)
     record = pipe.ledger.load(keys[0])
-    record.outputs["verified"] = False  # as if the leak check had not passed
+    record.outputs.verified = False  # as if the leak check had not passed
     pipe.ledger.save(record)
-    counts = deliver_to_google(pipe, keys)
-    assert counts["created"] == 0 and objects(bucket) == {}
+    counts = deliver(pipe, GoogleTarget.open(pipe.settings), keys)
+    assert counts.as_dict() == {"created": 0, "exists": 0, "replaced": 0, "failed": 0, "rows": 0}
+    assert objects(bucket) == {}
     assert pipe.ledger.load(keys[0]).state == "ERROR"
+
+
+def test_new_pseudonyms_replace_the_object_and_row_in_the_bucket_and_table(
+    airflow_db, google, tmp_path
+):
+    """A secret-key (or provider) switch re-delivered on request: the study's old object
+    and row are removed, one object and one row per study remain."""
+    from sendit_ops.airflow.google_target import GoogleTarget
+    from sendit_ops.core.errors import RunNeedsAttention
+    from sendit_ops.core.settings import load_settings
+    from sendit_ops.delivery.loop import deliver
+    from sendit_ops.pipeline.batch import Pipeline
+    from sendit_ops.pipeline.run import RunRequest, run_folder
+
+    bucket, bq, collection = google
+    inbox = tmp_path / "in"
+    write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 2)
+    write_study(inbox / "ACC2", PATIENTS[1], "ACC2", "20240116", "CT", 1, 2)
+    settings = load_settings(google_settings(tmp_path, bucket, collection))
+
+    def to_google(pipe, keys):
+        deliver(pipe, GoogleTarget.open(pipe.settings), keys)
+
+    run_folder(Pipeline(settings, b"first-key-0123456789abcdef", "sendit_g"), inbox, to_google)
+    first_objects, first_rows = objects(bucket), rows(bq, collection)
+    assert len(first_objects) == 2 and len(first_rows) == 2
+    other = Pipeline(settings, b"second-key-0123456789abcdef", "sendit_g")
+    with pytest.raises(RunNeedsAttention):
+        run_folder(other, inbox, to_google)
+    done = run_folder(other, inbox, to_google, RunRequest(redeliver=True))
+    assert {r.state for r in done.values()} == {"DONE"}
+    now_objects, now_rows = objects(bucket), rows(bq, collection)
+    assert len(now_objects) == 2 and not set(now_objects) & set(first_objects)
+    assert sorted(r["CodedAccessionNumberID"] for r in now_rows) == sorted(
+        r.outputs.item_suid for r in done.values()
+    )

@@ -4,6 +4,8 @@
 (an SQLite Airflow home under ``$SENDIT_HOME``, a generated secret key, the local outbox),
 runs the folder's DAG with ``dag.test()`` and prints the run summary.
 ``sendit sample DIR`` writes the demo input folder.
+``sendit import-stanford FILE --base-url URL`` prints sendit's ``.stanford`` credentials as
+the JSON of an Airflow connection (docs/dasher.md).
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from sendit_ops.airflow.dag_factory import build_dag
     from sendit_ops.core.ledger import IN_PROCESS_RUN_ENV, Ledger
+    from sendit_ops.core.progress import ProgressDisplay
     from sendit_ops.core.report import format_summary, safe_name
 
     dag = build_dag(folder)
@@ -138,6 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "batches": args.batch or [],
         "reprocess": args.reprocess,
         "dry_run": args.dry_run,
+        "redeliver": args.redeliver,
         "release": args.release or [],
         "reject": args.reject or [],
     }
@@ -147,8 +151,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # this run lasts: a caller's process, e.g. a test, goes on without it)
     before = os.environ.get(IN_PROCESS_RUN_ENV)
     os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
+    ledger = Ledger(resolved.work_root, dag.dag_id, resolved.ledger_url)
+    started = time.time()
     try:
-        run = dag.test(run_conf=conf)
+        with ProgressDisplay(lambda: ledger.progress(started), sys.stderr):
+            run = dag.test(run_conf=conf)
     finally:
         if before is None:
             os.environ.pop(IN_PROCESS_RUN_ENV, None)
@@ -191,6 +198,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_import_stanford(args: argparse.Namespace) -> int:
+    """Print sendit's ``.stanford`` credentials as the JSON of a DASHER connection: the value
+    of ``AIRFLOW_CONN_DASHER_DEFAULT`` or of ``airflow connections add dasher_default
+    --conn-json``. Errors (unreadable file, missing field, no base URL) are ConfigErrors: one
+    line, exit 2."""
+    from sendit_ops.core.errors import ConfigError
+    from sendit_ops.pseudonyms.dasher_client import stanford_to_connection
+
+    path = Path(args.file)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not JSON ({exc})") from None
+    try:
+        conn = stanford_to_connection(data, args.base_url or "")
+    except SenditError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not conn["host"]:
+        raise ConfigError(
+            f"{path} has no 'base_url': pass DASHER's base URL with --base-url "
+            "(e.g. https://dasher.example.org/api)"
+        )
+    print(json.dumps(conn))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``sendit``."""
     parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
@@ -221,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", action="append", help="only this batch (repeatable)")
     run.add_argument("--reprocess", action="store_true", help="redo delivered batches")
     run.add_argument(
+        "--redeliver",
+        action="store_true",
+        help="the pseudonym provider or key changed: re-deliver the folder's delivered studies "
+        "under the new pseudonyms, replacing their objects and rows",
+    )
+    run.add_argument(
         "--release",
         action="append",
         metavar="BATCH",
@@ -247,6 +288,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--size", type=int, default=64)
     sample.add_argument("--force", action="store_true")
     sample.set_defaults(func=cmd_sample)
+    stanford = sub.add_parser(
+        "import-stanford",
+        help="print sendit's .stanford credentials as a DASHER connection (JSON)",
+        description=(
+            "Print sendit's .stanford credentials (accessToken, refreshToken, token_uri, "
+            "optional client_id and base_url) as the JSON of an Airflow connection of type "
+            "dasher, for AIRFLOW_CONN_DASHER_DEFAULT or `airflow connections add "
+            "dasher_default --conn-json` (docs/dasher.md)."
+        ),
+        epilog=f"exit status: {EXIT_OK} printed; {EXIT_USAGE} unreadable file or missing field",
+    )
+    stanford.add_argument("file", help="sendit's .stanford JSON file")
+    stanford.add_argument(
+        "--base-url", help="DASHER's base URL (default: the file's base_url, if any)"
+    )
+    stanford.set_defaults(func=cmd_import_stanford)
     return parser
 
 

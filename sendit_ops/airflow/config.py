@@ -54,7 +54,15 @@ def read_input_folders() -> list[InputFolder]:
         raw = _cached_variable()
     value = parse_json_setting(raw, INPUT_FOLDERS_VARIABLE)
     if value is None:
-        value = [{"path": str(default_home() / "input" / "demo"), "name": "demo"}]
+        # the demo folder holds deliberate ERROR batches (a corrupt file, two study dates,
+        # no accession number): they are explained in its report, not a failed run
+        value = [
+            {
+                "path": str(default_home() / "input" / "demo"),
+                "name": "demo",
+                "settings": {"fail_run_on_batch_error": False},
+            }
+        ]
     return parse_input_folders(value)
 
 

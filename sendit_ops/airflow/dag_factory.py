@@ -15,6 +15,7 @@ import pendulum
 from airflow.sdk import DAG, Param, get_current_context, get_parsing_context, task
 
 from sendit_ops.airflow.config import parse_time_settings, read_input_folders
+from sendit_ops.core.lifecycle import Step
 from sendit_ops.core.settings import (
     InputFolder,
     Settings,
@@ -58,16 +59,20 @@ Settings: Variables `sendit_settings`, `sendit_secret_key`; see docs/configurati
 
 def _no_retry_on_config_errors(fn):
     """Configuration errors fail the task at once (a retry cannot fix them), with the message
-    an admin needs and no traceback noise."""
+    an admin needs and no traceback noise. TransientError (Google or DASHER unreachable, a
+    5xx, a timeout: ``sendit_ops.core.errors.classify``) is raised as it is, so that RETRIES
+    run the task again later; any other exception is retried too, as Airflow does."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from sendit_ops.core.errors import ConfigError, RunNeedsAttention
+        from sendit_ops.core.errors import ConfigError, RunNeedsAttention, TransientError
 
         try:
             return fn(*args, **kwargs)
+        except TransientError:
+            raise  # retryable: never a ConfigError, whatever the service's message says
         except (ConfigError, RunNeedsAttention) as exc:
             raise AirflowFailException(str(exc)) from None
 
@@ -94,6 +99,14 @@ def trigger_params() -> dict[str, Param]:
             type="boolean",
             title="Reprocess",
             description="Process batches again even if already delivered.",
+        ),
+        "redeliver": Param(
+            False,
+            type="boolean",
+            title="Re-deliver under new pseudonyms",
+            description="The pseudonym provider or key changed since studies of this folder "
+            "were delivered: process those studies again and replace their objects and rows "
+            "(without this, such a run is refused: it would deliver second copies).",
         ),
         "dry_run": Param(
             False,
@@ -183,16 +196,16 @@ def build_dag(folder: InputFolder) -> DAG:
         default_args={"owner": "sendit"},
     ) as dag:
 
-        @task(task_id="discover", **RETRIES)
+        @task(task_id=Step.DISCOVER.task_id, **RETRIES)
         @_no_retry_on_config_errors
         def discover_task() -> list[dict[str, Any]]:
             from sendit_ops.airflow import tasks as steps
 
             return steps.discover(folder, get_current_context())
 
-        def batch_task(step: str, task_id: str, **kwargs: Any):
+        def batch_task(step: Step, **kwargs: Any):
             @task(
-                task_id=task_id,
+                task_id=step.task_id,
                 max_active_tis_per_dag=map_limit,
                 **ONE_XCOM,
                 **RETRIES,
@@ -206,14 +219,14 @@ def build_dag(folder: InputFolder) -> DAG:
 
             return run
 
-        @task(task_id="deliver", trigger_rule="all_done", **ONE_XCOM, **RETRIES)
+        @task(task_id=Step.DELIVER.task_id, trigger_rule="all_done", **ONE_XCOM, **RETRIES)
         @_no_retry_on_config_errors
         def deliver_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             from sendit_ops.airflow import tasks as steps
 
             return steps.deliver(folder, chunks, get_current_context())
 
-        @task(task_id="report", trigger_rule="all_done", retries=0, **ONE_XCOM)
+        @task(task_id=Step.REPORT.task_id, trigger_rule="all_done", retries=0, **ONE_XCOM)
         @_no_retry_on_config_errors
         def report_task(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             from sendit_ops.airflow import tasks as steps
@@ -224,13 +237,13 @@ def build_dag(folder: InputFolder) -> DAG:
         if fused:
             # one task per chunk runs the four steps and delivers the chunk (its objects go
             # out while other chunks are processed); the DASHER pool, when set, bounds it
-            done = batch_task("process", "process_and_deliver", pool=pool).expand(chunk=chunks)
+            done = batch_task(Step.PROCESS, pool=pool).expand(chunk=chunks)
             done >> report_task(chunks)
         else:
-            filtered = batch_task("filter", "filter_images").expand(chunk=chunks)
-            named = batch_task("pseudonymize", "fetch_pseudonyms", pool=pool).expand(chunk=filtered)
-            anonymized = batch_task("anonymize", "anonymize_headers").expand(chunk=named)
-            packaged = batch_task("package", "package_and_verify").expand(chunk=anonymized)
+            filtered = batch_task(Step.FILTER).expand(chunk=chunks)
+            named = batch_task(Step.PSEUDONYMIZE, pool=pool).expand(chunk=filtered)
+            anonymized = batch_task(Step.ANONYMIZE).expand(chunk=named)
+            packaged = batch_task(Step.PACKAGE).expand(chunk=anonymized)
             packaged >> deliver_task(chunks) >> report_task(chunks)
     return dag
 

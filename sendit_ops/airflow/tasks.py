@@ -18,12 +18,17 @@ from typing import Any
 
 from sendit_ops.airflow.pseudonym_source import provider_for
 from sendit_ops.airflow.task_runtime import pipeline
-from sendit_ops.core.discovery import chunk, discover_input, is_in_progress, select_batches
+from sendit_ops.core.discovery import chunk, is_in_progress
 from sendit_ops.core.errors import RunNeedsAttention
-from sendit_ops.core.ledger import DONE, ERROR, FINAL_STATES, HELD, RunLock, RunLocked
+from sendit_ops.core.ledger import RunLock, RunLocked
+from sendit_ops.core.lifecycle import FINAL_STATES, State, Step
 from sendit_ops.core.report import format_summary, summarize, write_run_report
 from sendit_ops.core.settings import InputFolder
-from sendit_ops.pipeline.batch import REJECT, RELEASE, Pipeline, deliver_to_outbox
+from sendit_ops.delivery import loop as delivery
+from sendit_ops.delivery.outbox import OutboxTarget
+from sendit_ops.delivery.target import Target
+from sendit_ops.pipeline.batch import Pipeline
+from sendit_ops.pipeline.run import RunRequest, choose_batches
 
 log = logging.getLogger("sendit")
 
@@ -48,17 +53,6 @@ def _lock(pipe: Pipeline, folder: InputFolder) -> RunLock:
     return pipe.ledger.run_lock(folder.path)
 
 
-def review_params(params: dict[str, Any]) -> dict[str, str]:
-    """Batch id or folder name -> reviewer's decision, from the ``release`` / ``reject`` run
-    parameters (a batch named in both is rejected: the safer reading)."""
-    decisions: dict[str, str] = {}
-    for decision in (RELEASE, REJECT):
-        for name in params.get(decision) or []:
-            if str(name).strip():
-                decisions[str(name).strip()] = decision
-    return decisions
-
-
 def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:
     """Take the run lock of the input folder (another run holding it: wait, then stop),
     find finished batches, choose this run's, queue them; return chunks for mapping."""
@@ -76,43 +70,20 @@ def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> l
         from sendit_ops.airflow.google_target import preflight
 
         preflight(pipe.settings)  # bucket, dataset and table, before any batch is touched
-    params = context.get("params") or {}
-    review = review_params(params)
-    requested = [str(b) for b in (params.get("batches") or []) if str(b).strip()]
-    seen = discover_input(
-        folder.path, pipe.secret_key, folder.name, pipe.settings.follow_external_symlinks
-    )
-    found = seen.batches
-    interval = _interval(context)
-    decisions = {
-        b.key: review.get(b.key) or review[b.folder_name]
-        for b in found
-        if b.key in review or b.folder_name in review
-    }
-    # held batches wait for a reviewer: with unchanged content they are not processed again
-    # (a changed folder is a new study to check), unless a decision on them is given now
-    settled = pipe.ledger.fingerprints((b.key for b in found), (DONE, HELD))
-    chosen, notes = select_batches(
-        found,
-        requested=requested + list(decisions) if requested or decisions else None,
-        interval=interval,
-        delivered={k: f for k, f in settled.items() if k not in decisions},
-        reprocess=bool(params.get("reprocess")),
-    )
-    notes = [*seen.notes, *notes]
-    keys = pipe.register(chosen)
-    pipe.record_review({k: d for k, d in decisions.items() if k in keys})
+    request = RunRequest.from_params(context.get("params"), _interval(context))
+    chosen = choose_batches(pipe, folder.path, folder.name, request)
     in_progress = sum(1 for p in Path(folder.path).iterdir() if is_in_progress(p.name))
     log.info(
         "input %s: %d finished batch folder(s), %d still being written, %d chosen for this run%s",
         folder.name,
-        len(found),
+        chosen.found,
         in_progress,
-        len(keys),
-        " (data interval)" if interval else "",
+        len(chosen.keys),
+        " (data interval)" if request.interval else "",
     )
-    for note in notes:
+    for note in chosen.notes:
         log.info("note: %s", note)
+    keys, notes = chosen.keys, chosen.notes
     s = pipe.settings
     return [
         {"keys": part, "notes": notes if i == 0 else []}
@@ -121,17 +92,17 @@ def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> l
 
 
 def run_step(
-    folder: InputFolder, step: str, chunk_: dict[str, Any], context: dict[str, Any]
+    folder: InputFolder, step: Step, chunk_: dict[str, Any], context: dict[str, Any]
 ) -> dict[str, Any]:
     """Run one batch step (filter, pseudonymize, anonymize, package, or all four:
     process) over a chunk."""
     pipe = pipeline(folder, context)
-    if step in ("pseudonymize", "process"):
+    if step in (Step.PSEUDONYMIZE, Step.PROCESS):
         pipe.provider = provider_for(pipe.settings)
     # the run's lock is kept (another run holding it now: this run lost it, it stops)
     with _lock(pipe, folder).held(_holder_id(pipe), wait=0):
-        getattr(pipe, step)(chunk_["keys"])
-        if step == "process":  # the fused layout: each chunk delivers its own batches
+        pipe.run(step, chunk_["keys"])
+        if step == Step.PROCESS:  # the fused layout: each chunk delivers its own batches
             deliver_batches(pipe, chunk_["keys"], context)
     states: dict[str, int] = {}
     for key in chunk_["keys"]:
@@ -165,16 +136,18 @@ def deliver_batches(pipe: Pipeline, keys: list[str], context: dict[str, Any]) ->
     if params.get("dry_run"):
         log.info("dry run: nothing delivered (%d batch(es) considered)", len(keys))
         return {"target": "none (dry run)"}
+    target: Target
     if pipe.settings.send_to_google:
-        from sendit_ops.airflow.google_target import deliver_to_google
+        from sendit_ops.airflow.google_target import GoogleTarget
 
-        counts = deliver_to_google(pipe, keys)
-        target = "google"
+        target = GoogleTarget.open(pipe.settings)  # ConfigError / TransientError: see classify
     else:
-        counts = deliver_to_outbox(pipe, keys, Path(pipe.settings.outbox))
-        target = "outbox"
-    log.info("delivered to %s: %s", target, counts)
-    return {"target": target, **counts}
+        target = OutboxTarget.from_settings(pipe.settings)
+    # TransientError (the target unreachable now) propagates: Airflow retries this task and
+    # the batches not delivered, still DONEPROCESSING, are delivered by the retry
+    counts = delivery.deliver(pipe, target, keys).as_dict()
+    log.info("delivered to %s: %s", target.name, counts)
+    return {"target": target.name, **counts}
 
 
 def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
@@ -227,7 +200,7 @@ def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any
         ):
             step = max(record.times, key=lambda s: record.times[s][0]) if record.times else "start"
             record.set_state(
-                ERROR,
+                State.ERROR,
                 f"interrupted: the run ended while the batch was in "
                 f"{record.state} after step '{step}'; rerun the batch",
             )
@@ -242,7 +215,7 @@ def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any
     result["errors"] = [
         {"batch_id": line["batch_id"], "reasons": line["reasons"]}
         for line in summary["batch_lines"]
-        if line["status"] == ERROR
+        if line["status"] == State.ERROR
     ]
     if result["errors"] and pipe.settings.fail_run_on_batch_error:
         # keep the summary readable over REST even though the task fails

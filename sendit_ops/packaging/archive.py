@@ -127,17 +127,6 @@ def header_bytes(data: bytes) -> bytes:
     return data if end < 0 else data[:end]
 
 
-def read_archive_headers(path: Path) -> Iterable[tuple[str, Dataset]]:
-    """Yield (member name, header without pixels) of every member of an archive."""
-    with tarfile.open(path, "r:gz") as tar:
-        for member in tar:
-            fh = tar.extractfile(member)
-            if fh is None:
-                continue
-            data = io.BytesIO(fh.read())
-            yield member.name, pydicom.dcmread(data, stop_before_pixels=True, force=True)
-
-
 def _plain(value: object) -> str | list[str]:
     if isinstance(value, pydicom.multival.MultiValue | list | tuple):
         return [str(v) for v in value]

@@ -8,13 +8,13 @@ PHI-free reason (the stack is logged without exception text, which may quote hea
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,26 +23,22 @@ from sendit_ops import __version__
 from sendit_ops.core.discovery import FoundBatch, batch_problem, list_entries
 from sendit_ops.core.errors import (
     BatchError,
-    DeliveryError,
+    ConfigError,
     LeakError,
     NoSpaceError,
     ProviderError,
+    TransientError,
     is_no_space,
 )
 from sendit_ops.core.ledger import (
-    DONE,
-    DONEPROCESSING,
-    EMPTY,
-    ERROR,
-    HELD,
-    PROCESSING,
-    QUEUE,
-    BatchRecord,
     Ledger,
     read_json,
     write_atomic,
     write_json,
 )
+from sendit_ops.core.lifecycle import BATCH_STEPS, Stage, State, Step
+from sendit_ops.core.progress import ProgressLog
+from sendit_ops.core.records import BatchRecord, Delivery
 from sendit_ops.core.settings import Settings
 from sendit_ops.dicom.annex_e import CLEAN_PIXEL_DATA_CODE, Profile, add_method_codes
 from sendit_ops.dicom.anonymize import (
@@ -53,10 +49,9 @@ from sendit_ops.dicom.anonymize import (
     recipe_variables,
     uid_remapper,
 )
-from sendit_ops.dicom.filters import FilterRules, judge, load_filter_recipe
-from sendit_ops.dicom.identifiers import Needles, collect_needles, dicom_date_to_iso
-from sendit_ops.dicom.image_check import RejectedImageError, read_checked_header
-from sendit_ops.dicom.io import NotDicomError, read_full, text
+from sendit_ops.dicom.filters import FilterRules, load_filter_recipe
+from sendit_ops.dicom.identifiers import Needles
+from sendit_ops.dicom.io import read_full, text
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.pixels import (
     PixelOutcome,
@@ -73,6 +68,13 @@ from sendit_ops.packaging.archive import (
     shared_header,
     write_archive,
 )
+from sendit_ops.pipeline.study_scan import (
+    AcceptedImage,
+    accepted_json,
+    incomplete_warning,
+    scan_study,
+    study_identity,
+)
 from sendit_ops.pseudonyms.providers import (
     LocalKeyedProvider,
     Pseudonym,
@@ -80,14 +82,11 @@ from sendit_ops.pseudonyms.providers import (
     StudyIdentity,
     build_request,
     parse_response,
-    sanitize_id,
 )
 
 log = logging.getLogger("sendit")
 
 # stages inside PROCESSING, in order
-FILTERED, PSEUDONYMIZED, ANONYMIZED = "filtered", "pseudonymized", "anonymized"
-PACKAGED = "packaged"
 
 
 @dataclass
@@ -99,7 +98,6 @@ class Pipeline:
     dag_id: str
     run_id: str = ""
     provider: PseudonymProvider | None = None
-    stats: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -133,6 +131,18 @@ class Pipeline:
         return LeakScanner(needles, kept=self.profile.kept_needles)
 
     @cached_property
+    def pseudonym_source(self) -> str:
+        """Which pseudonyms this run gives (provider and what its answers depend on: the
+        local provider a fingerprint of the secret key, DASHER the connection and study).
+        Recorded per batch: a run with another source would deliver a second copy of a
+        study under new ids, so discover refuses it unless re-delivery is asked for."""
+        s = self.settings
+        if s.pseudonym_provider == "local":
+            digest = hashlib.sha256(b"sendit-key-id:" + self.secret_key).hexdigest()[:12]
+            return "local:" + digest
+        return f"dasher:{s.dasher_conn_id}/{s.study_name}"
+
+    @cached_property
     def remap(self) -> Callable[[str], str]:
         """The keyed UID remapper (one cache per task)."""
         return uid_remapper(self.secret_key)
@@ -161,10 +171,10 @@ class Pipeline:
                     run_id=self.run_id,
                     history=old.history if old else [],
                 )
-                if old and old.outputs.get("review"):
+                if old and old.outputs.review:
                     # a reviewer's decision stays with the content it was made for
-                    record.outputs["review"] = old.outputs["review"]
-                record.set_state(QUEUE)
+                    record.outputs.review = old.outputs.review
+                record.set_state(State.QUEUE)
                 self.ledger.save(record)
                 keys.append(batch.key)
         return keys
@@ -176,7 +186,7 @@ class Pipeline:
             record = self.ledger.get(key)
             if record is None or decision not in (RELEASE, REJECT):
                 continue
-            record.outputs["review"] = {
+            record.outputs.review = {
                 "decision": decision,
                 "fingerprint": record.fingerprint,
                 "run_id": self.run_id,
@@ -186,46 +196,62 @@ class Pipeline:
             record.warnings.append(f"reviewer's decision on held images: {decision}")
             self.ledger.save(record)
 
-    def _each(self, keys: Iterable[str], step: str, want: tuple[str, ...], fn: Callable) -> None:
+    def _each(self, keys: Iterable[str], step: Step, want: tuple, fn: Callable) -> None:
+        keys = list(keys)
+        progress = ProgressLog(step, len(keys), log.info)
         for key in keys:
-            record = self.ledger.get(key)
-            if record is None:
-                log.warning("batch %s: no record, skipped by %s", key, step)
-                continue
-            stage = record.outputs.get("stage", "")
-            if (record.state, stage) not in want and record.state not in want:
-                continue
-            record.run_id = self.run_id or record.run_id
-            record.start(step)
-            try:
-                fn(record)
-            except BatchError as exc:
-                record.set_state(ERROR, f"{step}: {exc}")
-                log.error("batch %s: ERROR in %s: %s", key, step, exc)
-            except Exception as exc:  # keep the run going; never print the exception text
-                if is_no_space(exc):
-                    # the working copies and the archive: about twice the batch's size
-                    full = NoSpaceError("work root", 2 * record.metrics.get("bytes_in", 0))
-                    record.set_state(ERROR, f"{step}: {full}")
-                    log.error("batch %s: ERROR in %s: %s", key, step, full)
-                else:
-                    stack = "".join(traceback.format_tb(exc.__traceback__))
-                    log.error(
-                        "batch %s: internal error in %s (%s)\n%s",
-                        key,
-                        step,
-                        type(exc).__name__,
-                        stack,
-                    )
-                    record.set_state(
-                        ERROR,
-                        f"{step}: internal error ({type(exc).__name__}); "
-                        "see the task log, then rerun the batch",
-                    )
-            if record.state == ERROR:  # finished: its identifier lists go (docs/pipeline.md)
-                self.drop_identifiers(record)
-            record.finish(step)
+            record = self._one(key, step, want, fn)
+            metrics = record.metrics if record else {}
+            progress.batch_done(metrics.get("images_accepted", 0), metrics.get("bytes_in", 0))
+        progress.close()
+
+    def _one(self, key: str, step: str, want: tuple[str, ...], fn: Callable) -> BatchRecord | None:
+        """One step of one batch: the record's state and reasons say how it went; an
+        exception never leaves the batch (or stops the others)."""
+        record = self.ledger.get(key)
+        if record is None:
+            log.warning("batch %s: no record, skipped by %s", key, step)
+            return None
+        stage = record.outputs.stage
+        if (record.state, stage) not in want and record.state not in want:
+            return record
+        record.run_id = self.run_id or record.run_id
+        record.start(step)
+        try:
+            fn(record)
+        except (ConfigError, TransientError):
+            # not this batch's fault (the setup, or a service down): the task fails or is
+            # retried with the message; the batch resumes from its stage next time
             self.ledger.save(record)
+            raise
+        except BatchError as exc:
+            record.set_state(State.ERROR, f"{step}: {exc}")
+            log.error("batch %s: ERROR in %s: %s", key, step, exc)
+        except Exception as exc:  # keep the run going; never print the exception text
+            if is_no_space(exc):
+                # the working copies and the archive: about twice the batch's size
+                full = NoSpaceError("work root", 2 * record.metrics.get("bytes_in", 0))
+                record.set_state(State.ERROR, f"{step}: {full}")
+                log.error("batch %s: ERROR in %s: %s", key, step, full)
+            else:
+                stack = "".join(traceback.format_tb(exc.__traceback__))
+                log.error(
+                    "batch %s: internal error in %s (%s)\n%s",
+                    key,
+                    step,
+                    type(exc).__name__,
+                    stack,
+                )
+                record.set_state(
+                    State.ERROR,
+                    f"{step}: internal error ({type(exc).__name__}); "
+                    "see the task log, then rerun the batch",
+                )
+        if record.state == State.ERROR:  # finished: its identifier lists go (docs/pipeline.md)
+            self.drop_identifiers(record)
+        record.finish(step)
+        self.ledger.save(record)
+        return record
 
     def drop_identifiers(self, record: BatchRecord) -> None:
         """Delete a finished batch's identifier lists (names, ids, addresses: identified
@@ -236,194 +262,75 @@ class Pipeline:
         work = self._work(record)
         for name in ("identifiers.json", "images.json"):
             (work / name).unlink(missing_ok=True)
-        if record.state == ERROR and not self.settings.keep_work_files:
+        if record.state == State.ERROR and not self.settings.keep_work_files:
             for name in ("anonymized", "archive"):
                 shutil.rmtree(work / name, ignore_errors=True)
 
     def _work(self, record: BatchRecord) -> Path:
         return self.ledger.batch_dir(record.key)
 
-    def process(self, keys: Iterable[str]) -> None:
-        """Every batch step in order (the "fused" task layout): filter, pseudonymize,
-        anonymize, package. Each step still checks the stage a batch is at, so a retry
-        resumes where the batch stopped."""
-        for step in (self.filter, self.pseudonymize, self.anonymize, self.package):
-            step(keys)
+    def run(self, step: Step, keys: Iterable[str]) -> None:
+        """Run one step (or, for ``Step.PROCESS``, the four batch steps in order: the
+        "fused" task layout) over some batches. Each step checks the stage a batch is at,
+        so a retry resumes where the batch stopped."""
+        keys = list(keys)
+        steps = {
+            Step.FILTER: self.filter,
+            Step.PSEUDONYMIZE: self.pseudonymize,
+            Step.ANONYMIZE: self.anonymize,
+            Step.PACKAGE: self.package,
+        }
+        for each in BATCH_STEPS if step == Step.PROCESS else (Step(step),):
+            steps[each](keys)
 
     # ---- filter --------------------------------------------------------------------------
 
     def filter(self, keys: Iterable[str]) -> None:
         """Import and filter each image; collect identifiers. QUEUE -> PROCESSING/EMPTY/ERROR."""
-        self._each(keys, "filter", (QUEUE,), self._filter_one)
+        self._each(keys, Step.FILTER, (State.QUEUE,), self._filter_one)
 
     def _filter_one(self, record: BatchRecord) -> None:
+        """Read (scan_study), decide (study_identity), then write: the record's metrics and
+        state, the accepted images and the identifier list of the later steps."""
         s = self.settings
         source = Path(record.source_path)
         refused = batch_problem(source, s.follow_external_symlinks)
         if refused:
             raise BatchError(refused)
-        record.set_state(PROCESSING)
+        record.set_state(State.PROCESSING)
         try:
             listing = list_entries(source, source.parent, s.follow_external_symlinks)
         except FileNotFoundError:
             raise BatchError("the batch folder is gone (moved or deleted during the run)") from None
         except OSError as exc:
             raise BatchError(f"the batch folder cannot be read ({type(exc).__name__})") from None
-        files = listing.paths
-        total = len(files)
-        record.warnings.extend(listing.notes)
-        record.warnings.extend(f"{problem}, not read" for problem in listing.problems)
-        # files of the study that cannot be delivered (unreadable entries, corrupt images)
-        rejected: list[str] = list(listing.problems)
-        accepted: list[dict[str, Any]] = []
-        needles = Needles()
-        series: dict[str, dict[str, Any]] = {}
-        seen: dict[str, set[str]] = {
-            "study_date": set(),
-            "study": set(),
-            "entity": set(),
-            "item": set(),
-        }
-        missing: dict[str, int] = {}
-        size = 0
-        for i, (path, (_, st, _)) in enumerate(zip(files, listing.files, strict=True), 1):
-            size += st.st_size
-            try:
-                ds = read_checked_header(path)
-            except RejectedImageError as exc:
-                rejected.append(f"file {i} of {total}: {exc}")
-                record.warnings.append(f"file {i} of {total}: {exc}, rejected")
-                continue
-            except NotDicomError as exc:
-                record.warnings.append(f"file {i} of {total}: {exc}, skipped")
-                continue
-            series_uid = text(ds, "SeriesInstanceUID")
-            info = series.setdefault(
-                series_uid,
-                {
-                    "number": text(ds, "SeriesNumber"),
-                    "modality": text(ds, "Modality"),
-                    "images": 0,
-                    "removed": 0,
-                    "ordinal": len(series) + 1,
-                },
-            )
-            info["images"] += 1
-            verdict = judge(ds, self.filter_rules)
-            if verdict.skip:
-                info["removed"] += 1
-                record.warnings.append(f"file {i} of {total}: {verdict.skip}, skipped")
-                continue
-            entity, item = text(ds, s.entity_id), text(ds, s.item_id)
-            for keyword, value in ((s.entity_id, entity), (s.item_id, item)):
-                if not value:
-                    missing[keyword] = missing.get(keyword, 0) + 1
-            seen["entity"].add(entity)
-            seen["item"].add(item)
-            seen["study"].add(text(ds, "StudyInstanceUID"))
-            seen["study_date"].add(text(ds, "StudyDate"))
-            needles.update(collect_needles(ds, [source.name]))
-            accepted.append(
-                {
-                    "file": str(path),
-                    "series": text(ds, "SeriesNumber") or str(info["ordinal"]),
-                    "instance": text(ds, "InstanceNumber") or str(len(accepted) + 1),
-                    "item_time": self._item_timestamp(ds),
-                    "birth": dicom_date_to_iso(text(ds, "PatientBirthDate")),
-                    # why the image must go through the pixel stage (None: it need not)
-                    "pixels": verdict.pixels,
-                }
-            )
-        record.metrics.update(
-            {
-                "images_found": total,
-                "images_accepted": len(accepted),
-                "images_skipped": total - len(accepted),
-                "bytes_in": size,
-                "series": len(series),
-                "series_detail": sorted(series.values(), key=lambda v: v["ordinal"]),
-                "series_removed": sum(1 for v in series.values() if v["images"] == v["removed"]),
-                "study_dates": len(seen["study_date"] - {""}),
-                "images_rejected": len(rejected),
-            }
-        )
-        if rejected:
-            self._incomplete(record, rejected, bool(accepted))
-        if not accepted:
-            why = "no image passed the filters" if total else "the batch folder has no files"
-            record.set_state(EMPTY, why)
+        scan = scan_study(listing, listing.paths, source.name, self.filter_rules, s)
+        record.warnings.extend(scan.warnings)
+        record.metrics.update(scan.metrics())
+        warning = incomplete_warning(scan, s)
+        if warning:
+            record.warnings.append(warning)
+        if not scan.accepted:
+            why = "no image passed the filters" if scan.total else "the batch folder has no files"
+            record.set_state(State.EMPTY, why)
             return
-        if missing:
-            names = ", ".join(f"{k} in {n} image(s)" for k, n in sorted(missing.items()))
-            raise BatchError(f"required identifier missing: {names}")
-        if len(seen["study_date"]) > 1:
-            raise BatchError(f"images have {len(seen['study_date'])} different study dates")
-        for what, label in (
-            ("study", "studies (StudyInstanceUID)"),
-            ("entity", f"patients ({s.entity_id})"),
-            ("item", f"accession numbers ({s.item_id})"),
-        ):
-            if len(seen[what]) > 1:
-                raise BatchError(
-                    f"one folder holds {len(seen[what])} different {label}; "
-                    "split it into one folder per study"
-                )
-        first = accepted[0]
-        identity = StudyIdentity(
-            entity_id=sanitize_id(next(iter(seen["entity"]))),
-            item_id=sanitize_id(next(iter(seen["item"]))),
-            entity_source=s.entity_id_source,
-            item_source=s.item_id_source,
-            entity_timestamp=first["birth"],
-            item_timestamp=first["item_time"],
-        )
+        identity = study_identity(scan, s)
         work = self._work(record)
         # derived from the source folder again if lost: not fsynced (the record is)
-        write_json(work / "images.json", accepted, durable=False)
+        write_json(work / "images.json", accepted_json(scan), durable=False)
         write_json(
             work / "identifiers.json",
-            {"identity": asdict(identity), "needles": needles.as_dict()},
+            {"identity": asdict(identity), "needles": scan.needles.as_dict()},
             durable=False,
         )
-        record.outputs["stage"] = FILTERED
+        record.outputs.stage = Stage.FILTERED
         log.info(
             "batch %s: %d of %d images accepted, %d series",
             record.key,
-            len(accepted),
-            total,
-            len(series),
+            len(scan.accepted),
+            scan.total,
+            len(scan.series),
         )
-
-    def _incomplete(self, record: BatchRecord, rejected: list[str], others: bool) -> None:
-        """The rule for a study with files that cannot be delivered (docs/pipeline.md): the
-        batch ends ERROR naming the count and the first problem, so a study is never
-        delivered silently incomplete; with ``deliver_incomplete_studies`` on, the images
-        that passed are delivered and the batch carries a warning instead."""
-        if others and self.settings.deliver_incomplete_studies:
-            record.warnings.append(
-                f"delivered without {len(rejected)} file(s) that cannot be delivered "
-                "(deliver_incomplete_studies is on)"
-            )
-            return
-        more = f" (and {len(rejected) - 1} more, see the warnings)" if len(rejected) > 1 else ""
-        raise BatchError(
-            f"{len(rejected)} file(s) of the study cannot be delivered, the study would be "
-            f"incomplete: {rejected[0]}{more}; replace them (fetch the study again), "
-            "then reprocess the batch"
-        )
-
-    @staticmethod
-    def _item_timestamp(ds: Any) -> str | None:
-        for date_kw, time_kw in (
-            ("StudyDate", "StudyTime"),
-            ("SeriesDate", "SeriesTime"),
-            ("ContentDate", "ContentTime"),
-            ("AcquisitionDate", "AcquisitionTime"),
-        ):
-            stamp = dicom_date_to_iso(text(ds, date_kw), text(ds, time_kw))
-            if stamp:
-                return stamp
-        return None
 
     # ---- pseudonymize --------------------------------------------------------------------
 
@@ -431,8 +338,8 @@ class Pipeline:
         """Get pseudonyms, one request per batch."""
         self._each(
             keys,
-            "pseudonymize",
-            ((PROCESSING, FILTERED), (PROCESSING, PSEUDONYMIZED)),
+            Step.PSEUDONYMIZE,
+            ((State.PROCESSING, Stage.FILTERED), (State.PROCESSING, Stage.PSEUDONYMIZED)),
             self._pseudonymize_one,
         )
 
@@ -449,9 +356,11 @@ class Pipeline:
         answer = self._provider().lookup(self.settings.study_name, build_request([identity]))
         pseudonym = parse_response(answer, identity)
         write_json(work / "pseudonym.json", asdict(pseudonym))
-        record.outputs.update(
-            stage=PSEUDONYMIZED,
+        record.outputs = replace(
+            record.outputs,
+            stage=Stage.PSEUDONYMIZED,
             provider=self.settings.pseudonym_provider,
+            pseudonym_source=self.pseudonym_source,
             entity_suid=pseudonym.entity_suid,
             item_suid=pseudonym.item_suid,
         )
@@ -462,14 +371,14 @@ class Pipeline:
         """Apply the header recipe to every accepted image; leak-check each in memory."""
         self._each(
             keys,
-            "anonymize",
-            ((PROCESSING, PSEUDONYMIZED), (PROCESSING, ANONYMIZED)),
+            Step.ANONYMIZE,
+            ((State.PROCESSING, Stage.PSEUDONYMIZED), (State.PROCESSING, Stage.ANONYMIZED)),
             self._anonymize_one,
         )
 
     def _anonymize_one(self, record: BatchRecord) -> None:
         work = self._work(record)
-        images = read_json(work / "images.json")
+        images = [AcceptedImage.from_json(i) for i in read_json(work / "images.json")]
         needles = Needles.from_dict(read_json(work / "identifiers.json")["needles"])
         pseudonym = Pseudonym(**read_json(work / "pseudonym.json"))
         scanner = self.scanner(needles)
@@ -486,14 +395,14 @@ class Pipeline:
         held: list[dict[str, Any]] = []
         cleaned = released = 0
         for image in images:
-            original = read_full(image["file"])
-            risk = image.get("pixels")  # the filter step's verdict on this image
+            original = read_full(image.file)
+            risk = image.pixels  # the filter step's verdict on this image
             plan = plan_pixels(original, self.filter_rules.recipe) if risk else None
             ocr_words = header_identifiers(original) if plan else None
             ds = anonymize_dataset(
                 original, self.recipe, variables, scanner, self.profile, clean=scanner.redact
             )
-            name = _file_name(image["series"], image["instance"], names)
+            name = _file_name(image.series, image.instance, names)
             if plan is not None and ocr_words is not None:
                 fuzzy = identifier_matcher(*ocr_words)
                 outcome = clean_pixels(
@@ -529,32 +438,32 @@ class Pipeline:
         record.metrics.update(
             images_pixel_cleaned=cleaned, images_released=released, images_held=len(held)
         )
-        record.outputs["held"] = held
-        record.outputs["files"] = sorted(names - {h["file"] for h in held})
+        record.outputs.held = held
+        record.outputs.files = sorted(names - {h["file"] for h in held})
         if held:
             log.info("batch %s: %d image(s) held back for review", record.key, len(held))
         if held and decision is None and self.settings.pixel_hold == "study":
             record.set_state(
-                HELD,
+                State.HELD,
                 f"{len(held)} image(s) held for review: their pixels could not be verified "
                 "free of burned-in text; release or reject the batch after looking at the "
                 "masked thumbnails",
             )
             return
-        if not record.outputs["files"]:
+        if not record.outputs.files:
             who = "rejected by a reviewer" if decision == REJECT else "held back"
-            record.set_state(EMPTY, f"every image was {who} (burned-in text)")
+            record.set_state(State.EMPTY, f"every image was {who} (burned-in text)")
             return
         if held:
             why = "rejected by a reviewer" if decision == REJECT else "held for review"
             record.warnings.append(f"{len(held)} image(s) {why}, delivered without them")
-        record.outputs["stage"] = ANONYMIZED
+        record.outputs.stage = Stage.ANONYMIZED
 
     # ---- package and verify --------------------------------------------------------------
 
     def package(self, keys: Iterable[str]) -> None:
         """Pack each batch, build its row, and verify names, row and archive headers."""
-        self._each(keys, "package", ((PROCESSING, ANONYMIZED),), self._package_one)
+        self._each(keys, Step.PACKAGE, ((State.PROCESSING, Stage.ANONYMIZED),), self._package_one)
 
     def _package_one(self, record: BatchRecord) -> None:
         s = self.settings
@@ -566,7 +475,7 @@ class Pipeline:
         defined_terms = frozenset(header.get("defined_terms", ()))
         name = archive_name(pseudonym.entity_suid, header["study_date"], pseudonym.item_suid)
         members = [
-            (f"{pseudonym.item_suid}/{f}", work / "anonymized" / f) for f in record.outputs["files"]
+            (f"{pseudonym.item_suid}/{f}", work / "anonymized" / f) for f in record.outputs.files
         ]
         target = work / "archive" / name
         row = metadata_row(header["shared"], pseudonym.entity_suid, pseudonym.item_suid)
@@ -586,8 +495,9 @@ class Pipeline:
             target.unlink(missing_ok=True)
             raise LeakError("original identifier found in " + "; ".join(leaks[:5]))
         write_json(work / "archive" / "row.json", row, durable=False)
-        record.outputs.update(
-            stage=PACKAGED,
+        record.outputs = replace(
+            record.outputs,
+            stage=Stage.PACKAGED,
             verified=True,
             archive=str(target),
             archive_name=name,
@@ -599,7 +509,7 @@ class Pipeline:
             deidentification=self.profile.describe(),
             version=__version__,
         )
-        record.set_state(DONEPROCESSING)
+        record.set_state(State.DONEPROCESSING)
         if not s.keep_work_files:
             shutil.rmtree(work / "anonymized", ignore_errors=True)
         log.info("batch %s: packaged and verified %d images", record.key, len(members))
@@ -614,16 +524,15 @@ class Pipeline:
         ready = []
         for key in keys:
             record = self.ledger.get(key)
-            if record is None or record.state != DONEPROCESSING:
+            if record is None or record.state != State.DONEPROCESSING:
                 continue
             out = record.outputs
             if not (
-                out.get("verified")
-                and out.get("entity_suid")
-                and out.get("item_suid")
-                and Path(out.get("archive", "")).is_file()
+                out.verified and out.entity_suid and out.item_suid and Path(out.archive).is_file()
             ):
-                record.set_state(ERROR, "deliver: refused, batch is not verified as anonymized")
+                record.set_state(
+                    State.ERROR, "deliver: refused, batch is not verified as anonymized"
+                )
                 self.ledger.save(record)
                 self.drop_identifiers(record)
                 continue
@@ -634,49 +543,48 @@ class Pipeline:
             delivered = self.ledger.note_attempts(ready)
             for record in ready:
                 # every version sendit put at this batch's object (the replace-own rule)
-                record.outputs["previous_sha256"] = delivered[record.key].own_versions()
+                record.outputs.previous_sha256 = delivered[record.key].own_versions()
         return ready
 
     def row_of(self, record: BatchRecord) -> dict[str, str]:
         """The metadata row of a packaged batch."""
         return read_json(self._work(record) / "archive" / "row.json")
 
-    def mark_delivered(self, record: BatchRecord, where: dict[str, Any]) -> None:
+    def mark_delivered(self, record: BatchRecord, where: dict[str, Any]) -> Delivery | None:
         """DONEPROCESSING -> DONE and "what sendit delivered" in one transaction; then
-        remove identified work files, and in the outbox the batch's own earlier object when
-        this one has another name (one object and one row per study)."""
+        remove identified work files. Returns what sendit had delivered for the batch
+        before, when it went to the same place (target and location): the caller removes
+        it if it has another object name or row key (one object and one row per study)."""
         # identified work files go first: a crash before the DONE transaction leaves the
         # batch to be redone from its source (the same bytes, replaced by themselves), never
         # a DONE batch whose identifier lists no later run would delete
         work = self._work(record)
         for name in ("identifiers.json", "images.json"):
             (work / name).unlink(missing_ok=True)
-        record.outputs.update(where)
-        record.finish("deliver")
-        record.set_state(DONE)
+        record.outputs = replace(record.outputs, **where)
+        record.finish(Step.DELIVER)
+        record.set_state(State.DONE)
         outbox = where.get("delivered_to") == "outbox"
         location = str(where.get("bucket") or (self.settings.outbox if outbox else ""))
         with self.ledger.transaction():
             before = self.ledger.delivery(record.key)
             self.ledger.save(record)
             self.ledger.confirm_delivery(record, location)
-        mine = before is not None and (before.target, before.location) == ("outbox", location)
-        if outbox and before is not None and mine:
-            from sendit_ops.delivery import outbox as box
-
-            s, out = self.settings, record.outputs
-            table = box.table_path(Path(location), s.collection, s.bigquery_table)
-            box.remove_replaced(Path(location), table, before, out["object_name"], out["item_suid"])
         if not self.settings.keep_work_files:
             shutil.rmtree(work / "archive", ignore_errors=True)
+        same_place = before is not None and (before.target, before.location) == (
+            where.get("delivered_to"),
+            location,
+        )
+        return before if same_place else None
 
     def mark_failed(self, record: BatchRecord, exc: Exception) -> None:
         """A delivery failure of one batch: ERROR with the (PHI-free) reason; a full disk
         says so ("no space left on the outbox"), and the identifier lists go (finished)."""
         if is_no_space(exc):
-            exc = NoSpaceError("outbox", record.outputs.get("bytes_out", 0))
+            exc = NoSpaceError("outbox", record.outputs.bytes_out)
         reason = str(exc) if isinstance(exc, BatchError) else type(exc).__name__
-        record.set_state(ERROR, f"deliver: {reason}")
+        record.set_state(State.ERROR, f"deliver: {reason}")
         self.drop_identifiers(record)
         self.ledger.save(record)
 
@@ -686,7 +594,7 @@ class Pipeline:
         batch is finished, whatever its end)."""
         for key in keys:
             record = self.ledger.get(key)
-            if record and record.state in (EMPTY, ERROR, HELD):
+            if record and record.state in (State.EMPTY, State.ERROR, State.HELD):
                 self.drop_identifiers(record)  # a held batch is redone from its source
 
 
@@ -696,7 +604,7 @@ RELEASE, REJECT = "release", "reject"
 def review_decision(record: BatchRecord) -> str | None:
     """A reviewer's decision on this batch's held images (release or reject), if it was made
     for the content the batch has now (a changed study needs a new review)."""
-    review = record.outputs.get("review") or {}
+    review = record.outputs.review or {}
     if review.get("fingerprint") != record.fingerprint:
         return None
     return review.get("decision") if review.get("decision") in (RELEASE, REJECT) else None
@@ -727,65 +635,3 @@ def _file_name(series: str, instance: str, taken: set[str]) -> str:
         name = f"{base}_{n}.dcm"
     taken.add(name)
     return name
-
-
-def _outbox_error(exc: Exception) -> Exception:
-    """The reason an outbox write failed, as an admin reads it (a full disk named)."""
-    if is_no_space(exc):
-        return exc  # mark_failed words it with the batch's size
-    if isinstance(exc, BatchError):
-        return exc
-    return DeliveryError(f"outbox write failed ({type(exc).__name__})")
-
-
-def deliver_to_outbox(pipeline: Pipeline, keys: Iterable[str], outbox: Path) -> dict[str, int]:
-    """Deliver ready batches to the local outbox (objects, then one upsert of all rows)."""
-    from sendit_ops.delivery import outbox as box
-
-    s = pipeline.settings
-    counts = {"created": 0, "exists": 0, "replaced": 0, "failed": 0}
-    delivered: list[tuple[BatchRecord, dict[str, str]]] = []
-    created: dict[str, bool] = {}
-    for record in pipeline.ready_for_delivery(keys):
-        record.start("deliver")
-        try:
-            out = record.outputs
-            status = box.put_object(
-                outbox,
-                out["object_name"],
-                Path(out["archive"]),
-                out["sha256"],
-                replaces=out.get("previous_sha256"),
-            )
-            counts[status] += 1
-            created[record.key] = status == "created"
-            row = pipeline.row_of(record)
-            row["storage_download"] = (outbox / out["object_name"]).resolve().as_uri()
-            row["storage_metadataLink"] = row["storage_download"]
-            delivered.append((record, row))
-        except (BatchError, OSError) as exc:
-            counts["failed"] += 1
-            pipeline.mark_failed(record, _outbox_error(exc))
-    if delivered:
-        table = box.table_path(outbox, s.collection, s.bigquery_table)
-        try:
-            counts.update(box.upsert_rows(table, [row for _, row in delivered]))
-        except OSError as exc:
-            # no row, so no object either: an archive without its row looks delivered to
-            # whoever reads the outbox; objects this call created are removed, the batches
-            # end ERROR and the next run delivers them again
-            # the table is rewritten whole: its size plus the new rows
-            need = sum(len(json.dumps(row)) + 1 for _, row in delivered)
-            need += table.stat().st_size if table.exists() else 0
-            for record, _ in delivered:
-                if created.get(record.key):
-                    (outbox / record.outputs["object_name"]).unlink(missing_ok=True)
-                counts["failed"] += 1
-                pipeline.mark_failed(
-                    record,
-                    NoSpaceError("outbox", need) if is_no_space(exc) else _outbox_error(exc),
-                )
-            return counts
-        for record, _ in delivered:
-            pipeline.mark_delivered(record, {"delivered_to": "outbox", "delivered_at": time.time()})
-    return counts

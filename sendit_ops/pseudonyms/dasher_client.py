@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import requests
 
-from sendit_ops.core.errors import ProviderError
+from sendit_ops.core.errors import ConfigError, ProviderError
 
 log = logging.getLogger("sendit.dasher")
 MAX_ITEMS_PER_ENTITY = 1000
@@ -95,12 +95,28 @@ class FileTokenStore:
             yield
 
 
+STANFORD_FIELDS = {
+    "accessToken": "the access token",
+    "refreshToken": "the refresh token",
+    "token_uri": "the URL where DASHER refreshes tokens",
+}
+
+
 def stanford_to_connection(data: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """Turn sendit's ``.stanford`` credentials JSON into an Airflow connection (JSON form)."""
+    """Turn sendit's ``.stanford`` credentials JSON into an Airflow connection in Airflow's
+    JSON form: the value of ``AIRFLOW_CONN_<CONN_ID>`` or of ``airflow connections add
+    <conn_id> --conn-json``. It carries no ``conn_id`` (Airflow takes the id from the variable
+    name or the command line, and refuses a JSON that names one). ``base_url``, if given,
+    wins over the file's. A missing or empty field raises ConfigError naming it."""
+    if not isinstance(data, dict):
+        raise ConfigError("the DASHER credentials are not a JSON object")
+    for field, meaning in STANFORD_FIELDS.items():
+        if not isinstance(data.get(field), str) or not data[field].strip():
+            raise ConfigError(f"the DASHER credentials lack '{field}' ({meaning})")
     tokens = Tokens.from_stanford_json(data)
     return {
         "conn_type": "dasher",
-        "host": data.get("base_url") or base_url,
+        "host": base_url or data.get("base_url") or "",
         "login": tokens.client_id,
         "password": tokens.access_token,
         "extra": {
@@ -229,7 +245,7 @@ class DasherClient:
 
     def _refresh(self, used: Tokens) -> None:
         lock = getattr(self.store, "lock", None)
-        with lock() if lock else _nullcontext():
+        with lock() if lock else nullcontext():
             current = self.store.load()
             if current.access_token != used.access_token:
                 return  # another process rotated the tokens meanwhile: use theirs
@@ -258,11 +274,6 @@ class DasherClient:
                 raise ProviderError("DASHER token refresh answer is malformed") from None
             self.store.save(rotated)
             log.info("DASHER access token refreshed and stored")
-
-
-@contextmanager
-def _nullcontext():
-    yield
 
 
 def split_request(request: dict[str, Any]) -> list[dict[str, Any]]:
