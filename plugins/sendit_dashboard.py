@@ -1,4 +1,10 @@
-"""Airflow plugin: sendit's batches dashboard at /sendit/ on the API server.
+"""Airflow plugin: sendit's batches dashboard, served at /sendit/ by the API server and shown
+inside the Airflow UI under *Browse → sendit batches* (``/plugin/sendit-batches``).
+
+The menu entry is an external view with a ``url_route``: Airflow 3 then renders ``href`` in
+a frame inside its own UI (navigation, dark mode, login all Airflow's) and keeps the UI's
+address in step with the frame's (``/plugin/sendit-batches/sendit/?state=ERROR`` opens
+that filtered view). Without ``url_route`` the entry would only open the page in a new tab.
 
 Airflow imports every plugin module in every process that loads plugins, including each
 task process (for listeners). Building the dashboard imports FastAPI and the API server's
@@ -20,10 +26,16 @@ def _fastapi_apps() -> list[dict]:
 
 
 class SenditDashboardPlugin(AirflowPlugin):
-    """Mounts the dashboard and links it from the UI's Browse menu."""
+    """Mounts the dashboard and shows it in the UI's Browse menu."""
 
     name = "sendit_dashboard"
     fastapi_apps = _fastapi_apps()
     external_views = [
-        {"name": "sendit batches", "href": "/sendit/", "destination": "nav", "category": "browse"}
+        {
+            "name": "sendit batches",
+            "href": "/sendit/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "sendit-batches",
+        }
     ]
