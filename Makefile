@@ -5,9 +5,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 DEMO := $(CURDIR)/.demo
 
-.PHONY: install demo demo-dasher test test-deps lint bench dasher-dev clean
+.PHONY: install demo demo-dasher test test-deps lint bench dasher-dev clean airflow
 # Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text
-DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core
+DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9
@@ -64,3 +64,12 @@ demo-dasher: install  ## the demo with pseudonyms from the DASHER dev server
 	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit run --input $(DEMO)/input --outbox $(DEMO)/outbox-dasher \
 	  --provider dasher --dasher-credentials $(DEMO)/dasher.json --work-root $(DEMO)/work-dasher \
 	  || [ $$? -eq 3 ]
+
+# a real local Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor) on the
+# local PostgreSQL, else SQLite; its state (key, demo folder, work, outbox, AIRFLOW_HOME) in
+# SENDIT_HOME; `make airflow AIRFLOW_PORT=8081 SENDIT_HOME=/tmp/x` (docs/setup.md)
+AIRFLOW_PORT ?= 8080
+SENDIT_HOME ?= $(CURDIR)/.sendit
+
+airflow: install  ## a real Airflow with sendit's DAGs on :$(AIRFLOW_PORT), in the foreground (Ctrl-C stops it)
+	$(VENV)/bin/python -m devtools.local_airflow --port $(AIRFLOW_PORT) --home "$(SENDIT_HOME)"

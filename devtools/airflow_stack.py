@@ -91,14 +91,16 @@ class AirflowStack:
         env: dict[str, str] | None = None,
         password: str = "admin-pw",
         parse_interval: int = 5,
+        port: int | None = None,
     ):
         self.home = home
         self.db_url = db_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = password
         self.celery_workers = celery_workers
         self.procs: list[subprocess.Popen] = []
+        self.names: list[str] = []  # the component of each process in procs
         self._token: str | None = None
         self.env = {
             **os.environ,
@@ -156,6 +158,7 @@ class AirflowStack:
             for i in range(1, self.celery_workers + 1)
         ]
         for name, args in components:
+            self.names.append(name)
             env = {**self.env, "SENDIT_WORKER_NAME": name}
             out = (logs / f"{name}.log").open("w")
             self.procs.append(

@@ -8,7 +8,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
+
+pytestmark = pytest.mark.live
 
 SENDIT = str(ROOT / ".venv" / "bin" / "sendit")
 
@@ -107,3 +110,79 @@ def test_bad_arguments_give_one_clear_line(tmp_path):
     assert bad.returncode == 2
     assert "'gzip_level' must be between 0 and 9" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+STANFORD = {
+    "accessToken": "access-0123456789",
+    "refreshToken": "refresh-0123456789",
+    "token_uri": "https://dasher.example.org/api/token",
+    "client_id": "sendit",
+}
+
+
+def test_import_stanford_without_token_uri_is_one_clear_line(tmp_path):
+    """A .stanford file lacking a field: one line naming it, exit 2, no traceback."""
+    creds = tmp_path / ".stanford"
+    creds.write_text(json.dumps({k: v for k, v in STANFORD.items() if k != "token_uri"}))
+    done = run(
+        "import-stanford", str(creds), "--base-url", "https://dasher.example.org/api", home=tmp_path
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sendit: ") and "'token_uri'" in lines[0]
+    # nor without a base URL, nor an unreadable file
+    creds.write_text(json.dumps(STANFORD))
+    no_url = run("import-stanford", str(creds), home=tmp_path)
+    assert no_url.returncode == 2 and "--base-url" in no_url.stderr
+    assert len(no_url.stderr.strip().splitlines()) == 1
+    absent = run("import-stanford", str(tmp_path / "nope"), "--base-url", "x", home=tmp_path)
+    assert absent.returncode == 2 and "cannot read" in absent.stderr
+    assert "Traceback" not in absent.stderr + no_url.stderr
+
+
+def test_import_stanford_prints_a_connection_airflow_reads_from_the_environment(
+    tmp_path, monkeypatch
+):
+    """What docs/dasher.md pastes into AIRFLOW_CONN_DASHER_DEFAULT: Airflow's JSON form without
+    a conn_id (a mapping {conn_id: ...} or a "conn_id" key makes Airflow report that the
+    connection "isn't defined"). Read back by `airflow connections get`, by the Task SDK's
+    parser, and accepted by the DasherHook."""
+    creds = tmp_path / ".stanford"
+    creds.write_text(json.dumps(STANFORD))
+    url = "https://dasher.example.org/api"
+    done = run("import-stanford", str(creds), "--base-url", url, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1  # one line: fits an .env file too
+    conn = json.loads(done.stdout)
+    assert "conn_id" not in conn and conn["conn_type"] == "dasher" and conn["host"] == url
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW_CONN_DASHER_DEFAULT=done.stdout)
+    airflow = str(ROOT / ".venv" / "bin" / "airflow")
+    got = subprocess.run(
+        [airflow, "connections", "get", "dasher_default", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert got.returncode == 0, got.stderr[-2000:]
+    shown = json.loads(next(x for x in got.stdout.splitlines() if x.startswith("[{")))[0]
+    assert (shown["conn_type"], shown["host"], shown["login"], shown["password"]) == (
+        "dasher",
+        url,
+        "sendit",
+        STANFORD["accessToken"],
+    )
+    assert shown["extra_dejson"]["token_uri"] == STANFORD["token_uri"]
+
+    from airflow.sdk.definitions.connection import Connection
+
+    from sendit_ops.airflow.dasher_hook import DasherHook
+
+    parsed = Connection.from_json(done.stdout, conn_id="dasher_default")
+    assert parsed.extra_dejson["refresh_token"] == STANFORD["refreshToken"]
+    monkeypatch.setenv("AIRFLOW_CONN_DASHER_DEFAULT", done.stdout)
+    client = DasherHook("dasher_default").get_client()
+    assert client.base_url == url

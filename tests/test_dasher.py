@@ -14,6 +14,8 @@ from sendit_ops.core.errors import ProviderError
 from sendit_ops.pseudonyms.dasher_client import DasherClient, FileTokenStore, RetryPolicy, Tokens
 from sendit_ops.pseudonyms.providers import StudyIdentity, build_request, parse_response
 
+pytestmark = pytest.mark.emulator
+
 FAST = RetryPolicy(
     max_attempts=4, max_total_seconds=20, base_delay=0.05, max_delay=0.5, timeout=(2.0, 1.0)
 )
@@ -138,3 +140,20 @@ def test_stanford_credentials_import(dasher, tmp_path):
     conn = stanford_to_connection(dasher.creds(), "")
     assert conn["conn_type"] == "dasher" and conn["host"] == dasher.url
     assert json.dumps(conn)  # usable as AIRFLOW_CONN_DASHER_DEFAULT
+    # Airflow takes the id from the variable's name and refuses a JSON that carries one
+    assert "conn_id" not in conn
+    other = "https://other.example.org/api"  # --base-url wins over the file's base_url
+    assert stanford_to_connection(dasher.creds(), other)["host"] == other
+
+
+@pytest.mark.parametrize("field", ["accessToken", "refreshToken", "token_uri"])
+def test_stanford_credentials_without_a_field_name_it(field):
+    from sendit_ops.core.errors import ConfigError
+    from sendit_ops.pseudonyms.dasher_client import stanford_to_connection
+
+    creds = {"accessToken": "a-token", "refreshToken": "r-token", "token_uri": "https://t/token"}
+    for broken in ({k: v for k, v in creds.items() if k != field}, {**creds, field: ""}):
+        with pytest.raises(ConfigError, match=f"lack '{field}'"):
+            stanford_to_connection(broken, "https://dasher.example.org/api")
+    with pytest.raises(ConfigError, match="not a JSON object"):
+        stanford_to_connection(["not", "an", "object"], "https://dasher.example.org/api")
