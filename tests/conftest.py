@@ -24,6 +24,41 @@ os.environ.pop("AIRFLOW_VAR_SENDIT_SETTINGS", None)
 os.environ.pop("AIRFLOW_VAR_SENDIT_INPUT_FOLDERS", None)
 
 SECRET = os.environ["AIRFLOW_VAR_SENDIT_SECRET_KEY"].encode()
+
+# Test tiers: every test has exactly one (its module's ``pytestmark``, or its own mark).
+#   unit      no service, no Airflow run: `pytest -m unit` is the inner loop (< 1 min)
+#   emulator  starts a real service (PostgreSQL, fake-gcs, crucible, the DASHER dev server,
+#             dciodvfy), or puts whole studies through the pipeline or OCR
+#   live      runs Airflow itself (dag.test, or api-server + scheduler + workers)
+# `make test` runs all three.
+TIERS = {
+    "unit": "no service, no Airflow run; the fast inner loop",
+    "emulator": "starts a real service (database, emulator, DASHER dev server), or puts "
+    "whole studies through the pipeline or OCR",
+    "live": "runs Airflow (dag.test or a whole stack)",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, what in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test without a tier, or with two, is an error: not a test that `-m unit` silently
+    leaves out. (A module with tests of several tiers marks them one by one.)"""
+    wrong = []
+    for item in items:
+        tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid} ({', '.join(sorted(tiers)) or 'none'})")
+    if wrong:
+        raise pytest.UsageError(
+            "every test needs exactly one tier mark, unit, emulator or live "
+            "(tests/conftest.py): " + "; ".join(wrong[:10])
+        )
+
+
 PHI_STRINGS = (
     "DOE",
     "JANE",
@@ -86,7 +121,8 @@ def make_pipeline(tmp_path: Path):
 def run_in_process(pipe, input_dir: Path, *, reprocess: bool = False, requested=None):
     """Run every step of the pipeline over an input folder, like one DAG run."""
     from sendit_ops.core.discovery import find_batches, select_batches
-    from sendit_ops.pipeline.batch import deliver_to_outbox
+    from sendit_ops.delivery.loop import deliver
+    from sendit_ops.delivery.outbox import OutboxTarget
 
     found = find_batches(input_dir, pipe.secret_key, input_dir.name)
     chosen, _ = select_batches(
@@ -99,6 +135,6 @@ def run_in_process(pipe, input_dir: Path, *, reprocess: bool = False, requested=
     keys = pipe.register(chosen)
     for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
         step(keys)
-    deliver_to_outbox(pipe, keys, Path(pipe.settings.outbox))
+    deliver(pipe, OutboxTarget.from_settings(pipe.settings), keys)
     names = {b.key: b.folder_name for b in found}
     return {names[k]: pipe.ledger.load(k) for k in keys}

@@ -36,6 +36,8 @@ from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.recipe_variables import recipe_variables, uid_remapper
 from sendit_ops.pseudonyms.providers import Pseudonym
 
+pytestmark = pytest.mark.unit
+
 TABLE = load_table()
 MARK = "[CLEANED]"
 JITTER = -21

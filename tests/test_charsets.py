@@ -19,6 +19,8 @@ from sendit_ops.dicom.identifiers import IdentifierMatcher, collect_needles
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.packaging.archive import header_bytes
 
+pytestmark = pytest.mark.unit
+
 JAPANESE = "Yamada^Tarou=山田^太郎=やまだ^たろう"
 KOREAN = "Hong^Gildong=洪^吉洞=홍^길동"
 FREE_TEXT = ("StudyDescription", "SeriesDescription", "ImageComments")

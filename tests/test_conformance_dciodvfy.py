@@ -31,6 +31,8 @@ from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.recipe_variables import recipe_variables, uid_remapper
 from sendit_ops.pseudonyms.providers import Pseudonym
 
+pytestmark = pytest.mark.emulator
+
 
 def pydicom_data_files() -> list[Path]:
     """pydicom-data's files (the ``data_store`` package: many transfer syntaxes, enhanced

@@ -22,9 +22,13 @@ from conftest import ROOT, SECRET, run_in_process
 from test_ledger_db import postgres_url  # noqa: F401  (the session's PostgreSQL database)
 
 from sendit_ops.core.discovery import find_batches, select_batches
+from sendit_ops.core.lifecycle import Step
 from sendit_ops.delivery import outbox as box
-from sendit_ops.pipeline.batch import deliver_to_outbox
+from sendit_ops.delivery.loop import deliver
+from sendit_ops.delivery.outbox import OutboxTarget
 from sendit_ops.sample_data import PATIENTS, write_study
+
+pytestmark = pytest.mark.emulator
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -55,7 +59,7 @@ def _process(pipe, inbox: Path, reprocess: bool = False) -> list[str]:
         reprocess=reprocess,
     )
     keys = pipe.register(chosen)
-    pipe.process(keys)
+    pipe.run(Step.PROCESS, keys)
     return keys
 
 
@@ -82,11 +86,12 @@ def _crash_after_package(tmp_path: Path, pipe, inbox: Path) -> None:
         from pathlib import Path
         from sendit_ops.pipeline.batch import Pipeline
         from sendit_ops.core.discovery import find_batches
+        from sendit_ops.core.lifecycle import Step
         from sendit_ops.core.settings import load_settings
         settings = load_settings({layer!r})
         pipe = Pipeline(settings, {SECRET!r}, {pipe.dag_id!r}, run_id="run-killed")
         keys = pipe.register(find_batches(Path({str(inbox)!r}), pipe.secret_key, "in"))
-        pipe.process(keys)
+        pipe.run(Step.PROCESS, keys)
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
@@ -123,7 +128,7 @@ def _interrupt(how: str, tmp_path: Path, make_pipeline, inbox: Path, monkeypatch
         with monkeypatch.context() as patch:
             patch.setattr(box, "upsert_rows", die)
             with pytest.raises(Crash):
-                deliver_to_outbox(pipe, keys, Path(pipe.settings.outbox))
+                deliver(pipe, OutboxTarget.from_settings(pipe.settings), keys)
         objects, rows = _outbox_state(pipe)
         assert len(objects) == 1 and _images_in(objects[0]) == 3  # the new object...
         assert len(rows) == 1  # ...but the old row
@@ -150,13 +155,13 @@ def test_an_updated_study_interrupted_before_delivery_converges(
     assert record.state == "DONE", record.reasons
     objects, rows = _outbox_state(pipe)
     assert len(objects) == 1 and _images_in(objects[0]) == 3
-    assert box.sha256_file(objects[0]) == record.outputs["sha256"]
-    assert [r["CodedAccessionNumberID"] for r in rows] == [record.outputs["item_suid"]]
-    assert rows[0]["storage_download"].endswith(record.outputs["object_name"])
+    assert box.sha256_file(objects[0]) == record.outputs.sha256
+    assert [r["CodedAccessionNumberID"] for r in rows] == [record.outputs.item_suid]
+    assert rows[0]["storage_download"].endswith(record.outputs.object_name)
     delivered = pipe.ledger.delivery(record.key)
     assert (delivered.sha256, delivered.object_name) == (
-        record.outputs["sha256"],
-        record.outputs["object_name"],
+        record.outputs.sha256,
+        record.outputs.object_name,
     )
     assert delivered.attempts == []
 
@@ -183,7 +188,7 @@ def test_a_foreign_object_is_never_replaced_whatever_the_batch_state(tmp_path, m
     inbox = tmp_path / "in"
     _study(inbox, 2)
     first = run_in_process(make_pipeline(run_id="r1"), inbox)["ACC1"]
-    target = Path(make_pipeline().settings.outbox) / first.outputs["object_name"]
+    target = Path(make_pipeline().settings.outbox) / first.outputs.object_name
     target.write_bytes(b"someone else's file")
     _study(inbox, 3)
     _process(make_pipeline(run_id="r2"), inbox)  # a dry run in between
@@ -204,10 +209,10 @@ def test_a_new_object_name_removes_the_batchs_own_previous_object_and_row(tmp_pa
     pipe = make_pipeline(run_id="r2")
     second = run_in_process(pipe, inbox)["ACC1"]
     assert second.state == "DONE", second.reasons
-    assert second.outputs["object_name"] != first.outputs["object_name"]
+    assert second.outputs.object_name != first.outputs.object_name
     objects, rows = _outbox_state(pipe)
-    assert [o.name for o in objects] == [Path(second.outputs["object_name"]).name]
-    assert [r["CodedAccessionNumberID"] for r in rows] == [second.outputs["item_suid"]]
+    assert [o.name for o in objects] == [Path(second.outputs.object_name).name]
+    assert [r["CodedAccessionNumberID"] for r in rows] == [second.outputs.item_suid]
 
 
 class _Blob:
@@ -251,8 +256,12 @@ class _Bucket:
 def test_google_replaces_only_versions_sendit_wrote_for_the_batch(tmp_path, make_pipeline):
     """The GCS rule (object metadata sha256 among the batch's own versions), also after a
     dry run left the batch DONEPROCESSING."""
-    from sendit_ops.airflow.google_target import upload_archive
+    from sendit_ops.airflow.google_target import GoogleTarget
     from sendit_ops.core.errors import DeliveryError
+    from sendit_ops.delivery.target import Archive
+
+    def upload_archive(bucket, record):
+        return GoogleTarget(bucket, None, "`p.d.t`").put_object(Archive.of(record))
 
     inbox = tmp_path / "in"
     _study(inbox, 2)
@@ -260,7 +269,7 @@ def test_google_replaces_only_versions_sendit_wrote_for_the_batch(tmp_path, make
     (key,) = _process(pipe, inbox)
     bucket = _Bucket()
     (record,) = pipe.ready_for_delivery([key])
-    assert upload_archive(bucket, record)[0] == "created"
+    assert upload_archive(bucket, record).status == "created"
     pipe.mark_delivered(record, {"delivered_to": "google", "bucket": "b"})
 
     _study(inbox, 3)
@@ -268,11 +277,12 @@ def test_google_replaces_only_versions_sendit_wrote_for_the_batch(tmp_path, make
     pipe = make_pipeline(run_id="r3")
     (key,) = _process(pipe, inbox)
     (record,) = pipe.ready_for_delivery([key])
-    status, blob = upload_archive(bucket, record)
-    assert status == "replaced" and blob.metadata["sha256"] == record.outputs["sha256"]
+    placed = upload_archive(bucket, record)
+    blob = bucket.objects[record.outputs.object_name]
+    assert placed.status == "replaced" and blob.metadata["sha256"] == record.outputs.sha256
     assert len(bucket.objects) == 1
 
-    bucket.objects[record.outputs["object_name"]] = _Blob(bucket, "x", b"foreign", sha="f" * 64)
+    bucket.objects[record.outputs.object_name] = _Blob(bucket, "x", b"foreign", sha="f" * 64)
     _study(inbox, 4)
     pipe = make_pipeline(run_id="r4")
     (key,) = _process(pipe, inbox)

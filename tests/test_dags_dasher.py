@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import PHI_STRINGS
 
 from devtools.dasher_server import DasherState
 from sendit_ops.delivery import outbox as box
 from sendit_ops.pseudonyms.dasher_client import stanford_to_connection
+
+pytestmark = pytest.mark.live
 
 
 def configure(monkeypatch, dasher, demo_input: Path, root: Path) -> dict:

@@ -16,6 +16,8 @@ from pydicom.data import get_testdata_file
 
 from sendit_ops.sample_data import Patient, make_image
 
+pytestmark = pytest.mark.emulator  # whole studies through the pipeline (or OCR on real images)
+
 
 def _study(folder: Path, patient: Patient, charset: str, **values: str) -> None:
     folder.mkdir(parents=True)

@@ -8,8 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import ROOT
+
+pytestmark = pytest.mark.emulator
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 ENV_EXAMPLE = {

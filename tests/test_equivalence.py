@@ -27,6 +27,8 @@ from sendit_ops.dicom.identifiers import Needles
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.pseudonyms.providers import Pseudonym
 
+pytestmark = pytest.mark.emulator  # whole studies through the pipeline (or OCR on real images)
+
 KEY = b"k" * 32
 FEATURES_RECIPE = Path(__file__).parent / "recipes" / "deid.features"
 PSEUDO = Pseudonym("codedpatient01", "codedstudy0001", -21)

@@ -37,6 +37,8 @@ from sendit_ops.core.discovery import batch_key
 from sendit_ops.core.settings import InputFolder
 from sendit_ops.sample_data import PATIENTS, make_image, write_study
 
+pytestmark = pytest.mark.live
+
 NAME = "matrix"  # the input folder's name in sendit (batch ids are keyed on it)
 # the ledgers the matrix runs on, the whole module once each: "sqlite" (in the work root) and
 # "postgresql" (the machine's server, a database made for the session);

@@ -20,6 +20,8 @@ from sendit_ops.dicom.filters import (
 from sendit_ops.dicom.io import NotDicomError, read_header
 from sendit_ops.sample_data import PATIENTS, make_image
 
+pytestmark = pytest.mark.unit
+
 DEFAULT = FilterRules(load_filter_recipe(None))  # pixel_cleaning "off"
 OCR = FilterRules(DEFAULT.recipe, pixel_cleaning="ocr")
 RECIPE = FilterRules(DEFAULT.recipe, pixel_cleaning="recipe")

@@ -26,6 +26,8 @@ from sendit_ops.packaging.archive import header_bytes, metadata_row, shared_head
 from sendit_ops.pseudonyms.providers import Pseudonym
 from sendit_ops.sample_data import PATIENTS, make_image
 
+pytestmark = pytest.mark.unit
+
 RECIPE = load_recipe(None)
 
 

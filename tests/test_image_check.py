@@ -21,6 +21,8 @@ from sendit_ops.dicom.image_check import (
 )
 from sendit_ops.dicom.io import NotDicomError, read_header
 
+pytestmark = pytest.mark.unit
+
 
 def data(name: str) -> bytes:
     """The bytes of one of pydicom's test files."""

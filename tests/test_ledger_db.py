@@ -15,24 +15,19 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
 from sendit_ops.core import ledger as ledger_mod
-from sendit_ops.core.ledger import (
-    DONE,
-    ERROR,
-    QUEUE,
-    BatchRecord,
-    Ledger,
-    RunLocked,
-    dispose_engines,
-    write_json,
-)
+from sendit_ops.core.ledger import Ledger, RunLocked, dispose_engines, write_json
+from sendit_ops.core.lifecycle import State
+from sendit_ops.core.records import BatchRecord
 from sendit_ops.sample_data import PATIENTS, write_study
+
+pytestmark = pytest.mark.emulator
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
@@ -69,9 +64,9 @@ def ledger_url(request) -> str | None:
     return request.getfixturevalue("postgres_url")
 
 
-def _record(key: str, state: str = QUEUE, **outputs) -> BatchRecord:
+def _record(key: str, state: str = State.QUEUE, **outputs) -> BatchRecord:
     record = BatchRecord(key=key, dag_id="sendit_t", source_path=f"/in/{key}", fingerprint="f1")
-    record.outputs.update(outputs)
+    record.outputs = replace(record.outputs, **outputs)
     record.set_state(state)
     return record
 
@@ -81,7 +76,7 @@ def _record(key: str, state: str = QUEUE, **outputs) -> BatchRecord:
 
 def test_records_round_trip_and_state_changes_are_transactions(tmp_path, ledger_url):
     ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
-    a, b = _record("ka"), _record("kb", DONE)
+    a, b = _record("ka"), _record("kb", State.DONE)
     ledger.save_many([a, b])
     assert ledger.get("ka") == a and ledger.load("kb") == b
     assert ledger.get("nope") is None
@@ -91,12 +86,12 @@ def test_records_round_trip_and_state_changes_are_transactions(tmp_path, ledger_
 
     # a failure inside a transaction leaves every record as it was
     with pytest.raises(RuntimeError), ledger.transaction():
-        a.set_state(ERROR, "x")
+        a.set_state(State.ERROR, "x")
         ledger.save(a)
-        b.set_state(QUEUE)
+        b.set_state(State.QUEUE)
         ledger.save(b)
         raise RuntimeError("crash in the middle")
-    assert ledger.load("ka").state == QUEUE and ledger.load("kb").state == DONE
+    assert ledger.load("ka").state == State.QUEUE and ledger.load("kb").state == State.DONE
 
     # another ledger (DAG) in the same database does not see these records
     assert Ledger(tmp_path / "work", "sendit_other", ledger_url).all() == []
@@ -112,27 +107,27 @@ def test_a_reader_never_sees_half_a_transaction(tmp_path, ledger_url):
 
     def writer() -> None:
         with ledger.transaction():
-            ledger.save(_record("ka", DONE))
+            ledger.save(_record("ka", State.DONE))
             inside.set()
             release.wait(10)
-            ledger.save(_record("kb", DONE))
+            ledger.save(_record("kb", State.DONE))
 
     thread = threading.Thread(target=writer)
     thread.start()
     assert inside.wait(10)
     reader = Ledger(tmp_path / "work", "sendit_t", ledger_url)  # another connection
-    assert {r.state for r in reader.all()} == {QUEUE}
+    assert {r.state for r in reader.all()} == {State.QUEUE}
     release.set()
     thread.join(10)
-    assert {r.state for r in reader.all()} == {DONE}
+    assert {r.state for r in reader.all()} == {State.DONE}
 
 
 def test_record_json_ledgers_are_imported_once(tmp_path, ledger_url, caplog, monkeypatch):
     work = tmp_path / "work"
     old = Ledger(work, "sendit_t", ledger_url)
-    done = _record("kdone", DONE, sha256="s" * 64, object_name="Collection/x.tar.gz")
-    done.outputs.update(item_suid="ITEM", delivered_to="outbox")
-    queued = _record("kq", QUEUE, previous_sha256="p" * 64)  # a changed study, re-queued
+    done = _record("kdone", State.DONE, sha256="s" * 64, object_name="Collection/x.tar.gz")
+    done.outputs = replace(done.outputs, item_suid="ITEM", delivered_to="outbox")
+    queued = _record("kq", State.QUEUE, previous_sha256="p" * 64)  # a changed study, re-queued
     for record in (done, queued):
         write_json(old.record_path(record.key), asdict(record))
     old.record_path("kbad").parent.mkdir(parents=True)
@@ -164,10 +159,10 @@ def test_record_json_ledgers_are_imported_once(tmp_path, ledger_url, caplog, mon
 
     # later changes are not overwritten by a second import (another process, a new Ledger)
     changed = ledger.load("kq")
-    changed.set_state(ERROR, "deliver: x")
+    changed.set_state(State.ERROR, "deliver: x")
     ledger.save(changed)
     again = Ledger(work, "sendit_t", ledger_url)
-    assert again.load("kq").state == ERROR
+    assert again.load("kq").state == State.ERROR
     assert len(again.all()) == 2
 
 
@@ -397,7 +392,7 @@ def test_two_runs_at_once_one_waits_the_other_refuses(tmp_path, ledger_url):
     assert waiting.returncode == 0 and "SUMMARY {} 0" in out_b, out_b[-3000:]
     assert "this run waits" in out_b
     ledger = Ledger(tmp_path / "work", "sendit_lockt", ledger_url)
-    assert {r.state for r in ledger.all()} == {DONE}
+    assert {r.state for r in ledger.all()} == {State.DONE}
     assert {r.run_id for r in ledger.all()} == {"run-a"}
     assert len(_objects(tmp_path)) == 3
     assert ledger.run_lock(tmp_path / "in").holder() is None  # released by run-b's report
@@ -411,7 +406,7 @@ def test_a_run_killed_while_holding_the_lock_is_taken_over(tmp_path, ledger_url)
     victim.communicate(timeout=60)
     ledger = Ledger(tmp_path / "work", "sendit_lockt", ledger_url)
     assert ledger.run_lock(tmp_path / "in").holder().run_id == "run-killed"
-    assert {r.state for r in ledger.all()} == {QUEUE}
+    assert {r.state for r in ledger.all()} == {State.QUEUE}
 
     rerun = _start_run(tmp_path, ledger_url, "run-next", wait=10)
     out, _ = rerun.communicate(timeout=300)

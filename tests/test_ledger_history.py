@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 from conftest import run_in_process
 
 from sendit_ops.core.report import summarize, write_run_report
 from sendit_ops.sample_data import PATIENTS, write_study
+
+pytestmark = pytest.mark.emulator  # whole studies through the pipeline (or OCR on real images)
 
 
 def _metrics(pipe) -> dict[str, dict[str, str]]:

@@ -16,6 +16,8 @@ from devtools.airflow_stack import AirflowStack, create_database
 from sendit_ops.delivery import outbox as box
 from sendit_ops.sample_data import make_demo_input
 
+pytestmark = pytest.mark.live
+
 GOOD = ["ACC10001", "ACC10002", "ACC10004"]  # ACC10004: through the pixel stage
 
 

@@ -17,6 +17,8 @@ from devtools.airflow_stack import AirflowStack, create_database
 from sendit_ops.delivery import outbox as box
 from sendit_ops.sample_data import PATIENTS, write_study
 
+pytestmark = pytest.mark.live
+
 
 def stamp(folder: Path, when: datetime) -> None:
     ts = when.timestamp()

@@ -15,6 +15,8 @@ from sendit_ops.core.discovery import find_batches, is_in_progress, select_batch
 from sendit_ops.delivery import outbox as box
 from sendit_ops.sample_data import PATIENTS, write_study
 
+pytestmark = pytest.mark.emulator  # whole studies through the pipeline (or OCR on real images)
+
 
 def outbox_files(root: Path) -> dict[str, bytes]:
     return {
@@ -42,7 +44,7 @@ def test_demo_batches_end_in_the_right_states_with_reasons(demo_input, make_pipe
     # the pixel stage, masked, verified, delivered
     for name in ("ACC10004", "ACC10009"):
         assert records[name].metrics["images_pixel_cleaned"] == 2, name
-        assert records[name].outputs["held"] == []
+        assert records[name].outputs.held == []
     assert records["ACC10005"].reasons == ["the batch folder has no files"]
     assert records["ACC10006"].reasons == ["filter: images have 2 different study dates"]
     assert "AccessionNumber" in records["ACC10007"].reasons[0]
@@ -98,7 +100,7 @@ def test_two_runs_give_identical_archives_and_rows_without_duplicates(demo_input
     # a reprocess recreates byte-identical archives and rows: nothing new, nothing duplicated
     redo = run_in_process(make_pipeline(run_id="r3"), demo_input, reprocess=True)
     assert sum(r.state == "DONE" for r in redo.values()) == 4
-    assert all(r.outputs["delivered_to"] == "outbox" for r in redo.values() if r.state == "DONE")
+    assert all(r.outputs.delivered_to == "outbox" for r in redo.values() if r.state == "DONE")
     assert outbox_files(outbox) == archives
     assert table.read_text() == rows
     # and a fresh work root and outbox with the same key gives the same bytes
@@ -200,7 +202,7 @@ def test_conflicting_object_makes_the_batch_error(tmp_path, make_pipeline):
     write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 1, 1)
     pipe = make_pipeline(keep_work_files=True)
     record = run_in_process(pipe, inbox)["ACC1"]
-    target = Path(pipe.settings.outbox) / record.outputs["object_name"]
+    target = Path(pipe.settings.outbox) / record.outputs.object_name
     target.write_bytes(b"someone else's file")
     redo = run_in_process(make_pipeline(run_id="r2"), inbox, reprocess=True)["ACC1"]
     assert redo.state == "ERROR" and "different archive" in redo.reasons[-1]
@@ -214,10 +216,10 @@ def test_changed_study_replaces_only_its_own_previous_archive(tmp_path, make_pip
     write_study(inbox / "ACC1", PATIENTS[0], "ACC1", "20240115", "CT", 2, 2)
     pipe = make_pipeline(run_id="r2")
     second = run_in_process(pipe, inbox)["ACC1"]
-    assert second.outputs["object_name"] == first.outputs["object_name"]
-    assert second.outputs["sha256"] != first.outputs["sha256"]
-    target = Path(pipe.settings.outbox) / second.outputs["object_name"]
-    assert box.sha256_file(target) == second.outputs["sha256"]
+    assert second.outputs.object_name == first.outputs.object_name
+    assert second.outputs.sha256 != first.outputs.sha256
+    target = Path(pipe.settings.outbox) / second.outputs.object_name
+    assert box.sha256_file(target) == second.outputs.sha256
     assert len(box.read_rows(box.table_path(Path(pipe.settings.outbox), "DEMO", "dicom"))) == 1
 
 

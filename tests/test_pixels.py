@@ -61,6 +61,8 @@ from sendit_ops.sample_data import (
     write_burned_in_ultrasound,
 )
 
+pytestmark = pytest.mark.emulator  # whole studies through the pipeline (or OCR on real images)
+
 warnings.filterwarnings("ignore", module="pydicom")
 RECIPE = load_filter_recipe(None)
 OCR = Settings(pixel_cleaning="ocr")

@@ -20,6 +20,8 @@ from sendit_ops.dicom.identifiers import STANDARD_UID_ROOT, collect_needles
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.pseudonyms.providers import Pseudonym
 
+pytestmark = pytest.mark.unit
+
 RECIPE = load_recipe(None)
 PSEUDO = Pseudonym("codedpatient01", "codedstudy0001", -21)
 FILES = [*DEID_FILES, *pydicom_files()]

@@ -14,6 +14,8 @@ from conftest import PHI_STRINGS
 from sendit_ops.delivery import outbox as box
 from sendit_ops.sample_data import write_burned_in_ultrasound
 
+pytestmark = pytest.mark.live
+
 
 @pytest.fixture
 def held_folder(monkeypatch, tmp_path, airflow_db):
@@ -63,7 +65,7 @@ def test_held_study_is_recorded_then_released_as_shown(held_folder, capfd):
     record = _record(root)
     assert record.state == "HELD", record.reasons
     assert "held for review" in record.reasons[-1]
-    held = record.outputs["held"]  # both images: the id line inside the region stays
+    held = record.outputs.held  # both images: the id line inside the region stays
     assert len(held) == 2 and "text remains after masking" in held[0]["held_reason"]
     assert held[0]["boxes"] and held[0]["thumbnail"].endswith(".png")
     thumb = Path(root / "work" / "sendit_rev" / "batches" / record.key / "review")
@@ -89,7 +91,7 @@ def test_held_study_is_recorded_then_released_as_shown(held_folder, capfd):
     _run({"release": [record.key]})
     record = _record(root)
     assert record.state == "DONE", record.reasons
-    assert record.outputs["review"]["decision"] == "release"
+    assert record.outputs.review["decision"] == "release"
     assert record.metrics["images_released"] == 2
     images = _delivered(root)
     assert len(images) == 2
@@ -108,7 +110,7 @@ def test_rejected_held_images_stay_behind(held_folder):
     key = _record(root).key
     _run({"reject": ["ACC10009"]})  # folder names work as well as batch ids
     record = _record(root)
-    assert record.key == key and record.outputs["review"]["decision"] == "reject"
+    assert record.key == key and record.outputs.review["decision"] == "reject"
     assert record.state == "EMPTY", record.reasons  # every image of it was rejected
     assert record.reasons[-1] == "every image was rejected by a reviewer (burned-in text)"
     assert not _delivered(root)

@@ -14,6 +14,8 @@ from sendit_ops.pseudonyms.providers import (
     sanitize_id,
 )
 
+pytestmark = pytest.mark.unit
+
 KEY = b"0123456789abcdef0123456789abcdef"
 IDENT = StudyIdentity(
     "MRN100234",
