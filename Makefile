@@ -64,6 +64,9 @@ demo-dasher: install  ## the demo with pseudonyms from the DASHER dev server
 	SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit run --input $(DEMO)/input --outbox $(DEMO)/outbox-dasher \
 	  --provider dasher --dasher-credentials $(DEMO)/dasher.json --work-root $(DEMO)/work-dasher \
 	  || [ $$? -eq 3 ]
+	@echo; echo "the 3 ERROR batches are deliberate (see make demo); pseudonyms came from the DASHER dev server on :$(DASHER_PORT)"
+	@echo; echo "archives:"; find $(DEMO)/outbox-dasher/Collection -name '*.tar.gz' | sed 's|^|  |'
+	@echo "rows: $(DEMO)/outbox-dasher/bigquery/DEMO/dicom.jsonl ($$(wc -l < $(DEMO)/outbox-dasher/bigquery/DEMO/dicom.jsonl) rows)"
 
 # a real local Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor) on the
 # local PostgreSQL, else SQLite; its state (key, demo folder, work, outbox, AIRFLOW_HOME) in

@@ -119,22 +119,14 @@ def make_pipeline(tmp_path: Path):
 
 
 def run_in_process(pipe, input_dir: Path, *, reprocess: bool = False, requested=None):
-    """Run every step of the pipeline over an input folder, like one DAG run."""
-    from sendit_ops.core.discovery import find_batches, select_batches
+    """One whole run over an input folder, like a DAG run, through the runner the tasks use
+    (sendit_ops.pipeline.run), delivering to the outbox. Records by batch folder name."""
     from sendit_ops.delivery.loop import deliver
     from sendit_ops.delivery.outbox import OutboxTarget
+    from sendit_ops.pipeline.run import RunRequest, run_folder
 
-    found = find_batches(input_dir, pipe.secret_key, input_dir.name)
-    chosen, _ = select_batches(
-        found,
-        requested=requested,
-        interval=None,
-        delivered=pipe.ledger.delivered(b.key for b in found),
-        reprocess=reprocess,
-    )
-    keys = pipe.register(chosen)
-    for step in (pipe.filter, pipe.pseudonymize, pipe.anonymize, pipe.package):
-        step(keys)
-    deliver(pipe, OutboxTarget.from_settings(pipe.settings), keys)
-    names = {b.key: b.folder_name for b in found}
-    return {names[k]: pipe.ledger.load(k) for k in keys}
+    def to_outbox(pipe, keys):
+        deliver(pipe, OutboxTarget.from_settings(pipe.settings), keys)
+
+    request = RunRequest(batches=tuple(requested or ()), reprocess=reprocess)
+    return run_folder(pipe, input_dir, to_outbox, request)
