@@ -62,6 +62,7 @@ def test_one_dag_per_folder_without_import_errors(folders_env):
     assert set(dag.params.keys()) == {
         "batches",
         "reprocess",
+        "redeliver",
         "dry_run",
         "release",
         "reject",

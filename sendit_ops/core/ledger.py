@@ -620,10 +620,29 @@ class Ledger:
                         found[path] = max(found.get(path, 0.0), float(finished or 0.0))
         return found
 
-    def summaries(self, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """The dashboard's columns of the newest ``limit`` records (all by default), newest
-        change first, without reading whole records: a page costs its rows, not the
-        history."""
+    def _window(self, since: float | None, until: float | None) -> list[Any]:
+        """Conditions: this ledger, changed in ``[since, until)`` (open when None); served
+        by the (ledger, changed) and (ledger, state, changed) indexes."""
+        c = batches.c
+        where = [c.ledger_id == self.ledger_id]
+        if since is not None:
+            where.append(c.changed >= since)
+        if until is not None:
+            where.append(c.changed < until)
+        return where
+
+    def summaries(
+        self,
+        state: str | None = None,
+        limit: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        oldest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The dashboard's columns (key, state, images, images_found, bytes_in, reasons,
+        warnings, run_id, changed, object_name) of the newest ``limit`` records (all by
+        default) changed in ``[since, until)``, newest change first, without reading whole
+        records: a page costs its rows, not the history."""
         c = batches.c
         query = select(
             c.key,
@@ -636,33 +655,52 @@ class Ledger:
             c.run_id,
             c.changed,
             c.object_name,
-        ).where(c.ledger_id == self.ledger_id)
+        ).where(*self._window(since, until))
         if state:
             query = query.where(c.state == state)
-        query = query.order_by(c.changed.desc())
+        query = query.order_by(c.changed if oldest_first else c.changed.desc())
         if limit is not None:
             query = query.limit(limit)
         with _read(self.engine) as conn:
             return [row._asdict() for row in conn.execute(query)]
 
-    def progress(self, since: float) -> tuple[dict[str, int], int, int]:
-        """Batches changed since ``since`` (epoch seconds; a run's start) per state, and
-        the accepted images and input bytes of those past the filter step: what a progress
-        bar needs, in one indexed query."""
+    def totals(
+        self, since: float | None = None, until: float | None = None
+    ) -> dict[str, tuple[int, int, int]]:
+        """Per state: batches, accepted images and input bytes of the records changed in
+        ``[since, until)`` (one indexed query): the dashboard's totals and a run's progress
+        (``since`` = the run's start)."""
         c = batches.c
         query = (
             select(c.state, func.count(), func.sum(c.images), func.sum(c.bytes_in))
-            .where(c.ledger_id == self.ledger_id, c.changed >= since)
+            .where(*self._window(since, until))
             .group_by(c.state)
         )
-        states: dict[str, int] = {}
-        images = size = 0
         with _read(self.engine) as conn:
-            for state, count, imgs, nbytes in conn.execute(query):
-                states[state] = int(count)
-                images += int(imgs or 0)
-                size += int(nbytes or 0)
-        return states, images, size
+            return {
+                state: (int(n), int(images or 0), int(size or 0))
+                for state, n, images, size in conn.execute(query)
+            }
+
+    def progress(self, since: float) -> tuple[dict[str, int], int, int]:
+        """A run's batches per state, and their images and input bytes (``totals`` since the
+        run's start), as the progress display reads them."""
+        sums = self.totals(since)
+        images = sum(v[1] for v in sums.values())
+        size = sum(v[2] for v in sums.values())
+        return {state: v[0] for state, v in sums.items()}, images, size
+
+    def delivered_over_time(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[tuple[float, int, int]]:
+        """(change time, images, input bytes) of the DONE records changed in ``[since,
+        until)``: when each batch was delivered, for the throughput chart."""
+        c = batches.c
+        query = select(c.changed, c.images, c.bytes_in).where(
+            c.state == State.DONE, *self._window(since, until)
+        )
+        with _read(self.engine) as conn:
+            return [(float(t), int(i or 0), int(b or 0)) for t, i, b in conn.execute(query)]
 
     def state_counts(self) -> dict[str, int]:
         """How many records are in each state (one indexed query)."""

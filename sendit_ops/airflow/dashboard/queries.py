@@ -23,10 +23,8 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
-
 from sendit_ops.airflow.config import read_input_folders, server_settings
-from sendit_ops.core.ledger import Ledger, batches
+from sendit_ops.core.ledger import Ledger
 from sendit_ops.core.lifecycle import BATCH_STEPS, STATES, Stage, State, Step
 from sendit_ops.core.records import BatchRecord
 
@@ -127,16 +125,6 @@ class Window:
             raise BadQuery("the end of the time window is before its start")
         return window
 
-    def clauses(self) -> list[Any]:
-        """SQL conditions on the change time (served by the (ledger, changed) and (ledger,
-        state, changed) indexes)."""
-        where = []
-        if self.since is not None:
-            where.append(batches.c.changed >= self.since)
-        if self.until is not None:
-            where.append(batches.c.changed < self.until)
-        return where
-
     def as_json(self) -> dict[str, str | None]:
         """The window's bounds for JSON answers."""
         return {
@@ -186,15 +174,6 @@ def dag_ids() -> list[str]:
     return [folder.dag_id for folder in read_input_folders()]
 
 
-def _query(ledger: Ledger, *columns: Any) -> Any:
-    return select(*columns).where(batches.c.ledger_id == ledger.ledger_id)
-
-
-def _execute(ledger: Ledger, query: Any) -> list[Any]:
-    with ledger.engine.connect() as conn:
-        return list(conn.execute(query))
-
-
 # ---- links into the Airflow UI -----------------------------------------------------------
 
 
@@ -228,43 +207,32 @@ def log_path(dag_id: str, run_id: str, task_id: str) -> str:
 
 # ---- batches -----------------------------------------------------------------------------
 
-_COLUMNS = (
-    batches.c.key,
-    batches.c.state,
-    batches.c.images,
-    batches.c.images_found,
-    batches.c.bytes_in,
-    batches.c.reasons,
-    batches.c.warnings,
-    batches.c.run_id,
-    batches.c.changed,
-    batches.c.object_name,
-)
-
 
 def _reasons(raw: str | None) -> list[str]:
     return json.loads(raw) if raw and raw != "[]" else []
 
 
-def _row(source: Source, r: Any) -> dict[str, Any]:
-    reasons = _reasons(r.reasons)
-    task = log_task(source, r.state, reasons)
+def _row(source: Source, r: dict[str, Any]) -> dict[str, Any]:
+    """A ledger summary (``Ledger.summaries``) as the page's PHI-free row."""
+    reasons = _reasons(r["reasons"])
+    task = log_task(source, r["state"], reasons)
+    run_id = r["run_id"]
     return {
         "dag_id": source.dag_id,
-        "batch_id": r.key,
-        "state": r.state,
-        "images": r.images,
-        "images_found": r.images_found,
-        "size_mb": round(r.bytes_in / 1e6, 3),
+        "batch_id": r["key"],
+        "state": r["state"],
+        "images": r["images"],
+        "images_found": r["images_found"],
+        "size_mb": round(r["bytes_in"] / 1e6, 3),
         "reasons": reasons,
-        "warnings": r.warnings,
-        "run_id": r.run_id,
-        "changed": iso(r.changed) if r.changed else "",
-        "changed_ts": int(r.changed or 0),
-        "object": r.object_name,
-        "run_path": run_path(source.dag_id, r.run_id),
-        "log_task": task if r.run_id else "",
-        "log_path": log_path(source.dag_id, r.run_id, task),
+        "warnings": r["warnings"],
+        "run_id": run_id,
+        "changed": iso(r["changed"]) if r["changed"] else "",
+        "changed_ts": int(r["changed"] or 0),
+        "object": r["object_name"],
+        "run_path": run_path(source.dag_id, run_id),
+        "log_task": task if run_id else "",
+        "log_path": log_path(source.dag_id, run_id, task),
     }
 
 
@@ -282,27 +250,16 @@ def batch_rows(
     window = window or Window()
     rows = []
     for source in _sources(dag_id, found):
-        query = _query(source.ledger, *_COLUMNS).where(*window.clauses())
-        if state:
-            query = query.where(batches.c.state == state)
-        query = query.order_by(batches.c.changed.desc())
-        if limit is not None:
-            query = query.limit(limit)
-        rows += [_row(source, r) for r in _execute(source.ledger, query)]
+        summaries = source.ledger.summaries(state, limit, window.since, window.until)
+        rows += [_row(source, r) for r in summaries]
     rows.sort(key=lambda r: r["changed_ts"], reverse=True)
     return rows if limit is None else rows[:limit]
 
 
 def _state_sums(source: Source, window: Window) -> dict[str, dict[str, Any]]:
-    c = batches.c
-    query = (
-        _query(source.ledger, c.state, func.count(), func.sum(c.images), func.sum(c.bytes_in))
-        .where(*window.clauses())
-        .group_by(c.state)
-    )
     return {
-        state: {"batches": int(n), "images": int(images or 0), "bytes": int(size or 0)}
-        for state, n, images, size in _execute(source.ledger, query)
+        state: {"batches": n, "images": images, "bytes": size}
+        for state, (n, images, size) in source.ledger.totals(window.since, window.until).items()
     }
 
 
@@ -412,17 +369,13 @@ def throughput(
     size, where = minutes * 60, zone(tz)
     starts = _bucket_starts(since, until, size, where)
     sums = {s: [0, 0, 0] for s in starts}  # batches, images, bytes
-    c = batches.c
     for source in _sources(dag_id, found):
-        query = _query(source.ledger, c.changed, c.images, c.bytes_in).where(
-            c.state == State.DONE, *window.clauses()
-        )
-        for changed, images, size_in in _execute(source.ledger, query):
+        for changed, images, size_in in source.ledger.delivered_over_time(since, until):
             acc = sums.get(_bucket_start(changed, size, where))
             if acc is not None:
                 acc[0] += 1
-                acc[1] += int(images or 0)
-                acc[2] += int(size_in or 0)
+                acc[1] += images
+                acc[2] += size_in
     out = [
         {
             "start": iso(s),
@@ -484,14 +437,8 @@ def running(
     out = []
     for source in _sources(dag_id, found):
         for state in RUNNING_STATES:
-            query = (
-                _query(source.ledger, *_COLUMNS)
-                .where(batches.c.state == state)
-                .order_by(batches.c.changed)
-                .limit(limit)
-            )
-            for r in _execute(source.ledger, query):
-                record = source.ledger.get(r.key)
+            for r in source.ledger.summaries(state, limit, oldest_first=True):
+                record = source.ledger.get(r["key"])
                 if record is None:  # changed since the query: on the next view
                     continue
                 row = _row(source, r)
@@ -540,14 +487,8 @@ def held(
     the review section."""
     out = []
     for source in _sources(dag_id, found):
-        query = (
-            _query(source.ledger, *_COLUMNS)
-            .where(batches.c.state == State.HELD)
-            .order_by(batches.c.changed.desc())
-            .limit(limit)
-        )
-        for r in _execute(source.ledger, query):
-            record = source.ledger.get(r.key)
+        for r in source.ledger.summaries(State.HELD, limit):
+            record = source.ledger.get(r["key"])
             if record is not None:
                 review = record.outputs.review or {}
                 out.append({**_row(source, r), "held": held_images(record), "review": review})
