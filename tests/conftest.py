@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,18 @@ def make_pipeline(tmp_path: Path):
         return Pipeline(settings, SECRET, "sendit_test", run_id=run_id)
 
     return make
+
+
+def wait_for(predicate, timeout: float, step: float = 1.0):
+    """Poll ``predicate`` until it returns something true (returned) or ``timeout`` s pass
+    (None): for what a live stack does in its own time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
 
 
 def run_in_process(pipe, input_dir: Path, *, reprocess: bool = False, requested=None):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 from devtools.airflow_stack import AirflowStack, create_database
 from sendit_ops.delivery import outbox as box
@@ -244,16 +244,6 @@ def docs_stack(tmp_path_factory):
         stack.stop()
 
 
-def wait_for(predicate, timeout: float, step: float = 3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
-
-
 @pytest.mark.timeout(2400)
 def test_operations_commands(docs_stack, tmp_path):
     stack, root = docs_stack
@@ -299,7 +289,7 @@ def test_operations_commands(docs_stack, tmp_path):
         body = listed.json()
         return body if all(b.get("completed_at") for b in body["backfills"]) else None
 
-    backfills = wait_for(backfills_done, timeout=900)
+    backfills = wait_for(backfills_done, timeout=900, step=3)
     assert backfills and backfills["total_entries"] == 2, backfills
     runs = [r for r in stack.runs("sendit_nightly") if r["run_type"] == "backfill"]
     assert len(runs) == 7 and all(r["state"] == "success" for r in runs), runs

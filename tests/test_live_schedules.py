@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 from devtools.airflow_stack import AirflowStack, create_database
 from sendit_ops.delivery import outbox as box
@@ -62,16 +62,6 @@ def stack(tmp_path_factory):
     running.wait_dag("sendit_daily")
     yield running, root
     running.stop()
-
-
-def wait_for(predicate, timeout: float, step: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
 
 
 def test_streaming_picks_up_a_renamed_folder_and_idles_otherwise(stack):
