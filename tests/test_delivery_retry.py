@@ -351,10 +351,10 @@ def google_pipe(request, tmp_path, make_pipeline):
 
 def _one_object_and_row_each(pipe, keys, bucket, bq, collection):
     outputs = [pipe.ledger.load(k).outputs for k in keys]
-    assert sorted(objects(bucket)) == sorted(o["object_name"] for o in outputs)
+    assert sorted(objects(bucket)) == sorted(o.object_name for o in outputs)
     table = rows(bq, collection)
     assert sorted(r["CodedAccessionNumberID"] for r in table) == sorted(
-        o["item_suid"] for o in outputs
+        o.item_suid for o in outputs
     )
 
 
