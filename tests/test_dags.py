@@ -201,8 +201,8 @@ def test_fused_task_layout_gives_the_same_outputs(airflow_db, demo_input, tmp_pa
             sorted(rows, key=lambda r: r["CodedAccessionNumberID"]),
             summary["states"],
         )
-    assert len(outputs.sendit_fused[0]) == 4
-    assert outputs.sendit_fused == outputs.sendit_steps
+    assert len(outputs["sendit_fused"][0]) == 4
+    assert outputs["sendit_fused"] == outputs["sendit_steps"]
 
 
 def xcoms(dag_id: str, run_id: str) -> list[tuple[str, str]]:
