@@ -1,7 +1,9 @@
 """sendit_ops: de-identify DICOM studies and deliver them to Google Cloud, on Airflow.
 
-The domain modules (everything outside ``operators``, ``hooks`` and ``dag_factory``) import
-no Airflow code, so they can be used and tested without a running Airflow.
+Each sub-package is a layer (docs/architecture.md): ``core``, ``pseudonyms``, ``dicom``,
+``packaging``, ``delivery``, ``pipeline`` import no Airflow code, so they can be used and
+tested without a running Airflow; ``airflow`` holds everything that does. ``make lint``
+enforces both (import-linter contracts in pyproject.toml).
 """
 
 __version__ = "0.1.0"

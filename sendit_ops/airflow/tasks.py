@@ -1,4 +1,4 @@
-"""Task callables of a sendit DAG: glue between Airflow (context, XCom) and batch_steps.
+"""Task callables of a sendit DAG: glue between Airflow (context, XCom) and the pipeline.
 
 XCom carries only batch keys (opaque) and small summaries, never paths or header values.
 
