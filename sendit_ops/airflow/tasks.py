@@ -196,7 +196,7 @@ def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any
         if record is None:
             continue
         if record.state not in FINAL_STATES and not (
-            record.state == "DONEPROCESSING" and (context.get("params") or {}).get("dry_run")
+            record.state == State.DONEPROCESSING and (context.get("params") or {}).get("dry_run")
         ):
             step = max(record.times, key=lambda s: record.times[s][0]) if record.times else "start"
             record.set_state(
