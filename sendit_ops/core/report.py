@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sendit_ops.core.ledger import Ledger, write_atomic, write_json
-from sendit_ops.core.lifecycle import STATES
+from sendit_ops.core.lifecycle import STATES, State
 from sendit_ops.core.records import BatchRecord
 
 TSV_COLUMNS = (
@@ -75,9 +75,9 @@ def summarize(records: Iterable[BatchRecord], run_id: str, notes: list[str] = ()
         "run_id": run_id,
         "batches": len(lines),
         "states": {s: counts.get(s, 0) for s in STATES if counts.get(s)},
-        "images_delivered": sum(line["images"] for line in lines if line["status"] == "DONE"),
+        "images_delivered": sum(line["images"] for line in lines if line["status"] == State.DONE),
         "images_pixel_cleaned": sum(
-            line["pixel_cleaned"] for line in lines if line["status"] == "DONE"
+            line["pixel_cleaned"] for line in lines if line["status"] == State.DONE
         ),
         "images_held": sum(len(line["held"]) for line in lines),
         "size_mb": round(total_mb, 3),
