@@ -116,7 +116,12 @@ def run_pipeline(
     )
     pipe = Pipeline(settings, KEY, "bench", run_id="bench")
     started = time.perf_counter()
-    keys = choose_batches(pipe, input_dir, "bench", RunRequest(batches=tuple(folders or ()))).keys
+    # every run of the bench does the work again (as a reprocess run does), whatever was
+    # delivered by an earlier round into the same work root
+    request = RunRequest(batches=tuple(folders or ()), reprocess=True)
+    keys = choose_batches(pipe, input_dir, "bench", request).keys
+    if not keys:
+        raise SystemExit("bench: no batch was chosen: nothing would be measured")
     run_steps(pipe, keys)
     if timed_delivery:
         deliver(pipe, OutboxTarget.from_settings(settings), keys)
