@@ -26,6 +26,19 @@ os.environ.pop("AIRFLOW_VAR_SENDIT_INPUT_FOLDERS", None)
 
 SECRET = os.environ["AIRFLOW_VAR_SENDIT_SECRET_KEY"].encode()
 
+
+def _pydicom_test_files_offline() -> None:
+    """pydicom's get_testdata_files also tries to download the test files that neither
+    pydicom nor pydicom-data ships; with no internet here every call waited ~15 s for
+    timeouts (most of `pytest -m unit`'s time, at collection). The tests use the installed
+    files only: the same list, without the wait."""
+    import pydicom.data.data_manager as data_manager
+
+    data_manager.online_test_file_dummy_paths = dict
+
+
+_pydicom_test_files_offline()
+
 # Test tiers: every test has exactly one (its module's ``pytestmark``, or its own mark).
 #   unit      no service, no Airflow run: `pytest -m unit` is the inner loop (< 1 min)
 #   emulator  starts a real service (PostgreSQL, fake-gcs, crucible, the DASHER dev server,
