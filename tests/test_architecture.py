@@ -52,7 +52,7 @@ def test_the_code_keeps_its_contracts() -> None:
         # DICOM code reaching up into the Airflow layer, which imports Airflow transitively
         ("sendit_ops/dicom/filters.py", "import sendit_ops.airflow.dag_factory", "layers"),
         # the ledger (core) reaching up into the pipeline
-        ("sendit_ops/core/ledger.py", "import sendit_ops.pipeline.batch", "layers"),
+        ("sendit_ops/core/ledger/records.py", "import sendit_ops.pipeline.batch", "layers"),
     ],
 )
 def test_a_planted_violation_is_caught(

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from sendit_ops.core import ledger as ledger_mod
-from sendit_ops.core.ledger import Ledger, RunLocked, dispose_engines, write_json
+from sendit_ops.core.atomic_files import write_json
+from sendit_ops.core.ledger import Ledger, RunLocked, dispose_engines, rows
+from sendit_ops.core.ledger import run_lock as run_lock_mod
 from sendit_ops.core.lifecycle import State
 from sendit_ops.core.records import BatchRecord
 from sendit_ops.sample_data import PATIENTS, write_study
@@ -134,7 +135,7 @@ def test_record_json_ledgers_are_imported_once(tmp_path, ledger_url, caplog, mon
     old.record_path("kbad").write_text("{ cut short")
 
     # an import that fails half way leaves nothing behind, and is redone whole
-    real_row = ledger_mod._record_row
+    real_row = rows.record_row
     calls = []
 
     def failing_row(ledger_id, record):
@@ -143,10 +144,10 @@ def test_record_json_ledgers_are_imported_once(tmp_path, ledger_url, caplog, mon
             raise OSError("disk gone")
         return real_row(ledger_id, record)
 
-    monkeypatch.setattr(ledger_mod, "_record_row", failing_row)
+    monkeypatch.setattr(rows, "record_row", failing_row)
     with pytest.raises(OSError):
         Ledger(work, "sendit_t", ledger_url).all()
-    monkeypatch.setattr(ledger_mod, "_record_row", real_row)
+    monkeypatch.setattr(rows, "record_row", real_row)
 
     with caplog.at_level("WARNING", logger="sendit"):
         ledger = Ledger(work, "sendit_t", ledger_url)
@@ -237,7 +238,7 @@ def test_a_silent_holder_is_taken_over_once(tmp_path, ledger_url, monkeypatch):
     with pytest.raises(RunLocked):
         ledger.run_lock(tmp_path / "in").acquire("run-b", wait=0)
 
-    monkeypatch.setattr(ledger_mod, "ACTIVE_STALE_SECONDS", 5.0)
+    monkeypatch.setattr(run_lock_mod, "ACTIVE_STALE_SECONDS", 5.0)
     winners, barrier = [], threading.Barrier(2)
 
     def contend(run_id: str) -> None:
@@ -257,7 +258,7 @@ def test_a_silent_holder_is_taken_over_once(tmp_path, ledger_url, monkeypatch):
 def test_heartbeat_keeps_a_long_task_alive_and_idle_between_tasks(
     tmp_path, ledger_url, monkeypatch
 ):
-    monkeypatch.setattr(ledger_mod, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(run_lock_mod, "HEARTBEAT_SECONDS", 0.2)
     ledger = Ledger(tmp_path / "work", "sendit_t", ledger_url)
     lock = ledger.run_lock(tmp_path / "in")
     with lock.held("run-a"):
@@ -490,11 +491,11 @@ def test_a_sendit_run_killed_between_two_tasks_frees_the_lock_at_once(
     code = textwrap.dedent(
         """
         import os, sys, time
-        from sendit_ops.core.ledger import IN_PROCESS_RUN_ENV, Ledger
-        if sys.argv[4] == "1":
-            os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
+        from sendit_ops.core.ledger import Ledger
+        in_process = sys.argv[4] == "1"
         url = sys.argv[3] or None
-        with Ledger(sys.argv[1], "sendit_in", url).run_lock(sys.argv[2]).held("run-a"):
+        lock = Ledger(sys.argv[1], "sendit_in", url).run_lock(sys.argv[2], in_process)
+        with lock.held("run-a"):
             pass  # a task worked and ended: the run goes on to its next task
         print("between tasks", flush=True)
         time.sleep(120)

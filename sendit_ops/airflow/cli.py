@@ -4,6 +4,8 @@
 (an SQLite Airflow home under ``$SENDIT_HOME``, a generated secret key, the local outbox),
 runs the folder's DAG with ``dag.test()`` and prints the run summary.
 ``sendit sample DIR`` writes the demo input folder.
+``sendit db upgrade [--ledger-url URL | --work-root DIR]`` brings the ledger's schema to this
+version's revision (every run also does it at start, and says so in its log).
 ``sendit import-stanford FILE --base-url URL`` prints sendit's ``.stanford`` credentials as
 the JSON of an Airflow connection (docs/dasher.md).
 """
@@ -131,7 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
     from sendit_ops.airflow.dag_factory import build_dag
-    from sendit_ops.core.ledger import IN_PROCESS_RUN_ENV, Ledger
+    from sendit_ops.airflow.tasks import IN_PROCESS_RUN_ENV
+    from sendit_ops.core.ledger import Ledger
     from sendit_ops.core.progress import ProgressDisplay
     from sendit_ops.core.report import format_summary, safe_name
 
@@ -226,6 +229,23 @@ def cmd_import_stanford(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Upgrade the ledger's schema (the ledger of ``--ledger-url``, else of the settings'
+    ``ledger_url``, else the SQLite file in the work root) and say from which revision."""
+    from sendit_ops.core.ledger import database_url, describe, upgrade_url
+
+    base = parse_json_setting(os.environ.get(_env_var(SETTINGS_VARIABLE)), SETTINGS_VARIABLE)
+    settings = dict(base or {})
+    work_root = args.work_root or settings.get("work_root") or str(default_home() / "work")
+    url = database_url(work_root, args.ledger_url or settings.get("ledger_url"))
+    before, after = upgrade_url(url)
+    if before == after:
+        print(f"ledger {describe(url)}: already at {after}")
+    else:
+        print(f"ledger {describe(url)}: upgraded from {before or 'nothing (new)'} to {after}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``sendit``."""
     parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
@@ -288,6 +308,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--size", type=int, default=64)
     sample.add_argument("--force", action="store_true")
     sample.set_defaults(func=cmd_sample)
+    db = sub.add_parser("db", help="the ledger's database").add_subparsers(
+        dest="db_command", required=True
+    )
+    db_upgrade = db.add_parser(
+        "upgrade",
+        help="bring the ledger's schema to this version's revision",
+        description=(
+            "Upgrade the ledger's schema (Alembic migrations shipped with sendit). Every run "
+            "does this at start too; a ledger upgraded by a NEWER sendit is refused."
+        ),
+        epilog=f"exit status: {EXIT_OK} current or upgraded; {EXIT_USAGE} unreachable or newer",
+    )
+    db_upgrade.add_argument("--ledger-url", help="the ledger's SQLAlchemy URL (PostgreSQL)")
+    db_upgrade.add_argument("--work-root", help="work folder of an SQLite ledger")
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
     stanford = sub.add_parser(
         "import-stanford",
         help="print sendit's .stanford credentials as a DASHER connection (JSON)",

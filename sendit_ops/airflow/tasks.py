@@ -34,6 +34,10 @@ log = logging.getLogger("sendit")
 
 _MANUAL_RUN_TYPES = {"manual", "asset_triggered", "asset_materialization"}
 
+# set by `sendit run` to its own pid while it runs a DAG in this process (dag.test): every
+# task of the run executes here, so the run lock keeps this process listed between tasks
+IN_PROCESS_RUN_ENV = "SENDIT_IN_PROCESS_RUN_PID"
+
 
 def _interval(context: dict[str, Any]) -> tuple[float, float] | None:
     run = context.get("dag_run")
@@ -50,7 +54,8 @@ def _holder_id(pipe: Pipeline) -> str:
 
 
 def _lock(pipe: Pipeline, folder: InputFolder) -> RunLock:
-    return pipe.ledger.run_lock(folder.path)
+    in_process = os.environ.get(IN_PROCESS_RUN_ENV) == str(os.getpid())
+    return pipe.ledger.run_lock(folder.path, in_process=in_process)
 
 
 def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:

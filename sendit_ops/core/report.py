@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sendit_ops.core.ledger import Ledger, write_atomic, write_json
+from sendit_ops.core.atomic_files import write_atomic, write_json
+from sendit_ops.core.ledger import Ledger
 from sendit_ops.core.lifecycle import STATES, State
 from sendit_ops.core.records import BatchRecord
 

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
+from sendit_ops.core.atomic_files import write_atomic
 from sendit_ops.core.errors import BatchError, DeliveryError, NoSpaceError, is_no_space
-from sendit_ops.core.ledger import write_atomic
 from sendit_ops.core.records import Delivery
 from sendit_ops.core.settings import Settings
 from sendit_ops.delivery.target import (

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sendit_ops import __version__
+from sendit_ops.core.atomic_files import read_json, write_atomic, write_json
 from sendit_ops.core.discovery import FoundBatch, batch_problem, list_entries
 from sendit_ops.core.errors import (
     BatchError,
@@ -30,12 +31,7 @@ from sendit_ops.core.errors import (
     TransientError,
     is_no_space,
 )
-from sendit_ops.core.ledger import (
-    Ledger,
-    read_json,
-    write_atomic,
-    write_json,
-)
+from sendit_ops.core.ledger import Ledger
 from sendit_ops.core.lifecycle import BATCH_STEPS, Stage, State, Step
 from sendit_ops.core.progress import ProgressLog
 from sendit_ops.core.records import BatchRecord, Delivery

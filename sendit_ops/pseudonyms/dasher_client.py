@@ -83,7 +83,7 @@ class FileTokenStore:
 
     def save(self, tokens: Tokens) -> None:
         """Write tokens atomically."""
-        from sendit_ops.core.ledger import write_atomic
+        from sendit_ops.core.atomic_files import write_atomic
 
         write_atomic(self.path, json.dumps(asdict(tokens)))
 
