@@ -10,8 +10,9 @@ Faults are injected through ``POST /_admin/faults`` with a JSON body
 ``{"kind": K, "count": N, "retry_after": S, "delay": S}``; kinds: ``401`` (refuse every
 token: a 401 storm), ``500``, ``429`` (with Retry-After), ``slow`` (sleep before answering),
 ``malformed`` (200 without ``results``), ``missing_items`` (drop the items), ``not_json``.
-``POST /_admin/expire`` expires the current access token; ``GET /_admin/stats`` gives
-counters; ``DELETE /_admin/faults`` clears faults.
+``POST /_admin/expire`` expires the current access token; ``POST /_admin/token_delay``
+``{"delay": S}`` makes every token refresh take S seconds (a window for concurrent
+refreshes); ``GET /_admin/stats`` gives counters; ``DELETE /_admin/faults`` clears faults.
 
 Run: ``python -m devtools.dasher_server --port 8765 --credentials-out dasher.json``.
 """
@@ -48,10 +49,12 @@ class DasherState:
         self.lock = threading.Lock()
         self.access: dict[str, float] = {}  # token -> expiry
         self.refresh_token = ""
+        self.token_delay = 0.0
         self.faults: list[dict[str, Any]] = []
         self.stats = {
             "uid_calls": 0,
             "refreshes": 0,
+            "refresh_calls": 0,  # every call of the token endpoint, refused ones too
             "refused_tokens": 0,
             "max_items": 0,
             "faults_served": 0,
@@ -152,8 +155,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_admin/expire":
             state.access = {t: 0.0 for t in state.access}
             return self._send(200, {"expired": True})
+        if self.path == "/_admin/token_delay":
+            state.token_delay = float(body.get("delay", 0))
+            return self._send(200, {"token_delay": state.token_delay})
         if self.path == "/token":
+            time.sleep(state.token_delay)  # outside the lock: concurrent refreshes overlap
             with state.lock:
+                state.stats["refresh_calls"] += 1
                 if not isinstance(body, dict) or body.get("refreshToken") != state.refresh_token:
                     return self._send(401, {"error": "invalid refresh token"})
                 state.stats["refreshes"] += 1

@@ -32,6 +32,11 @@ class DasherDev:
     def expire(self) -> None:
         requests.post(f"{self.url}/_admin/expire", timeout=5).raise_for_status()
 
+    def token_delay(self, seconds: float) -> None:
+        requests.post(
+            f"{self.url}/_admin/token_delay", json={"delay": seconds}, timeout=5
+        ).raise_for_status()
+
     def stats(self) -> dict:
         return requests.get(f"{self.url}/_admin/stats", timeout=5).json()
 

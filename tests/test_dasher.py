@@ -9,6 +9,7 @@ import time
 
 import pytest
 import requests
+from test_ledger_db import postgres_url  # noqa: F401  # the session's PostgreSQL database
 
 from sendit_ops.core.errors import ProviderError
 from sendit_ops.pseudonyms.dasher_client import DasherClient, FileTokenStore, RetryPolicy, Tokens
@@ -157,3 +158,91 @@ def test_stanford_credentials_without_a_field_name_it(field):
             stanford_to_connection(broken, "https://dasher.example.org/api")
     with pytest.raises(ConfigError, match="not a JSON object"):
         stanford_to_connection(["not", "an", "object"], "https://dasher.example.org/api")
+
+
+REFRESHER = """
+import json, os, sys, time
+from dataclasses import asdict
+from pathlib import Path
+from sendit_ops.core.ledger.named_lock import named_lock
+from sendit_ops.pseudonyms.dasher_client import DasherClient, Tokens
+from sendit_ops.pseudonyms.providers import StudyIdentity, build_request, parse_response
+
+url, tokens_file, ledger_url, go = sys.argv[1:5]
+
+
+class SharedStore:
+    # like the Airflow Variable of the DASHER hook: shared by every worker, no lock of its own
+    def load(self):
+        return Tokens(**json.loads(Path(tokens_file).read_text()))
+
+    def save(self, tokens):
+        tmp = Path(tokens_file + ".tmp")
+        tmp.write_text(json.dumps(asdict(tokens)))
+        tmp.replace(tokens_file)
+
+
+lock = (lambda: named_lock(ledger_url, "dasher-token-test")) if ledger_url else None
+client = DasherClient(url, SharedStore(), refresh_lock=lock)
+Path(f"{go}.ready.{os.getpid()}").touch()
+while not Path(go).exists():
+    time.sleep(0.01)
+identity = StudyIdentity("MRN100234", "ACC10001")
+print(parse_response(client.lookup("irb1", build_request([identity])), identity).entity_suid)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "no lock"])
+def test_four_processes_with_an_expired_token_refresh_it_once(
+    dasher, store, tmp_path, request, backend
+):
+    """Refresh tokens are single-use: workers whose access token expired together must not
+    each refresh it (all but one would be refused, and told to replace valid credentials).
+    Under the ledger's named lock exactly one refreshes; the others use the stored tokens."""
+    from dataclasses import asdict
+
+    if backend == "sqlite":
+        ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    elif backend == "postgresql":
+        ledger_url = request.getfixturevalue("postgres_url")
+    else:  # the check can fail: without the lock, the refreshes collide
+        ledger_url = ""
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(json.dumps(asdict(store.load())))  # the module's current tokens
+    dasher.clear()
+    dasher.expire()
+    dasher.token_delay(1.0)  # every process reaches its refresh before the first one ends
+    before = dasher.stats()
+    go = tmp_path / "go"
+    args = [dasher.url, str(tokens_file), ledger_url, str(go)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REFRESHER, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.ready.*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)  # every process started, imports done, waiting for the signal
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    dasher.token_delay(0.0)
+    after = dasher.stats()
+    if backend == "no lock":
+        assert after["refresh_calls"] - before["refresh_calls"] == 4
+        assert sorted(p.returncode for p in procs) == [0, 1, 1, 1]
+        failed = [err for p, (_, err) in zip(procs, outs, strict=True) if p.returncode]
+        assert all("DASHER token refresh refused (HTTP 401)" in err for err in failed)
+        winner = next(out.strip() for out, _ in outs if out.strip())
+        store.save(Tokens(**json.loads(tokens_file.read_text())))
+        assert winner
+        return
+    assert [p.returncode for p in procs] == [0] * 4, [err[-800:] for _, err in outs]
+    suids = {out.strip() for out, _ in outs}
+    assert len(suids) == 1 and suids != {""}  # every process got the same pseudonym
+    assert after["refresh_calls"] - before["refresh_calls"] == 1
+    assert after["refreshes"] - before["refreshes"] == 1
+    store.save(Tokens(**json.loads(tokens_file.read_text())))  # the next test's tokens

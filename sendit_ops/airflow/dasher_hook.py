@@ -6,6 +6,11 @@ extras ``refresh_token``, ``token_uri``, ``api_version`` (default v1), ``timeout
 ``sendit_dasher_token_<conn_id>`` (masked: its name contains "token"), tied to the
 Connection's refresh token, so the next task and the next run use them; putting new
 credentials in the Connection starts over from those.
+
+Refresh tokens are single-use: a refresh runs under the ledger's named lock
+``dasher-token-<conn_id>`` (PostgreSQL advisory lock, or a lock file beside an SQLite
+ledger), so workers whose access token expired together refresh once; the others read the
+rotated tokens inside the lock. A Variable alone has no lock.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from airflow.sdk.log import mask_secret
 from sendit_ops.core.errors import ConfigError, Failure, ProviderError, TransientError, classify
 from sendit_ops.pseudonyms.dasher_client import (
     DasherClient,
+    RefreshLock,
     RetryPolicy,
     Tokens,
 )
@@ -85,9 +91,17 @@ class DasherHook(BaseHook):
     conn_type = "dasher"
     hook_name = "DASHER (Stanford identifiers)"
 
-    def __init__(self, dasher_conn_id: str = default_conn_name, **kwargs: Any):
+    def __init__(
+        self,
+        dasher_conn_id: str = default_conn_name,
+        ledger_url: str | None = None,
+        **kwargs: Any,
+    ):
+        """``ledger_url``: the ledger whose named lock serialises token refreshes (the
+        pipeline's; without it, refreshes in several processes at once may collide)."""
         super().__init__(**kwargs)
         self.dasher_conn_id = dasher_conn_id
+        self.ledger_url = ledger_url
         self._client: DasherClient | None = None
 
     def _connection(self):
@@ -167,7 +181,16 @@ class DasherHook(BaseHook):
             VariableTokenStore(self.dasher_conn_id, initial),
             api_version=str(extra.get("api_version", "v1")),
             policy=policy,
+            refresh_lock=self._refresh_lock(),
         )
+
+    def _refresh_lock(self) -> RefreshLock | None:
+        if not self.ledger_url:
+            return None
+        from sendit_ops.core.ledger.named_lock import named_lock
+
+        url, name = self.ledger_url, f"dasher-token-{self.dasher_conn_id}"
+        return lambda: named_lock(url, name)
 
     def check_configured(self) -> None:
         """Raise ConfigError when the connection is missing or incomplete."""

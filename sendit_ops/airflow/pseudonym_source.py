@@ -11,5 +11,9 @@ def provider_for(settings: Settings) -> PseudonymProvider | None:
     if settings.pseudonym_provider != "dasher":
         return None
     from sendit_ops.airflow.dasher_hook import DasherHook
+    from sendit_ops.core.ledger import database_url
 
-    return DasherHook(settings.dasher_conn_id)
+    # the ledger's named lock serialises token refreshes of every worker using this ledger
+    return DasherHook(
+        settings.dasher_conn_id, database_url(settings.work_root, settings.ledger_url)
+    )

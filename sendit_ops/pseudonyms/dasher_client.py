@@ -3,11 +3,15 @@
 ``POST {base}/{version}/uid/{study}`` with a bearer token and a body of identifiers; a 401
 means the access token expired: ``POST token_uri`` with the refresh token returns new access
 and refresh tokens, which are kept (the old refresh token may be dead) through a TokenStore,
-then the call is retried once. At most 1000 items per entity per request: larger requests are
-split and the results reassembled. Timeouts, connection errors, 429 and 5xx are retried with
-exponential backoff and jitter (honouring Retry-After), bounded in attempts and total time;
-other 4xx are not retried. Any failed or incomplete answer raises ProviderError, whose message
-never carries identifiers or tokens.
+then the call is retried once. The refresh runs under a lock shared by every process using
+the same tokens (``refresh_lock``: the ledger's named lock in Airflow), and re-reads the
+tokens inside it: refresh tokens are single-use, so of several processes whose access token
+expired together only the first refreshes, the others use what it stored. At most 1000 items
+per entity per request: larger requests are split and the results reassembled. Timeouts,
+connection errors, 429 and 5xx are retried (tenacity) with exponential backoff and jitter
+(honouring Retry-After), bounded in attempts and total time; other 4xx are not retried.
+Any failed or incomplete answer raises ProviderError, whose message never carries
+identifiers or tokens.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from sendit_ops.core.errors import ConfigError, ProviderError
 
@@ -88,7 +93,7 @@ class FileTokenStore:
         write_atomic(self.path, json.dumps(asdict(tokens)))
 
     @contextmanager
-    def lock(self):
+    def lock(self) -> Iterator[None]:
         """Serialise refreshes between processes sharing the file."""
         with open(self.path.with_name(self.path.name + ".lock"), "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -151,6 +156,18 @@ def _retry_after(response: requests.Response) -> float | None:
             return None
 
 
+class _Retryable(Exception):
+    """A failure worth another attempt (unreachable, 429, 5xx); never leaves the client."""
+
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+RefreshLock = Callable[[], AbstractContextManager[None]]
+
+
 class DasherClient:
     """Talks to DASHER for a base URL, with tokens from a TokenStore."""
 
@@ -163,6 +180,7 @@ class DasherClient:
         policy: RetryPolicy | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        refresh_lock: RefreshLock | None = None,
     ):
         if not base_url.startswith(("http://", "https://")):
             raise ProviderError("the DASHER connection needs an http(s) URL as host")
@@ -172,6 +190,8 @@ class DasherClient:
         self.policy = policy or RetryPolicy()
         self.session = session or requests.Session()
         self._sleep = sleep
+        # the store's own lock (a token file) unless the caller shares a wider one
+        self.refresh_lock: RefreshLock = refresh_lock or getattr(store, "lock", None) or nullcontext
 
     # -- public ---------------------------------------------------------------------------
 
@@ -190,10 +210,56 @@ class DasherClient:
     def _call(self, study: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/{self.api_version}/uid/{study}"
         deadline = time.monotonic() + self.policy.max_total_seconds
-        refreshed = False
-        attempt = 0
+        policy = self.policy
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hint = exc.wait if isinstance(exc, _Retryable) else None
+            n = state.attempt_number
+            delay = (
+                hint
+                if hint is not None
+                else min(policy.max_delay, policy.base_delay * 2 ** (n - 1))
+            )
+            return delay + random.uniform(0, policy.base_delay)
+
+        def give_up(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            reason = exc.reason if isinstance(exc, _Retryable) else "DASHER failed"
+            n = state.attempt_number
+            if n >= policy.max_attempts:
+                raise ProviderError(f"{reason}; gave up after {n} attempts")
+            raise ProviderError(
+                f"{reason}; gave up after {n} attempts "
+                f"(retry budget of {policy.max_total_seconds:.0f} s spent)"
+            )
+
+        def over_budget(state: RetryCallState) -> bool:
+            # stop before a sleep that would end past the deadline (tenacity's stop_after_delay
+            # looks back at the time spent; the budget must also hold for the next wait)
+            return time.monotonic() + (state.upcoming_sleep or 0.0) > deadline
+
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            reason = exc.reason if isinstance(exc, _Retryable) else "DASHER failed"
+            log.warning(
+                "%s; retry %d in %.1f s", reason, state.attempt_number, state.upcoming_sleep
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retryable),
+            stop=stop_after_attempt(policy.max_attempts) | over_budget,
+            wait=wait,
+            sleep=self._sleep,
+            before_sleep=log_retry,
+            retry_error_callback=give_up,
+        )
+        refreshed = [False]
+        return retrying(self._attempt, url, body, refreshed)  # type: ignore[no-any-return]
+
+    def _attempt(self, url: str, body: dict[str, Any], refreshed: list[bool]) -> dict[str, Any]:
+        """One call; a 401 refreshes the tokens once (per logical call) and calls again."""
         while True:
-            attempt += 1
             tokens = self.store.load()
             try:
                 response = self.session.post(
@@ -203,49 +269,27 @@ class DasherClient:
                     headers={"Authorization": f"Bearer {tokens.access_token}"},
                 )
             except (requests.Timeout, requests.ConnectionError) as exc:
-                reason = f"DASHER unreachable ({type(exc).__name__})"
-                self._backoff(attempt, deadline, reason, None)
-                continue
-            if response.status_code == 401:
-                if refreshed:
-                    raise ProviderError("DASHER refused the refreshed access token (401)")
-                self._refresh(tokens)
-                refreshed = True
-                continue
-            if response.status_code in RETRY_STATUS:
-                reason = f"DASHER answered HTTP {response.status_code}"
-                self._backoff(attempt, deadline, reason, _retry_after(response))
-                continue
-            if response.status_code != 200:
-                raise ProviderError(f"DASHER refused the request (HTTP {response.status_code})")
-            try:
-                answer = response.json()
-            except ValueError:
-                raise ProviderError("DASHER answer is not JSON (malformed response)") from None
-            if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
-                raise ProviderError("DASHER answer has no 'results' (malformed response)")
-            return answer
-
-    def _backoff(self, attempt: int, deadline: float, reason: str, wait: float | None) -> None:
-        if attempt >= self.policy.max_attempts:
-            raise ProviderError(f"{reason}; gave up after {attempt} attempts")
-        delay = (
-            wait
-            if wait is not None
-            else min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1))
-        )
-        delay += random.uniform(0, self.policy.base_delay)
-        if time.monotonic() + delay > deadline:
-            raise ProviderError(
-                f"{reason}; gave up after {attempt} attempts "
-                f"(retry budget of {self.policy.max_total_seconds:.0f} s spent)"
-            )
-        log.warning("%s; retry %d in %.1f s", reason, attempt, delay)
-        self._sleep(delay)
+                raise _Retryable(f"DASHER unreachable ({type(exc).__name__})") from None
+            if response.status_code != 401:
+                break
+            if refreshed[0]:
+                raise ProviderError("DASHER refused the refreshed access token (401)")
+            self._refresh(tokens)
+            refreshed[0] = True
+        if response.status_code in RETRY_STATUS:
+            raise _Retryable(f"DASHER answered HTTP {response.status_code}", _retry_after(response))
+        if response.status_code != 200:
+            raise ProviderError(f"DASHER refused the request (HTTP {response.status_code})")
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ProviderError("DASHER answer is not JSON (malformed response)") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+            raise ProviderError("DASHER answer has no 'results' (malformed response)")
+        return answer
 
     def _refresh(self, used: Tokens) -> None:
-        lock = getattr(self.store, "lock", None)
-        with lock() if lock else nullcontext():
+        with self.refresh_lock():
             current = self.store.load()
             if current.access_token != used.access_token:
                 return  # another process rotated the tokens meanwhile: use theirs
