@@ -38,11 +38,13 @@ test-deps:  ## Debian packages of the tests (installed when missing; needs root 
 test: install test-deps  ## run the test suite (starts the services it needs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-lint: install  ## ruff, and the import contracts of the layers (pyproject.toml [tool.importlinter])
+lint: install  ## ruff, the import contracts of the layers, mypy (pyproject.toml [tool.importlinter], [tool.mypy])
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 bench: install  ## throughput of the pipeline vs plain pydicom vs naive deid
 	$(VENV)/bin/python -m devtools.bench

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 SOP_CLASSES = {
     "CT": "1.2.840.10008.5.1.4.1.1.2",
@@ -204,7 +204,7 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     return expect
 
 
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+US_MULTIFRAME = UID("1.2.840.10008.5.1.4.1.1.3.1")
 
 
 def ultrasound_picture(rows: int, columns: int, seed: int = 0) -> np.ndarray:

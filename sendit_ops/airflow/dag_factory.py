@@ -25,8 +25,8 @@ log = logging.getLogger("sendit")
 # a task returning a dict would otherwise push one XCom per key as well (Airflow infers
 # multiple_outputs from the return annotation): ~10 ms of API server round trip each, on the
 # critical path of every task, for values nothing reads
-ONE_XCOM = {"multiple_outputs": False}
-RETRIES = {
+ONE_XCOM: dict[str, Any] = {"multiple_outputs": False}
+RETRIES: dict[str, Any] = {
     "retries": 2,
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,

@@ -66,7 +66,9 @@ def _clients(settings: Settings) -> tuple[Any, Any]:
             use_legacy_sql=False,
             location=settings.bigquery_location,
         )
-        return storage, bigquery.get_client(project_id=settings.google_project_name)
+        # None: the connection's project (the hook's annotation says str)
+        project = settings.google_project_name
+        return storage, bigquery.get_client(project_id=project)  # type: ignore[arg-type]
     except Exception as exc:
         raise _setup_error(
             exc,
@@ -86,6 +88,8 @@ def preflight(settings: Settings) -> tuple[Any, Any, str]:
 
     storage, bq = _clients(settings)
     project, dataset = settings.google_project_name, settings.collection
+    if not project:  # resolve_settings requires it with Google on: a caller skipped it
+        raise ConfigError("'google_project_name' is required to deliver to Google")
     try:
         bucket = storage.lookup_bucket(settings.google_cloud_storage)
     except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sendit_ops.airflow.config import task_secret_key, task_settings
@@ -9,7 +10,7 @@ from sendit_ops.core.settings import InputFolder
 from sendit_ops.pipeline.batch import Pipeline
 
 
-def pipeline(folder: InputFolder, context: dict[str, Any]) -> Pipeline:
+def pipeline(folder: InputFolder, context: Mapping[str, Any]) -> Pipeline:
     """The Pipeline of the running task (settings resolved and validated, provider chosen)."""
     settings = task_settings(folder, context.get("params"))
     run_id = context["dag_run"].run_id if context.get("dag_run") else ""

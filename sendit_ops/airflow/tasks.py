@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ _MANUAL_RUN_TYPES = {"manual", "asset_triggered", "asset_materialization"}
 IN_PROCESS_RUN_ENV = "SENDIT_IN_PROCESS_RUN_PID"
 
 
-def _interval(context: dict[str, Any]) -> tuple[float, float] | None:
+def _interval(context: Mapping[str, Any]) -> tuple[float, float] | None:
     run = context.get("dag_run")
     run_type = str(getattr(run, "run_type", "manual")).lower().rsplit(".", 1)[-1]
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
@@ -58,7 +59,7 @@ def _lock(pipe: Pipeline, folder: InputFolder) -> RunLock:
     return pipe.ledger.run_lock(folder.path, in_process=in_process)
 
 
-def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any]]:
+def discover(folder: InputFolder, context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Take the run lock of the input folder (another run holding it: wait, then stop),
     find finished batches, choose this run's, queue them; return chunks for mapping."""
     pipe = pipeline(folder, context)
@@ -66,7 +67,9 @@ def discover(folder: InputFolder, context: dict[str, Any]) -> list[dict[str, Any
         return _discover(pipe, folder, context)
 
 
-def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> list[dict]:
+def _discover(
+    pipe: Pipeline, folder: InputFolder, context: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     if pipe.settings.pseudonym_provider == "dasher":
         from sendit_ops.airflow.dasher_hook import DasherHook
 
@@ -97,7 +100,7 @@ def _discover(pipe: Pipeline, folder: InputFolder, context: dict[str, Any]) -> l
 
 
 def run_step(
-    folder: InputFolder, step: Step, chunk_: dict[str, Any], context: dict[str, Any]
+    folder: InputFolder, step: Step, chunk_: dict[str, Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Run one batch step (filter, pseudonymize, anonymize, package, or all four:
     process) over a chunk."""
@@ -123,7 +126,9 @@ def all_keys(chunks: list[dict[str, Any]] | None) -> list[str]:
     return [k for c in chunks or [] for k in c["keys"]]
 
 
-def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+def deliver(
+    folder: InputFolder, chunks: list[dict[str, Any]], context: Mapping[str, Any]
+) -> dict[str, Any]:
     """Deliver every verified batch of the run: to Google when configured, else the outbox."""
     if chunks is None:
         log.info("nothing to deliver: discover did not finish")
@@ -133,7 +138,7 @@ def deliver(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str
         return deliver_batches(pipe, all_keys(chunks), context)
 
 
-def deliver_batches(pipe: Pipeline, keys: list[str], context: dict[str, Any]) -> dict:
+def deliver_batches(pipe: Pipeline, keys: list[str], context: Mapping[str, Any]) -> dict[str, Any]:
     """Deliver the verified batches among ``keys`` (Google when configured, else the
     outbox); a dry run delivers nothing."""
     params = context.get("params") or {}
@@ -155,7 +160,9 @@ def deliver_batches(pipe: Pipeline, keys: list[str], context: dict[str, Any]) ->
     return {"target": target.name, **counts}
 
 
-def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+def report(
+    folder: InputFolder, chunks: list[dict[str, Any]], context: Mapping[str, Any]
+) -> dict[str, Any]:
     """Close the run: every batch in a final state, summary written and logged, the run
     lock released (only this run's: a run stopped by another's lock leaves it alone)."""
     if chunks is None:  # discover failed: its XCom is missing
@@ -165,7 +172,7 @@ def report(folder: InputFolder, chunks: list[dict[str, Any]], context: dict[str,
         return _report(pipe, chunks, context)
 
 
-def _stopped_before_discovery(folder: InputFolder, context: dict[str, Any]) -> None:
+def _stopped_before_discovery(folder: InputFolder, context: Mapping[str, Any]) -> None:
     """A run whose discover failed: release its lock; when another run holds the lock
     (the reason it stopped), write a summary that says so, for the CLI and the UI."""
     message = (
@@ -193,7 +200,9 @@ def _stopped_before_discovery(folder: InputFolder, context: dict[str, Any]) -> N
     raise RunLocked(message)
 
 
-def _report(pipe: Pipeline, chunks: list[dict[str, Any]], context: dict[str, Any]) -> dict:
+def _report(
+    pipe: Pipeline, chunks: list[dict[str, Any]], context: Mapping[str, Any]
+) -> dict[str, Any]:
     keys = all_keys(chunks)
     records = []
     for key in keys:

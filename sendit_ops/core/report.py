@@ -6,7 +6,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,9 @@ def batch_metrics(record: BatchRecord) -> dict[str, Any]:
     }
 
 
-def summarize(records: Iterable[BatchRecord], run_id: str, notes: list[str] = ()) -> dict:
+def summarize(
+    records: Iterable[BatchRecord], run_id: str, notes: Sequence[str] = ()
+) -> dict[str, Any]:
     """The run summary: counts per state, totals, and one line per batch."""
     lines = [batch_metrics(r) for r in records]
     counts = Counter(line["status"] for line in lines)
@@ -91,7 +93,7 @@ def summarize(records: Iterable[BatchRecord], run_id: str, notes: list[str] = ()
     }
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable summary for logs and the CLI."""
     states = ", ".join(f"{k} {v}" for k, v in summary["states"].items()) or "no batches"
     out = [
@@ -125,7 +127,7 @@ def safe_name(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
-def write_run_report(ledger: Ledger, summary: dict) -> Path:
+def write_run_report(ledger: Ledger, summary: dict[str, Any]) -> Path:
     """Write ``runs/<run>/summary.json`` and merge the run's batches into ``metrics.tsv``."""
     folder = ledger.root / "runs" / safe_name(summary["run_id"])
     write_json(folder / "summary.json", summary)

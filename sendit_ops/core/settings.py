@@ -296,7 +296,7 @@ def resolve_settings(
 
 def parse_json_setting(raw: str | None, name: str) -> Any:
     """Parse a JSON Variable value, turning syntax errors into a ConfigError naming the Variable."""
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return None
     try:
         return json.loads(raw)

@@ -58,7 +58,9 @@ def merge_statements(table: str, rows: list[dict[str, str]]) -> list[str]:
         f") S ON T.{KEY} = S.{KEY} WHEN MATCHED THEN UPDATE SET {update} "
         f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
     )
-    statements, batch, size = [], [], len(head) + len(tail)
+    statements: list[str] = []
+    batch: list[str] = []
+    size = len(head) + len(tail)
     for select in selects:
         if batch and size + len(select) + 11 > MAX_STATEMENT_CHARS:
             statements.append(head + " UNION ALL ".join(batch) + tail)

@@ -14,7 +14,7 @@ import json
 import tarfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import pydicom
 from isal import igzip
@@ -70,10 +70,11 @@ def write_archive(
     with (
         open(tmp, "wb") as file,
         _HashingWriter(file) as raw,
-        _gzip_writer(raw, level) as gz,
+        _gzip_writer(cast(BinaryIO, raw), level) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
     ):
-        tar.copybufsize = _COPY_BUFFER  # a member in one piece, not 16 KiB pieces
+        # a member in one piece, not 16 KiB pieces (a TarFile attribute typeshed lacks)
+        tar.copybufsize = _COPY_BUFFER  # type: ignore[attr-defined]
         for name, path in sorted(members):
             info = tarfile.TarInfo(name)
             info.size = path.stat().st_size

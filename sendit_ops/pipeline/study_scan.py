@@ -36,7 +36,8 @@ class AcceptedImage:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AcceptedImage:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 @dataclass

@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+)
 
 from sendit_ops.core.errors import ConfigError, ProviderError
 
@@ -209,7 +215,6 @@ class DasherClient:
 
     def _call(self, study: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/{self.api_version}/uid/{study}"
-        deadline = time.monotonic() + self.policy.max_total_seconds
         policy = self.policy
 
         def wait(state: RetryCallState) -> float:
@@ -234,11 +239,6 @@ class DasherClient:
                 f"(retry budget of {policy.max_total_seconds:.0f} s spent)"
             )
 
-        def over_budget(state: RetryCallState) -> bool:
-            # stop before a sleep that would end past the deadline (tenacity's stop_after_delay
-            # looks back at the time spent; the budget must also hold for the next wait)
-            return time.monotonic() + (state.upcoming_sleep or 0.0) > deadline
-
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             reason = exc.reason if isinstance(exc, _Retryable) else "DASHER failed"
@@ -248,14 +248,16 @@ class DasherClient:
 
         retrying = Retrying(
             retry=retry_if_exception_type(_Retryable),
-            stop=stop_after_attempt(policy.max_attempts) | over_budget,
+            # stop_before_delay: no sleep may end past the budget (the next wait counts too)
+            stop=stop_after_attempt(policy.max_attempts)
+            | stop_before_delay(policy.max_total_seconds),
             wait=wait,
             sleep=self._sleep,
             before_sleep=log_retry,
             retry_error_callback=give_up,
         )
         refreshed = [False]
-        return retrying(self._attempt, url, body, refreshed)  # type: ignore[no-any-return]
+        return retrying(self._attempt, url, body, refreshed)
 
     def _attempt(self, url: str, body: dict[str, Any], refreshed: list[bool]) -> dict[str, Any]:
         """One call; a 401 refreshes the tokens once (per logical call) and calls again."""

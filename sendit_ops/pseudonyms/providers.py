@@ -104,7 +104,7 @@ def parse_response(body: Any, identity: StudyIdentity) -> Pseudonym:
                 days = _int_jitter(jitter)
             except (TypeError, ValueError):
                 raise ProviderError("pseudonym service answer lacks a valid jitter") from None
-            return Pseudonym(suids[0], suids[1], days, item.get("jittered_timestamp"))
+            return Pseudonym(str(suids[0]), str(suids[1]), days, item.get("jittered_timestamp"))
     raise ProviderError("pseudonym service answer has no result for this study")
 
 

@@ -288,7 +288,8 @@ def totals(
     """Per DAG and over all of them: batches, images and MB (input size) in each state,
     for the batches whose last change is inside ``window`` (one GROUP BY per ledger)."""
     window = window or Window()
-    dags, everything = [], {}
+    dags: list[dict[str, Any]] = []
+    everything: dict[str, Any] = {}
     for source in _sources(dag_id, found):
         sums = _state_sums(source, window)
         dags.append(_total(source.dag_id, sums))
@@ -376,7 +377,7 @@ def throughput(
                 acc[0] += 1
                 acc[1] += images
                 acc[2] += size_in
-    out = [
+    out: list[dict[str, Any]] = [
         {
             "start": iso(s),
             "start_ts": s,
@@ -419,7 +420,7 @@ def stage(record: BatchRecord) -> dict[str, Any]:
     elif record.state == State.DONEPROCESSING:
         label = "packaged and verified; delivery next"
     else:
-        label = STAGES.get(str(record.outputs.stage), "in progress")
+        label = STAGES.get(Stage(record.outputs.stage), "in progress")
     return {
         "stage": str(record.outputs.stage),
         "label": label,

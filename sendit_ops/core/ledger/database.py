@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -219,6 +219,11 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: lis
         set_={c: stmt.excluded[c] for c in rows[0] if c not in keys},
     )
     conn.execute(stmt, rows)
+
+
+def rows_of(conn: Connection, query: Executable) -> list[Any]:
+    """The rows of ``query`` (typed Any: the tables declare no Python types per column)."""
+    return list(conn.execute(query))
 
 
 def chunks(items: list[str]) -> Iterator[list[str]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, func, select
 
-from sendit_ops.core.ledger.database import chunks, read
+from sendit_ops.core.ledger.database import chunks, read, rows_of
 from sendit_ops.core.ledger.rows import source_hash
 from sendit_ops.core.ledger.schema import batches
 from sendit_ops.core.lifecycle import State
@@ -34,7 +34,7 @@ class LedgerQueries:
                 query = select(batches.c.source_path, batches.c.finished_at).where(
                     batches.c.ledger_id == self.ledger_id, batches.c.source_hash.in_(part)
                 )
-                for path, finished in conn.execute(query):
+                for path, finished in rows_of(conn, query):
                     if path in found or wanted.get(source_hash(path)) == path:
                         found[path] = max(found.get(path, 0.0), float(finished or 0.0))
         return found
@@ -80,7 +80,7 @@ class LedgerQueries:
         if limit is not None:
             query = query.limit(limit)
         with read(self.engine) as conn:
-            return [row._asdict() for row in conn.execute(query)]
+            return [row._asdict() for row in rows_of(conn, query)]
 
     def totals(
         self, since: float | None = None, until: float | None = None
@@ -97,7 +97,7 @@ class LedgerQueries:
         with read(self.engine) as conn:
             return {
                 state: (int(n), int(images or 0), int(size or 0))
-                for state, n, images, size in conn.execute(query)
+                for state, n, images, size in rows_of(conn, query)
             }
 
     def progress(self, since: float) -> tuple[dict[str, int], int, int]:
@@ -118,7 +118,7 @@ class LedgerQueries:
             c.state == State.DONE, *self._window(since, until)
         )
         with read(self.engine) as conn:
-            return [(float(t), int(i or 0), int(b or 0)) for t, i, b in conn.execute(query)]
+            return [(float(t), int(i or 0), int(b or 0)) for t, i, b in rows_of(conn, query)]
 
     def state_counts(self) -> dict[str, int]:
         """How many records are in each state (one indexed query)."""
@@ -128,4 +128,4 @@ class LedgerQueries:
             .group_by(batches.c.state)
         )
         with read(self.engine) as conn:
-            return {state: int(n) for state, n in conn.execute(query)}
+            return {state: int(n) for state, n in rows_of(conn, query)}

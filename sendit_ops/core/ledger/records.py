@@ -29,6 +29,7 @@ from sendit_ops.core.ledger.database import (
     describe,
     engine_for,
     read,
+    rows_of,
     setup_lock,
     upsert,
     write,
@@ -99,7 +100,7 @@ class Ledger(LedgerQueries):
                     ledgers.insert().values(
                         root=str(self.work_root), dag_id=self.dag_id, imported_at=0.0, imported=0
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]
             )
             imported = legacy_import.import_records(conn, new_id, self.root)
             conn.execute(
@@ -111,7 +112,7 @@ class Ledger(LedgerQueries):
             log.info("ledger %s: %d record.json file(s) imported", self.dag_id, imported)
         return new_id
 
-    def _id_query(self) -> Select[tuple[int]]:
+    def _id_query(self) -> Select[Any]:
         return select(ledgers.c.id).where(
             ledgers.c.root == str(self.work_root), ledgers.c.dag_id == self.dag_id
         )
@@ -163,7 +164,7 @@ class Ledger(LedgerQueries):
         )
         records = []
         with read(self.engine) as conn:
-            for key, data in conn.execute(query):
+            for key, data in rows_of(conn, query):
                 try:
                     records.append(BatchRecord(**json.loads(data)))
                 except (ValueError, TypeError) as exc:
@@ -190,7 +191,7 @@ class Ledger(LedgerQueries):
             c.superseded_by == "",
         )
         with read(self.engine) as conn:
-            return [BatchRecord(**json.loads(d)) for (d,) in conn.execute(query)]
+            return [BatchRecord(**json.loads(d)) for (d,) in rows_of(conn, query)]
 
     def supersede(self, old_key: str, new_key: str) -> None:
         """A delivered batch is re-delivered under another batch id (the secret key
@@ -229,7 +230,7 @@ class Ledger(LedgerQueries):
                 query = select(batches.c.key, batches.c.fingerprint, batches.c.state).where(
                     batches.c.ledger_id == self.ledger_id, batches.c.key.in_(part)
                 )
-                found.update((k, f) for k, f, state in conn.execute(query) if state in states)
+                found.update((k, f) for k, f, state in rows_of(conn, query) if state in states)
         return found
 
     # -- deliveries ----------------------------------------------------------------------

@@ -49,7 +49,7 @@ def upgrade() -> None:
     updates = []
     for ledger_id, key, data in conn.execute(query):
         try:
-            outputs = json.loads(data).get("outputs") or {}
+            outputs = json.loads(str(data)).get("outputs") or {}
         except (ValueError, AttributeError):
             continue
         source = str(outputs.get("pseudonym_source") or "")
