@@ -99,39 +99,34 @@ def run_pipeline(
     gzip_level: int = 1,
     timed_delivery: bool = False,
 ) -> float:
-    """sendit's steps in-process over (some of) the batches; returns seconds.
+    """sendit's run in-process over (some of) the batches (``run_folder``, the runner the
+    DAG's tasks use: lock, steps, finalize, deliver, report); returns seconds.
 
     Timed: discover, filter (with identifiers), pseudonyms, header recipe, write, verify,
     package: the issue's definition, and what the baselines do. The delivery to the local
-    outbox runs after the clock stops, unless ``timed_delivery`` (the same work as a DAG
-    run, for the Airflow comparison)."""
+    outbox and the report are not counted, unless ``timed_delivery`` (the same work as a
+    DAG run, for the Airflow comparison)."""
     from sendit_ops.core.settings import load_settings
-    from sendit_ops.delivery.loop import deliver
     from sendit_ops.delivery.outbox import OutboxTarget
     from sendit_ops.pipeline.batch import Pipeline
-    from sendit_ops.pipeline.run import RunRequest, choose_batches, run_steps
+    from sendit_ops.pipeline.run import RunRequest, run_folder
 
     settings = load_settings(
         {"work_root": str(work / "work"), "outbox": str(work / "outbox"), "gzip_level": gzip_level}
     )
     pipe = Pipeline(settings, KEY, "bench", run_id="bench")
-    started = time.perf_counter()
     # every run of the bench does the work again (as a reprocess run does), whatever was
-    # delivered by an earlier round into the same work root
+    # delivered by an earlier round into the same work root; the runner the DAG's tasks use
     request = RunRequest(batches=tuple(folders or ()), reprocess=True)
-    keys = choose_batches(pipe, input_dir, "bench", request).keys
-    if not keys:
+    result = run_folder(pipe, input_dir, lambda: OutboxTarget.from_settings(settings), request)
+    if not result.records:
         raise SystemExit("bench: no batch was chosen: nothing would be measured")
-    run_steps(pipe, keys)
-    if timed_delivery:
-        deliver(pipe, OutboxTarget.from_settings(settings), keys)
-    elapsed = time.perf_counter() - started
-    if not timed_delivery:
-        deliver(pipe, OutboxTarget.from_settings(settings), keys)
-    bad = [k for k in keys if pipe.ledger.load(k).state != "DONE"]
+    bad = [name for name, r in result.records.items() if r.state != "DONE"]
     if bad:
         raise SystemExit(f"bench: {len(bad)} batch(es) did not end DONE: {bad[:3]}")
-    return elapsed
+    # timed as the issue defines it (choose + the batch steps); the delivery too on request
+    phases = ["choose", "steps", *(["deliver"] if timed_delivery else [])]
+    return sum(result.seconds[p] for p in phases)
 
 
 def _pack(folder: Path, target: Path, level: int, packer: str = "sendit") -> None:

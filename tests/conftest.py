@@ -145,14 +145,12 @@ def wait_for(predicate, timeout: float, step: float = 1.0):
 
 
 def run_in_process(pipe, input_dir: Path, *, reprocess: bool = False, requested=None):
-    """One whole run over an input folder, like a DAG run, through the runner the tasks use
-    (sendit_ops.pipeline.run), delivering to the outbox. Records by batch folder name."""
-    from sendit_ops.delivery.loop import deliver
+    """One whole run over an input folder through the runner the DAG's tasks use
+    (sendit_ops.pipeline.run.run_folder: lock, steps, finalize, deliver, report), delivering
+    to the outbox. Records by batch folder name."""
     from sendit_ops.delivery.outbox import OutboxTarget
     from sendit_ops.pipeline.run import RunRequest, run_folder
 
-    def to_outbox(pipe, keys):
-        deliver(pipe, OutboxTarget.from_settings(pipe.settings), keys)
-
     request = RunRequest(batches=tuple(requested or ()), reprocess=reprocess)
-    return run_folder(pipe, input_dir, to_outbox, request)
+    target = lambda: OutboxTarget.from_settings(pipe.settings)  # noqa: E731
+    return run_folder(pipe, input_dir, target, request).records

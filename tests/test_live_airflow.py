@@ -64,6 +64,83 @@ def test_rest_trigger_with_conf_runs_to_success(local_stack):
     assert bad.status_code == 400 and "provider" in bad.text
 
 
+# what every run does, in this order, whatever runs it (the runner's journal, reduced)
+RUN_PHASES = [
+    "lock",
+    "choose",
+    "filter",
+    "pseudonymize",
+    "anonymize",
+    "package",
+    "finalize",
+    "deliver",
+    "report",
+    "release",
+]
+
+
+def phases(journal: Path) -> list[str]:
+    """The phases of a run's journal in order: the lock noted once (each task takes it
+    again), a phase noted by several mapped tasks in a row counted once."""
+    from sendit_ops.pipeline.run import read_journal
+
+    seen: list[str] = []
+    for entry in read_journal(journal):
+        phase = entry["phase"]
+        if (phase == "lock" and "lock" in seen) or (seen and seen[-1] == phase):
+            continue
+        seen.append(phase)
+    return seen
+
+
+def test_the_cli_the_live_dag_and_the_tests_run_a_folder_through_the_same_calls(
+    local_stack, tmp_path, make_pipeline
+):
+    """One runner: the run lock taken first, the batches finalized before the delivery, the
+    report written, the lock released: the same calls through a live Airflow DAG run, through
+    `sendit run` (the DAG in-process) and through run_folder (the tests and the bench)."""
+    import subprocess
+
+    from sendit_ops.core.report import safe_name
+    from sendit_ops.delivery.outbox import OutboxTarget
+    from sendit_ops.pipeline.run import RunRequest, journal_path, run_folder
+
+    stack, root = local_stack
+    # reprocess: the batches were delivered by the test above, a plain run would skip them
+    run_id = stack.trigger("sendit_live", {"batches": GOOD, "reprocess": True})
+    assert stack.wait_run("sendit_live", run_id) == "success"
+    live = root / "work" / "sendit_live" / "runs" / safe_name(run_id)
+    assert phases(live / "journal.jsonl") == RUN_PHASES
+    assert (live / "summary.json").is_file()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["SENDIT_HOME"] = str(tmp_path / "home")
+    env["AIRFLOW_VAR_SENDIT_SECRET_KEY"] = os.environ["AIRFLOW_VAR_SENDIT_SECRET_KEY"]
+    args = [str(ROOT / ".venv" / "bin" / "sendit"), "run", "--input", str(root / "input")]
+    args += ["--outbox", str(tmp_path / "outbox"), "--work-root", str(tmp_path / "work")]
+    args += [a for b in GOOD for a in ("--batch", b)]
+    cli = subprocess.run(
+        args,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    report = Path(cli.stdout.split("report: ")[-1].strip())
+    assert phases(report / "journal.jsonl") == RUN_PHASES
+
+    pipe = make_pipeline(run_id="in-process")
+    result = run_folder(
+        pipe,
+        root / "input",
+        lambda: OutboxTarget.from_settings(pipe.settings),
+        RunRequest(batches=tuple(GOOD)),
+    )
+    assert {r.state for r in result.records.values()} == {"DONE"}
+    assert phases(journal_path(pipe)) == RUN_PHASES
+
+
 def test_batches_dashboard_plugin(local_stack):
     stack, _ = local_stack
     assert requests.get(f"{stack.url}/sendit/api/batches", timeout=10).status_code in (401, 403)

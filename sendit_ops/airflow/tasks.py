@@ -7,6 +7,9 @@ One run at a time per input folder and work root: ``discover`` takes the ledger'
 later task of the same run keeps and refreshes it while it works, ``report`` releases it.
 This holds whatever starts the run (the scheduler, ``sendit run``, ``airflow dags test``)
 and wherever its tasks run, since the lock is a row in the ledger's database.
+
+Each task runs one phase of the runner (sendit_ops.pipeline.run): what tests and the bench
+run in one process with ``run_folder`` is what the tasks run here, one phase per task.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +26,14 @@ from sendit_ops.airflow.task_runtime import pipeline
 from sendit_ops.core.discovery import chunk, is_in_progress
 from sendit_ops.core.errors import RunNeedsAttention
 from sendit_ops.core.ledger import RunLock, RunLocked
-from sendit_ops.core.lifecycle import FINAL_STATES, State, Step
+from sendit_ops.core.lifecycle import State, Step
 from sendit_ops.core.report import format_summary, summarize, write_run_report
-from sendit_ops.core.settings import InputFolder
-from sendit_ops.delivery import loop as delivery
+from sendit_ops.core.settings import InputFolder, Settings
 from sendit_ops.delivery.outbox import OutboxTarget
 from sendit_ops.delivery.target import Target
+from sendit_ops.pipeline import run as runner
 from sendit_ops.pipeline.batch import Pipeline
-from sendit_ops.pipeline.run import RunRequest, choose_batches
+from sendit_ops.pipeline.run import RunRequest
 
 log = logging.getLogger("sendit")
 
@@ -49,21 +53,27 @@ def _interval(context: Mapping[str, Any]) -> tuple[float, float] | None:
     return start.timestamp(), end.timestamp()
 
 
-def _holder_id(pipe: Pipeline) -> str:
-    """Who holds the run lock: the run (a run without an id: this process)."""
-    return pipe.run_id or f"process-{os.getpid()}"
+def _in_process() -> bool:
+    return os.environ.get(IN_PROCESS_RUN_ENV) == str(os.getpid())
 
 
 def _lock(pipe: Pipeline, folder: InputFolder) -> RunLock:
-    in_process = os.environ.get(IN_PROCESS_RUN_ENV) == str(os.getpid())
-    return pipe.ledger.run_lock(folder.path, in_process=in_process)
+    return pipe.ledger.run_lock(folder.path, in_process=_in_process())
+
+
+def _locked(
+    pipe: Pipeline, folder: InputFolder, wait: float | None = 0, release: bool = False
+) -> AbstractContextManager[None]:
+    """The run's lock held for this task (kept from discover: another run holding it now
+    means this run lost it, and the task stops)."""
+    return runner.locked(pipe, folder.path, wait=wait, release=release, in_process=_in_process())
 
 
 def discover(folder: InputFolder, context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Take the run lock of the input folder (another run holding it: wait, then stop),
     find finished batches, choose this run's, queue them; return chunks for mapping."""
     pipe = pipeline(folder, context)
-    with _lock(pipe, folder).held(_holder_id(pipe)):
+    with _locked(pipe, folder, wait=None):
         return _discover(pipe, folder, context)
 
 
@@ -79,7 +89,7 @@ def _discover(
 
         preflight(pipe.settings)  # bucket, dataset and table, before any batch is touched
     request = RunRequest.from_params(context.get("params"), _interval(context))
-    chosen = choose_batches(pipe, folder.path, folder.name, request)
+    chosen = runner.start(pipe, folder.path, folder.name, request)
     in_progress = sum(1 for p in Path(folder.path).iterdir() if is_in_progress(p.name))
     log.info(
         "input %s: %d finished batch folder(s), %d still being written, %d chosen for this run%s",
@@ -108,8 +118,8 @@ def run_step(
     if step in (Step.PSEUDONYMIZE, Step.PROCESS):
         pipe.provider = provider_for(pipe.settings)
     # the run's lock is kept (another run holding it now: this run lost it, it stops)
-    with _lock(pipe, folder).held(_holder_id(pipe), wait=0):
-        pipe.run(step, chunk_["keys"])
+    with _locked(pipe, folder):
+        runner.process(pipe, step, chunk_["keys"])
         if step == Step.PROCESS:  # the fused layout: each chunk delivers its own batches
             deliver_batches(pipe, chunk_["keys"], context)
     states: dict[str, int] = {}
@@ -134,30 +144,26 @@ def deliver(
         log.info("nothing to deliver: discover did not finish")
         return {"target": "none"}
     pipe = pipeline(folder, context)
-    with _lock(pipe, folder).held(_holder_id(pipe), wait=0):
+    with _locked(pipe, folder):
         return deliver_batches(pipe, all_keys(chunks), context)
 
 
-def deliver_batches(pipe: Pipeline, keys: list[str], context: Mapping[str, Any]) -> dict[str, Any]:
-    """Deliver the verified batches among ``keys`` (Google when configured, else the
-    outbox); a dry run delivers nothing."""
-    params = context.get("params") or {}
-    pipe.finalize_empty(keys)
-    if params.get("dry_run"):
-        log.info("dry run: nothing delivered (%d batch(es) considered)", len(keys))
-        return {"target": "none (dry run)"}
-    target: Target
-    if pipe.settings.send_to_google:
+def open_target(settings: Settings) -> Target:
+    """The run's delivery target: Google when configured, else the local outbox."""
+    if settings.send_to_google:
         from sendit_ops.airflow.google_target import GoogleTarget
 
-        target = GoogleTarget.open(pipe.settings)  # ConfigError / TransientError: see classify
-    else:
-        target = OutboxTarget.from_settings(pipe.settings)
-    # TransientError (the target unreachable now) propagates: Airflow retries this task and
-    # the batches not delivered, still DONEPROCESSING, are delivered by the retry
-    counts = delivery.deliver(pipe, target, keys).as_dict()
-    log.info("delivered to %s: %s", target.name, counts)
-    return {"target": target.name, **counts}
+        return GoogleTarget.open(settings)  # ConfigError / TransientError: see classify
+    return OutboxTarget.from_settings(settings)
+
+
+def deliver_batches(pipe: Pipeline, keys: list[str], context: Mapping[str, Any]) -> dict[str, Any]:
+    """Finalize, then deliver the verified batches among ``keys`` (Google when configured,
+    else the outbox); a dry run delivers nothing. TransientError (the target unreachable
+    now) propagates: Airflow retries the task and the batches not delivered, still
+    DONEPROCESSING, are delivered by the retry."""
+    dry_run = bool((context.get("params") or {}).get("dry_run"))
+    return runner.deliver_batches(pipe, keys, lambda: open_target(pipe.settings), dry_run)
 
 
 def report(
@@ -168,7 +174,7 @@ def report(
     if chunks is None:  # discover failed: its XCom is missing
         _stopped_before_discovery(folder, context)
     pipe = pipeline(folder, context)
-    with _lock(pipe, folder).held(_holder_id(pipe), wait=0, release=True):
+    with _locked(pipe, folder, release=True):
         return _report(pipe, chunks, context)
 
 
@@ -182,7 +188,7 @@ def _stopped_before_discovery(folder: InputFolder, context: Mapping[str, Any]) -
     try:
         pipe = pipeline(folder, context)
         lock = _lock(pipe, folder)
-        lock.release(_holder_id(pipe))
+        lock.release(runner.holder_id(pipe))
         other = lock.holder()
     except Exception as exc:  # settings or database unusable: discover said why
         log.warning("run lock not released (%s)", type(exc).__name__)
@@ -203,28 +209,9 @@ def _stopped_before_discovery(folder: InputFolder, context: Mapping[str, Any]) -
 def _report(
     pipe: Pipeline, chunks: list[dict[str, Any]], context: Mapping[str, Any]
 ) -> dict[str, Any]:
-    keys = all_keys(chunks)
-    records = []
-    for key in keys:
-        record = pipe.ledger.get(key)
-        if record is None:
-            continue
-        if record.state not in FINAL_STATES and not (
-            record.state == State.DONEPROCESSING and (context.get("params") or {}).get("dry_run")
-        ):
-            step = max(record.times, key=lambda s: record.times[s][0]) if record.times else "start"
-            record.set_state(
-                State.ERROR,
-                f"interrupted: the run ended while the batch was in "
-                f"{record.state} after step '{step}'; rerun the batch",
-            )
-            pipe.ledger.save(record)
-            pipe.drop_identifiers(record)
-        records.append(record)
     notes = [n for c in chunks or [] for n in c.get("notes", [])]
-    summary = summarize(records, pipe.run_id, notes)
-    where = write_run_report(pipe.ledger, summary)
-    log.info("%s\n  report: %s", format_summary(summary), where)
+    dry_run = bool((context.get("params") or {}).get("dry_run"))
+    summary, where = runner.finish(pipe, all_keys(chunks), notes, dry_run)
     result = {k: v for k, v in summary.items() if k != "batch_lines"}
     result["errors"] = [
         {"batch_id": line["batch_id"], "reasons": line["reasons"]}

@@ -1,22 +1,34 @@
-"""One run over one input folder, in-process: choose the batches, run the steps, deliver.
+"""The runner: what a run over one input folder does, written once.
 
-The Airflow tasks (sendit_ops.airflow.tasks), the bench (devtools/bench.py) and the tests all
-go through these functions, so "what a run does" is written once; Airflow adds only the run
-lock, the mapping of chunks over task instances, and the context it reads params from.
+A run holds the folder's run lock while it works (``locked``), chooses its batches
+(``start``), runs the batch steps (``process``), finalizes the batches that will not be
+delivered and then delivers the others (``deliver_batches``), and writes the run report
+(``finish``). The Airflow tasks call these functions one per task (sendit_ops.airflow.tasks;
+``sendit run`` runs that DAG in-process); ``run_folder`` calls them in one process, in
+the same order: what the tests and the bench run. Each phase is noted in the run's journal
+(``runs/<run>/journal.jsonl``: phase, time, process, counts; no PHI), so an admin (and a
+test) can see what a run did, in which order, whatever ran it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sendit_ops.core.discovery import FoundBatch, discover_input, select_batches
 from sendit_ops.core.errors import RunNeedsAttention
-from sendit_ops.core.lifecycle import BATCH_STEPS, State
+from sendit_ops.core.lifecycle import BATCH_STEPS, FINAL_STATES, State, Step
 from sendit_ops.core.records import BatchRecord
+from sendit_ops.core.report import format_summary, safe_name, summarize, write_run_report
+from sendit_ops.delivery import loop as delivery
+from sendit_ops.delivery.target import Target
 from sendit_ops.pipeline.batch import REJECT, RELEASE, Pipeline
 
 log = logging.getLogger("sendit")
@@ -146,27 +158,163 @@ def choose_batches(pipe: Pipeline, input_dir: str | Path, name: str, request: Ru
     return Chosen(keys, len(found), [*seen.notes, *notes])
 
 
-def run_steps(pipe: Pipeline, keys: list[str]) -> None:
-    """The batch steps in order (filter, pseudonymize, anonymize, package)."""
-    for step in BATCH_STEPS:
-        pipe.run(step, keys)
+# ---- the run's journal ------------------------------------------------------------------
+
+
+def journal_path(pipe: Pipeline) -> Path:
+    """Where the run's journal is (beside its summary)."""
+    return pipe.ledger.root / "runs" / safe_name(pipe.run_id or "no-run-id") / "journal.jsonl"
+
+
+def note(pipe: Pipeline, phase: str, **counts: int | str) -> None:
+    """Append one phase to the run's journal (one short line, O_APPEND: the mapped tasks of a
+    run may write at once)."""
+    line = {"phase": phase, "at": round(time.time(), 3), "pid": os.getpid(), **counts}
+    path = journal_path(pipe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(line, sort_keys=True) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The phases a run noted, in order."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---- the phases ----------------------------------------------------------------------------
+
+
+def holder_id(pipe: Pipeline) -> str:
+    """Who holds the run lock: the run (a run without an id: this process)."""
+    return pipe.run_id or f"process-{os.getpid()}"
+
+
+@contextmanager
+def locked(
+    pipe: Pipeline,
+    input_dir: str | Path,
+    *,
+    wait: float | None = None,
+    release: bool = False,
+    in_process: bool = False,
+) -> Iterator[None]:
+    """Hold the input folder's run lock while a part of the run works (``wait``: how long
+    to wait for another run; 0 = this run must hold it already). ``release``: the run ends
+    with this part. ``in_process``: every part of the run executes in this process."""
+    lock = pipe.ledger.run_lock(input_dir, in_process=in_process)
+    with lock.held(holder_id(pipe), wait=wait, release=release):
+        note(pipe, "lock")
+        yield
+    if release:
+        note(pipe, "release")
+
+
+def start(pipe: Pipeline, input_dir: str | Path, name: str, request: RunRequest) -> Chosen:
+    """Choose the run's batches and queue them (the lock held by the caller)."""
+    chosen = choose_batches(pipe, input_dir, name, request)
+    note(pipe, "choose", found=chosen.found, chosen=len(chosen.keys))
+    return chosen
+
+
+def process(pipe: Pipeline, step: Step, keys: list[str]) -> None:
+    """Run one batch step over ``keys`` (``Step.PROCESS``: the four in order)."""
+    pipe.run(step, keys)
+    note(pipe, str(step.value), batches=len(keys))
+
+
+def deliver_batches(
+    pipe: Pipeline, keys: list[str], open_target: Callable[[], Target], dry_run: bool = False
+) -> dict[str, Any]:
+    """Finalize the batches of ``keys`` that will not be delivered (their identified work
+    files removed), then deliver the verified ones to the target ``open_target`` gives
+    (opened only when needed). A dry run delivers nothing."""
+    pipe.finalize_empty(keys)
+    note(pipe, "finalize", batches=len(keys))
+    if dry_run:
+        log.info("dry run: nothing delivered (%d batch(es) considered)", len(keys))
+        return {"target": "none (dry run)"}
+    target = open_target()
+    # TransientError (the target unreachable now) propagates: the batches not delivered stay
+    # DONEPROCESSING and a retry delivers them
+    counts = delivery.deliver(pipe, target, keys).as_dict()
+    log.info("delivered to %s: %s", target.name, counts)
+    note(pipe, "deliver", target=target.name, **{k: int(v) for k, v in counts.items()})
+    return {"target": target.name, **counts}
+
+
+def finish(
+    pipe: Pipeline, keys: list[str], notes: Sequence[str], dry_run: bool = False
+) -> tuple[dict[str, Any], Path]:
+    """Close the run: a batch not in a final state is put in ERROR (interrupted), the
+    summary is written (``runs/<run>/summary.json``) and logged; returns it and its folder."""
+    records = []
+    for key in keys:
+        record = pipe.ledger.get(key)
+        if record is None:
+            continue
+        if record.state not in FINAL_STATES and not (
+            record.state == State.DONEPROCESSING and dry_run
+        ):
+            step = max(record.times, key=lambda s: record.times[s][0]) if record.times else "start"
+            record.set_state(
+                State.ERROR,
+                f"interrupted: the run ended while the batch was in "
+                f"{record.state} after step '{step}'; rerun the batch",
+            )
+            pipe.ledger.save(record)
+            pipe.drop_identifiers(record)
+        records.append(record)
+    summary = summarize(records, pipe.run_id, list(notes))
+    where = write_run_report(pipe.ledger, summary)
+    log.info("%s\n  report: %s", format_summary(summary), where)
+    note(pipe, "report", batches=len(records))
+    return summary, where
+
+
+# ---- a whole run in one process -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``run_folder`` did: the records by batch folder name, the summary, and the
+    seconds each phase took (choose, steps, deliver, report)."""
+
+    records: dict[str, BatchRecord]
+    summary: dict[str, Any]
+    seconds: dict[str, float]
 
 
 def run_folder(
     pipe: Pipeline,
     input_dir: str | Path,
-    deliver: Callable[[Pipeline, list[str]], Any],
+    open_target: Callable[[], Target],
     request: RunRequest | None = None,
     name: str | None = None,
-) -> dict[str, BatchRecord]:
-    """One whole run in this process: choose, run the steps, deliver with ``deliver``
-    (skipped for a dry run). Returns the batch records by folder name."""
+) -> RunResult:
+    """One whole run in this process, the phases the DAG's tasks run, in their order: lock,
+    choose, the batch steps, finalize and deliver, report, release."""
     request = request or RunRequest()
     input_dir = Path(input_dir)
-    chosen = choose_batches(pipe, input_dir, name or input_dir.name, request)
-    run_steps(pipe, chosen.keys)
-    if not request.dry_run:
-        deliver(pipe, chosen.keys)
-    pipe.finalize_empty(chosen.keys)
+    seconds: dict[str, float] = {}
+    with locked(pipe, input_dir, release=True, in_process=True):
+        t = time.perf_counter()
+        chosen = start(pipe, input_dir, name or input_dir.name, request)
+        seconds["choose"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for step in BATCH_STEPS:
+            process(pipe, step, chosen.keys)
+        seconds["steps"] = time.perf_counter() - t
+        t = time.perf_counter()
+        deliver_batches(pipe, chosen.keys, open_target, request.dry_run)
+        seconds["deliver"] = time.perf_counter() - t
+        t = time.perf_counter()
+        summary, _ = finish(pipe, chosen.keys, chosen.notes, request.dry_run)
+        seconds["report"] = time.perf_counter() - t
     records = {k: pipe.ledger.load(k) for k in chosen.keys}
-    return {Path(r.source_path).name: r for r in records.values()}
+    by_name = {Path(r.source_path).name: r for r in records.values()}
+    return RunResult(by_name, summary, seconds)
