@@ -53,6 +53,8 @@ def test_the_code_keeps_its_contracts() -> None:
         ("sendit_ops/dicom/filters.py", "import sendit_ops.airflow.dag_factory", "layers"),
         # the ledger (core) reaching up into the pipeline
         ("sendit_ops/core/ledger/records.py", "import sendit_ops.pipeline.batch", "layers"),
+        # the core classifying a vendor's exceptions itself (the adapters' job)
+        ("sendit_ops/core/errors.py", "import requests", "no vendor library"),
     ],
 )
 def test_a_planted_violation_is_caught(
@@ -66,3 +68,45 @@ def test_a_planted_violation_is_caught(
     assert result.returncode != 0, result.stdout
     broken = [ln for ln in result.stdout.splitlines() if ln.endswith("BROKEN")]
     assert any(contract in ln for ln in broken), result.stdout
+
+
+CORE_MAY_IMPORT = {"sqlalchemy", "alembic"}  # besides the standard library
+
+
+def test_the_core_imports_only_its_allowed_list() -> None:
+    """docs/architecture.md: core/ imports the standard library, SQLAlchemy and Alembic."""
+    import grimp
+
+    graph = grimp.build_graph("sendit_ops", include_external_packages=True)
+    core = {m for m in graph.modules if m.startswith("sendit_ops.core")}
+    external = {
+        imported.split(".")[0]
+        for module in core
+        for imported in graph.find_modules_directly_imported_by(module)
+        if not imported.startswith("sendit_ops")
+    }
+    assert external - sys.stdlib_module_names == CORE_MAY_IMPORT
+
+
+def test_importing_the_package_changes_nothing() -> None:
+    """No side effect at import: warning and log filters, fork hooks and the GC freeze are
+    explicit calls of the entry points (sendit's main, the DAG factory, the task preload)."""
+    code = (
+        "import gc, logging, os, warnings\n"
+        "filters = list(warnings.filters)\n"
+        "import sendit_ops, sendit_ops.core.ledger, sendit_ops.airflow.dag_factory\n"
+        "assert warnings.filters == filters, 'warning filters changed'\n"
+        "assert not logging.getLogger('pydicom').filters, 'log filter added'\n"
+        "assert gc.get_freeze_count() == 0, 'gc frozen'\n"
+        "from sendit_ops.core.ledger import database\n"
+        "assert not database._FORK_HOOK, 'fork hook registered'\n"
+    )
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "AIRFLOW_HOME": "/tmp/none"}
+    out = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-1500:]

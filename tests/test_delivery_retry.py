@@ -20,6 +20,8 @@ import json
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -143,7 +145,30 @@ PERMANENT = [
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )
 def test_classify(exc, kind):
-    assert classify(exc) is kind
+    """The core's rules with the vendors' classifiers the adapters pass (the Google target,
+    the DASHER client's requests stack, the hook's httpx)."""
+    from sendit_ops.airflow.dasher_hook import airflow_api_failure
+    from sendit_ops.airflow.google_target import google_failure
+    from sendit_ops.pseudonyms.dasher_client import requests_failure
+
+    assert classify(exc, (google_failure, requests_failure, airflow_api_failure)) is kind
+
+
+@pytest.mark.unit
+def test_the_core_classifies_without_vendor_libraries():
+    """core.errors imports no vendor library: its own rules cover sendit's errors, a full
+    disk, HTTP statuses (duck-typed) and the standard library's network errors."""
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"  # .pth files load the 'google' namespace at start
+        "from sendit_ops.core.errors import Failure, classify\n"
+        "assert classify(ConnectionResetError()) is Failure.TRANSIENT\n"
+        "banned = {'google', 'requests', 'urllib3', 'httpx', 'airflow'}\n"
+        "print(sorted(banned & {m.split('.')[0] for m in set(sys.modules) - before}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+    assert classify(_http_error(503)) is Failure.TRANSIENT  # the status, duck-typed
 
 
 @pytest.mark.unit

@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sendit`` console script."""
+    from sendit_ops import quiet_known_deprecations
+
+    quiet_known_deprecations()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

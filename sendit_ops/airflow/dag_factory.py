@@ -14,6 +14,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, get_current_context, get_parsing_context, task
 
+from sendit_ops import quiet_known_deprecations
 from sendit_ops.airflow.config import parse_time_settings, read_input_folders
 from sendit_ops.core.lifecycle import Step
 from sendit_ops.core.settings import (
@@ -179,6 +180,7 @@ def dag_schedule(folder: InputFolder, settings: Settings) -> Any:
 def build_dag(folder: InputFolder) -> DAG:
     """The DAG of one input folder (the domain modules are imported by the tasks, not at
     parse time, so parsing stays fast)."""
+    quiet_known_deprecations()  # before a task of this DAG imports deid
     shape = parse_time_settings(folder)
     fused = shape.task_layout == "fused"
     pool = shape.dasher_pool

@@ -40,6 +40,14 @@ CONNECTION_HELP = (
 )
 
 
+def airflow_api_failure(exc: BaseException) -> Failure | None:
+    """The Task SDK talks to Airflow's API with httpx: its transport errors are transient
+    (an ErrorClassifier, ``core.errors.classify``)."""
+    import httpx
+
+    return Failure.TRANSIENT if isinstance(exc, httpx.TransportError) else None
+
+
 def token_variable(conn_id: str) -> str:
     """The Variable holding the rotated tokens of a connection."""
     return f"sendit_dasher_token_{conn_id}"
@@ -117,7 +125,7 @@ class DasherHook(BaseHook):
                 f"the DASHER connection '{self.dasher_conn_id}' does not exist: {CONNECTION_HELP}"
             ) from None
         except Exception as exc:
-            if classify(exc) is Failure.TRANSIENT:
+            if classify(exc, (airflow_api_failure,)) is Failure.TRANSIENT:
                 raise TransientError(
                     f"the DASHER connection '{self.dasher_conn_id}' cannot be read now "
                     f"({type(exc).__name__}); the task is retried"

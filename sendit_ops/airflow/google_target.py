@@ -29,26 +29,50 @@ from sendit_ops.core.errors import (
     BatchError,
     ConfigError,
     DeliveryError,
+    ErrorClassifier,
     Failure,
     SenditError,
     TransientError,
     classify,
+    failure_of_status,
 )
 from sendit_ops.core.records import Delivery
 from sendit_ops.core.settings import Settings
 from sendit_ops.delivery.bigquery_sql import delete_statement, merge_statements, table_ref
 from sendit_ops.delivery.target import Archive, Placed, Present, PutStatus, RowCounts, decide
 from sendit_ops.packaging.archive import BQ_SCHEMA, CONTENT_TYPE
+from sendit_ops.pseudonyms.dasher_client import requests_failure
 
 log = logging.getLogger("sendit")
 RESUMABLE_ABOVE = 8 * 1024 * 1024
+
+
+def google_failure(exc: BaseException) -> Failure | None:
+    """What Google's client libraries' exceptions mean (an ErrorClassifier for
+    ``core.errors.classify``): an API error by its HTTP status; google-auth's transport
+    errors and google-api-core's RetryError (its own retries ran out) are transient, other
+    google-auth errors configuration unless retryable; the requests stack they use below."""
+    from google.api_core.exceptions import GoogleAPICallError, RetryError
+    from google.auth import exceptions as auth
+
+    if isinstance(exc, GoogleAPICallError):
+        code = exc.code
+        return failure_of_status(code, exc) if isinstance(code, int) else Failure.PERMANENT
+    if isinstance(exc, RetryError | auth.TransportError | auth.TimeoutError):
+        return Failure.TRANSIENT
+    if isinstance(exc, auth.GoogleAuthError):
+        return Failure.TRANSIENT if exc.retryable else Failure.CONFIG
+    return requests_failure(exc)
+
+
+GOOGLE = (google_failure,)
 
 
 def _setup_error(exc: Exception, service: str, config_message: str) -> SenditError:
     """A failure while connecting or checking the bucket/table: TransientError when Google
     cannot be reached now (Airflow's retry may succeed), else ConfigError (a retry cannot
     fix a connection, credentials, permissions or a missing bucket)."""
-    if classify(exc) is Failure.TRANSIENT:
+    if classify(exc, GOOGLE) is Failure.TRANSIENT:
         return TransientError(
             f"cannot reach {service} now ({type(exc).__name__}); the task is retried"
         )
@@ -141,6 +165,7 @@ class GoogleTarget:
 
     name = "google"
     no_rows: RowCounts | None = RowCounts(sent=0)  # "rows": 0 when nothing was uploaded
+    classifiers: tuple[ErrorClassifier, ...] = GOOGLE
 
     def __init__(self, bucket: Any, bigquery: Any, table: str) -> None:
         self.bucket = bucket

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 from enum import StrEnum
+from typing import Protocol
 
 
 class SenditError(Exception):
@@ -85,7 +87,14 @@ _NETWORK_ERRNOS = frozenset(
 )
 
 
-def classify(exc: BaseException) -> Failure:
+class ErrorClassifier(Protocol):
+    """What a vendor adapter knows about its library's exceptions: the Failure an exception
+    means, or None when it is not one of that library's (the next rule decides)."""
+
+    def __call__(self, exc: BaseException) -> Failure | None: ...
+
+
+def classify(exc: BaseException, vendors: Iterable[ErrorClassifier] = ()) -> Failure:
     """Whether ``exc`` is worth a retry (TRANSIENT), needs a person to fix the setup
     (CONFIG), or condemns only the item at hand (PERMANENT).
 
@@ -97,20 +106,17 @@ def classify(exc: BaseException) -> Failure:
 
     - sendit's own errors say what they are (TransientError, ConfigError, a BatchError);
     - a full disk (ENOSPC) is the batch's problem: it names the disk and the space needed;
-    - an HTTP status: 408, 429 and 5xx are transient, and so is BigQuery's 400 "due to
-      concurrent update" (two MERGE statements on one table, as fused chunks run them: the
-      loser succeeds when run again); 401/403/404 are configuration (credentials,
-      permissions, a bucket or dataset that does not exist), other 4xx permanent (the
-      request itself is refused);
-    - the network: connection refused/reset/aborted, timeouts, unreachable hosts, broken
-      HTTP responses (requests, urllib3, http.client, httpx), google-auth transport errors
-      and google-api-core's RetryError (its own retries ran out on a retryable error) are
-      transient; a google-auth error is configuration unless it says it is retryable;
+    - the ``vendors``' classifiers, in order: each adapter (the Google target, the DASHER
+      client and hook) knows its own library's exceptions, so this module imports none;
+    - an HTTP status (an exception with ``.code`` or ``.response.status_code``): 408, 429
+      and 5xx are transient, and so is a 400 "due to concurrent update" (BigQuery: two
+      MERGE statements on one table; the loser succeeds when run again); 401/403/404 are
+      configuration (credentials, permissions, a bucket or dataset that does not exist),
+      other 4xx permanent (the request itself is refused);
+    - the standard library's network failures (connection refused/reset/aborted, timeouts,
+      unreachable hosts, a cut HTTP response) are transient;
     - anything else is permanent: the caller words it for the batch (or, where a client is
       being built, as a configuration error).
-
-    The libraries are imported here only when an exception has to be classified, so that
-    importing this module stays cheap (DAG parsing imports it).
     """
     if isinstance(exc, TransientError):
         return Failure.TRANSIENT
@@ -118,28 +124,28 @@ def classify(exc: BaseException) -> Failure:
         return Failure.CONFIG
     if isinstance(exc, SenditError) or is_no_space(exc):
         return Failure.PERMANENT
-    status = _http_status(exc)
+    for vendor in vendors:
+        found = vendor(exc)
+        if found is not None:
+            return found
+    status = http_status(exc)
     if status is not None:
-        if status in RETRYABLE_HTTP or status >= 500 or _lost_a_race(exc):
-            return Failure.TRANSIENT
-        return Failure.CONFIG if status in CONFIG_HTTP else Failure.PERMANENT
-    auth = _google_auth_failure(exc)
-    if auth is not None:
-        return auth
+        return failure_of_status(status, exc)
     if _network_failure(exc):
         return Failure.TRANSIENT
     return Failure.PERMANENT
 
 
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status of an error answer (google-api-core, requests, httpx, GCS media)."""
-    try:
-        from google.api_core.exceptions import GoogleAPICallError
-    except ImportError:  # pragma: no cover - the Google provider brings it
-        pass
-    else:
-        if isinstance(exc, GoogleAPICallError):
-            return exc.code if isinstance(exc.code, int) else None
+def failure_of_status(status: int, exc: BaseException) -> Failure:
+    """The meaning of an HTTP error status (see ``classify``)."""
+    if status in RETRYABLE_HTTP or status >= 500 or _lost_a_race(exc):
+        return Failure.TRANSIENT
+    return Failure.CONFIG if status in CONFIG_HTTP else Failure.PERMANENT
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status an error answer carries (``.response.status_code``: requests,
+    httpx), else None (a vendor's classifier reads its own kinds of answers)."""
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     return status if isinstance(status, int) and 100 <= status < 600 else None
@@ -152,48 +158,14 @@ def _lost_a_race(exc: BaseException) -> bool:
     return "concurrent update" in str(exc).lower()
 
 
-def _google_auth_failure(exc: BaseException) -> Failure | None:
-    try:
-        from google.auth import exceptions as auth
-    except ImportError:  # pragma: no cover
-        return None
-    if isinstance(exc, auth.TransportError | auth.TimeoutError):
-        return Failure.TRANSIENT
-    if isinstance(exc, auth.GoogleAuthError):
-        return Failure.TRANSIENT if exc.retryable else Failure.CONFIG
-    return None
-
-
 def _network_failure(exc: BaseException) -> bool:
     import http.client
-
-    import requests
-    import urllib3
 
     kinds: tuple[type[BaseException], ...] = (
         ConnectionError,  # refused, reset, aborted, broken pipe (RemoteDisconnected too)
         TimeoutError,  # socket.timeout
         http.client.HTTPException,  # IncompleteRead, BadStatusLine: a cut response
-        requests.ConnectionError,
-        requests.Timeout,
-        requests.exceptions.ChunkedEncodingError,
-        urllib3.exceptions.ProtocolError,
-        urllib3.exceptions.TimeoutError,
-        urllib3.exceptions.NewConnectionError,
-        urllib3.exceptions.MaxRetryError,
     )
-    try:
-        import httpx
-
-        kinds += (httpx.TransportError,)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from google.api_core.exceptions import RetryError
-
-        kinds += (RetryError,)
-    except ImportError:  # pragma: no cover
-        pass
     if isinstance(exc, kinds):
         return True
     return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS

@@ -97,7 +97,7 @@ def deliver(ledger: DeliveryLedger, target: Target, keys: Iterable[str]) -> Deli
             row = ledger.row_of(record)
             placed = target.put_object(archive)
         except Exception as exc:
-            if classify(exc) is Failure.TRANSIENT:
+            if classify(exc, target.classifiers) is Failure.TRANSIENT:
                 # the next objects would fail alike: stop, deliver what was put, then retry
                 stopped = _transient(target, exc, "putting objects")
                 break
@@ -119,7 +119,7 @@ def deliver(ledger: DeliveryLedger, target: Target, keys: Iterable[str]) -> Deli
             for item in put:
                 if item.placed.status is PutStatus.CREATED:
                     _remove(target, item)
-            if classify(exc) is Failure.TRANSIENT:
+            if classify(exc, target.classifiers) is Failure.TRANSIENT:
                 raise _transient(target, exc, "writing rows") from None
             reason = target.rows_failure(exc, rows)
             for item in put:

@@ -18,7 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sendit_ops.core.atomic_files import write_atomic
-from sendit_ops.core.errors import BatchError, DeliveryError, NoSpaceError, is_no_space
+from sendit_ops.core.errors import (
+    BatchError,
+    DeliveryError,
+    ErrorClassifier,
+    NoSpaceError,
+    is_no_space,
+)
 from sendit_ops.core.records import Delivery
 from sendit_ops.core.settings import Settings
 from sendit_ops.delivery.target import (
@@ -151,6 +157,7 @@ class OutboxTarget:
 
     name = "outbox"
     no_rows: RowCounts | None = None  # the outbox reports row counts only when it wrote rows
+    classifiers: tuple[ErrorClassifier, ...] = ()  # files: the standard library's errors
 
     def __init__(self, outbox: Path, collection: str, table: str) -> None:
         self.outbox = outbox

@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from sendit_ops.core.errors import DeliveryError
+from sendit_ops.core.errors import DeliveryError, ErrorClassifier
 from sendit_ops.core.records import BatchRecord, Delivery
 
 
@@ -136,13 +136,15 @@ class Target(Protocol):
     Errors: a method raises DeliveryError (or another BatchError) when this batch cannot go
     (a conflict, an integrity failure); TransientError or a library's network/5xx error when
     the service cannot be reached now; ConfigError when the setup is wrong. The loop sorts
-    them with ``sendit_ops.core.errors.classify``.
+    them with ``sendit_ops.core.errors.classify`` and the target's own ``classifiers``.
     """
 
     # "outbox" or "google": the record's delivered_to, the ledger's Delivery.target
     name: str
     # the row counts reported when no row was written this time (the target's usual keys)
     no_rows: RowCounts | None
+    # what the target's libraries' exceptions mean (``core.errors.classify``'s vendors)
+    classifiers: tuple[ErrorClassifier, ...]
 
     def ledger_fields(self) -> dict[str, Any]:
         """What ``mark_delivered`` stores about the place besides delivered_to/_at (the

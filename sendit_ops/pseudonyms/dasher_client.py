@@ -38,11 +38,28 @@ from tenacity import (
     stop_before_delay,
 )
 
-from sendit_ops.core.errors import ConfigError, ProviderError
+from sendit_ops.core.errors import ConfigError, Failure, ProviderError
 
 log = logging.getLogger("sendit.dasher")
 MAX_ITEMS_PER_ENTITY = 1000
 RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def requests_failure(exc: BaseException) -> Failure | None:
+    """The requests/urllib3 stack's network failures (the DASHER client's HTTP library,
+    and Google's): transient. An ErrorClassifier (``core.errors.classify``)."""
+    import urllib3
+
+    kinds: tuple[type[BaseException], ...] = (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.TimeoutError,
+        urllib3.exceptions.NewConnectionError,
+        urllib3.exceptions.MaxRetryError,
+    )
+    return Failure.TRANSIENT if isinstance(exc, kinds) else None
 
 
 @dataclass(frozen=True)
