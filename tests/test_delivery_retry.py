@@ -268,9 +268,16 @@ def test_decide_create_keep_replace_own_refuse_foreign():
     assert decide(None, own, "conflict") is PutStatus.CREATED
     assert decide(Present(identical=True, version="f" * 64), own, "c") is PutStatus.EXISTS
     assert decide(Present(identical=False, version="a" * 64), own, "c") is PutStatus.REPLACED
-    for foreign in (Present(identical=False, version="f" * 64), Present(identical=False)):
+    # a version the ledger does not know: refused with the way out (a lost ledger?) ...
+    unknown = Present(identical=False, version="f" * 64)
+    with pytest.raises(DeliveryError, match=r"^conflict; .* rerun the batch with --reprocess"):
+        decide(unknown, own, "conflict")
+    # ... and replaced (recorded) when the run reprocesses
+    assert decide(unknown, own, "c", replace_unknown=True) is PutStatus.REPLACED_UNKNOWN
+    # no version of sendit's at all (not sendit's object): refused, whatever the run asked
+    for ask in (False, True):
         with pytest.raises(DeliveryError, match=r"^conflict$"):
-            decide(foreign, own, "conflict")
+            decide(Present(identical=False), own, "conflict", replace_unknown=ask)
 
 
 @pytest.mark.unit

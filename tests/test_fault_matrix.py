@@ -548,3 +548,140 @@ def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
     assert_nothing_identifying("\n".join([*said, last.said]), folders)
     # identifier lists go before the DONE transaction: no kill point leaves them behind
     assert not list(work.rglob("identifiers.json"))
+
+
+# ---- the ledger's own faults ---------------------------------------------------------------
+
+
+def lose_ledger(work: Path) -> None:
+    """The ledger is gone: the SQLite file deleted, or the PostgreSQL tables dropped."""
+    from sqlalchemy import create_engine
+
+    from sendit_ops.core.ledger import dispose_engines
+    from sendit_ops.core.ledger.schema import VERSION_TABLE, metadata
+
+    dispose_engines()
+    if not LEDGER_URL:
+        for path in work.glob("ledger.sqlite*"):
+            path.unlink()
+        return
+    engine = create_engine(LEDGER_URL[0])
+    with engine.begin() as conn:
+        for name in [t.name for t in metadata.sorted_tables] + [VERSION_TABLE]:
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+    engine.dispose()
+
+
+def test_a_lost_ledger_is_said_and_changed_studies_are_replaced_on_reprocess(
+    tmp_path, caplog, capfd
+):
+    """The ledger lost, a study then changed: the loss is said (not silently started over);
+    the unchanged study's archive is recognised and kept (adopted); the changed one is
+    refused with the way out, and a --reprocess run replaces it, recorded in its batch.
+    Never a permanent ERROR."""
+    inbox, outbox, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
+    folders = ["ACC23001", "ACC23002"]
+    for n, folder in enumerate(folders):
+        study(inbox / folder, n)
+    first = run_sendit(caplog, capfd, inbox, outbox, work)
+    assert first.code == cli.EXIT_OK, first.lines
+    lose_ledger(work)
+    study(inbox / "ACC23002", 1, images=3)  # one image more: another archive, same name
+
+    second = run_sendit(caplog, capfd, inbox, outbox, work)
+    assert "the ledger was lost or replaced" in second.said
+    assert second.line("ACC23001")["status"] == "DONE"  # identical archive: kept
+    changed = second.line("ACC23002")
+    assert changed["status"] == "ERROR" and "--reprocess" in changed["reasons"]
+    assert_outbox_consistent(outbox, 2)
+
+    third = run_sendit(caplog, capfd, inbox, outbox, work, "--reprocess")
+    assert third.code == cli.EXIT_OK, third.lines
+    assert_outbox_consistent(outbox, 2)
+    record = third.record("ACC23002")
+    assert any("the ledger did not know" in w for w in record.warnings)
+    assert len(next(outbox.rglob("*.tar.gz")).read_bytes()) > 0
+    assert_nothing_identifying(second.said + third.said, folders)
+
+
+def test_an_unreachable_ledger_fails_fast_with_one_line_and_no_password(tmp_path, caplog, capfd):
+    inbox = tmp_path / "in"
+    study(inbox / "ACC23101", 1)
+    url = "postgresql+psycopg2://sendit:s3cretpw@127.0.0.1:1/ledger"
+    started = time.monotonic()
+    caplog.clear()
+    capfd.readouterr()
+    args = ["run", "--input", str(inbox), "--outbox", str(tmp_path / "out"), "--name", NAME]
+    args += ["--work-root", str(tmp_path / "work"), "--set", f"ledger_url={url}"]
+    code = cli.main(args)
+    out, err = capfd.readouterr()
+    assert code == cli.EXIT_USAGE  # the configuration exit status
+    assert time.monotonic() - started < 60
+    line = [x for x in err.splitlines() if x.startswith("sendit: ")]
+    assert len(line) == 1 and "127.0.0.1:1/ledger cannot be reached" in line[0], err
+    assert "correct 'ledger_url'" in line[0]
+    assert "s3cretpw" not in out + err + caplog.text and "Traceback" not in err
+
+
+def test_a_read_only_ledger_fails_fast_with_one_line(tmp_path, caplog, capfd):
+    if LEDGER_URL:
+        pytest.skip("the read-only case is the SQLite file (PostgreSQL: the unreachable case)")
+    inbox, outbox, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
+    study(inbox / "ACC23201", 1)
+    with tmpfs(work, "16m"):
+        assert run_sendit(caplog, capfd, inbox, outbox, work).code == cli.EXIT_OK
+        from sendit_ops.core.ledger import dispose_engines
+
+        dispose_engines()
+        subprocess.run(["mount", "-o", "remount,ro", str(work)], check=True)
+        try:
+            capfd.readouterr()
+            later = run_sendit(caplog, capfd, inbox, outbox, work, "--reprocess")
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(work)], check=True)
+    assert later.code == cli.EXIT_USAGE
+    said = [x for x in later.said.splitlines() if x.startswith("sendit: ledger ")]
+    assert len(said) == 1 and str(work / "ledger.sqlite") in said[0], later.said
+    assert "cannot be written" in said[0] and "writable" in said[0]
+
+
+def test_two_first_runs_on_a_fresh_home_prepare_airflow_once(tmp_path):
+    """Two `sendit run` at once on a fresh home: the metadata database is prepared under a
+    lock, once; neither run fails ("bad arguments" was one of them, 2 times in 3)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    procs = []
+    for n in range(2):
+        inbox = tmp_path / f"in{n}"
+        study(inbox / f"ACC2330{n}", n)
+        env_n = {**env, "SENDIT_HOME": str(tmp_path / "home")}
+        args = ["run", "--input", str(inbox), "--outbox", str(tmp_path / f"out{n}")]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "sendit_ops.airflow.cli", *args],
+                env=env_n,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-1500:] for _, e in outs]
+    said = "".join(o for o, _ in outs)
+    assert said.count("preparing the Airflow metadata database") == 1
+
+
+def test_a_dicomdir_in_a_study_folder_is_skipped_with_a_warning(tmp_path, caplog, capfd):
+    from pydicom.fileset import FileSet
+
+    inbox = tmp_path / "in"
+    files = study(inbox / "ACC23401", 1)
+    fs = FileSet()
+    fs.add(files[0])
+    fs.write(tmp_path / "media")
+    shutil.copy(tmp_path / "media" / "DICOMDIR", inbox / "ACC23401" / "DICOMDIR")
+    outcome = run_sendit(caplog, capfd, inbox, tmp_path / "out", tmp_path / "work")
+    line = outcome.line("ACC23401")
+    assert line["status"] == "DONE", line
+    warnings = outcome.record("ACC23401").warnings
+    assert any("Media Storage Directory Storage" in w and "skipped" in w for w in warnings)
+    assert_outbox_consistent(tmp_path / "out", 1)

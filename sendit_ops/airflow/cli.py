@@ -13,6 +13,7 @@ the JSON of an Airflow connection (docs/dasher.md).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -80,14 +81,20 @@ def ensure_airflow_home(home: Path) -> None:
     if marker.exists():
         return
     airflow_home.mkdir(parents=True, exist_ok=True)
-    print(f"preparing the Airflow metadata database in {airflow_home} (first run only)...")
-    done = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
-        raise SenditError("could not prepare the Airflow metadata database (see above)")
-    marker.touch()
+    # two first runs at once on a fresh home: one prepares the database, the other waits for
+    # it under this lock and then finds the marker (two `airflow db migrate` at once race)
+    with open(airflow_home / ".sendit-db-prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return
+        print(f"preparing the Airflow metadata database in {airflow_home} (first run only)...")
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
+            raise SenditError("could not prepare the Airflow metadata database (see above)")
+        marker.touch()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -149,12 +156,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         "reject": args.reject or [],
     }
     print(f"running DAG {dag.dag_id} on {input_dir} ...")
+    ledger = Ledger(resolved.work_root, dag.dag_id, resolved.ledger_url)
+    # the ledger opened (schema checked or upgraded) before the run: an unreachable or
+    # read-only ledger is one line and the configuration exit status, not a failed task
+    _ = ledger.ledger_id
     # every task of the run executes in this process: the run lock keeps it listed between
     # tasks, so a killed `sendit run` never blocks the folder for the next one (only while
     # this run lasts: a caller's process, e.g. a test, goes on without it)
     before = os.environ.get(IN_PROCESS_RUN_ENV)
     os.environ[IN_PROCESS_RUN_ENV] = str(os.getpid())
-    ledger = Ledger(resolved.work_root, dag.dag_id, resolved.ledger_url)
     started = time.time()
     try:
         with ProgressDisplay(lambda: ledger.progress(started), sys.stderr):

@@ -199,10 +199,12 @@ class GoogleTarget:
             present,
             archive.own_versions,
             f"a different object already exists at {self._where(name)}; it was left untouched",
+            archive.replace_unknown,
         )
         if status is PutStatus.EXISTS:
             return self._placed(status, existing)
-        generation = existing.generation if status is PutStatus.REPLACED else 0
+        replacing = status in (PutStatus.REPLACED, PutStatus.REPLACED_UNKNOWN)
+        generation = existing.generation if replacing else 0
         size = archive.path.stat().st_size
         blob = self.bucket.blob(
             name, chunk_size=RESUMABLE_ABOVE if size > RESUMABLE_ABOVE else None

@@ -162,8 +162,11 @@ def deliver_batches(pipe: Pipeline, keys: list[str], context: Mapping[str, Any])
     else the outbox); a dry run delivers nothing. TransientError (the target unreachable
     now) propagates: Airflow retries the task and the batches not delivered, still
     DONEPROCESSING, are delivered by the retry."""
-    dry_run = bool((context.get("params") or {}).get("dry_run"))
-    return runner.deliver_batches(pipe, keys, lambda: open_target(pipe.settings), dry_run)
+    params = context.get("params") or {}
+    dry_run, reprocess = bool(params.get("dry_run")), bool(params.get("reprocess"))
+    return runner.deliver_batches(
+        pipe, keys, lambda: open_target(pipe.settings), dry_run, reprocess
+    )
 
 
 def report(

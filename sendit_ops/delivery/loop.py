@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sendit_ops.core.errors import Failure, TransientError, classify
@@ -61,8 +61,10 @@ class DeliveryCounts:
     rows: RowCounts | None = None  # None: no row written (and the target reports none)
 
     def add(self, status: PutStatus) -> None:
-        """Count one object put."""
-        setattr(self, status.value, getattr(self, status.value) + 1)
+        """Count one object put (a replaced unknown version counts as replaced; the batch's
+        record says which)."""
+        name = PutStatus.REPLACED.value if status is PutStatus.REPLACED_UNKNOWN else status.value
+        setattr(self, name, getattr(self, name) + 1)
 
     def as_dict(self) -> dict[str, int]:
         """created / exists / replaced / failed, then the target's row counts."""
@@ -79,7 +81,9 @@ class _Put:
     row: dict[str, str]
 
 
-def deliver(ledger: DeliveryLedger, target: Target, keys: Iterable[str]) -> DeliveryCounts:
+def deliver(
+    ledger: DeliveryLedger, target: Target, keys: Iterable[str], replace_unknown: bool = False
+) -> DeliveryCounts:
     """Deliver the ready batches among ``keys`` to ``target``; return the counts.
 
     Raises TransientError when the target cannot be reached now: the batches delivered
@@ -94,6 +98,8 @@ def deliver(ledger: DeliveryLedger, target: Target, keys: Iterable[str]) -> Deli
         record.start(Step.DELIVER)
         try:
             archive = Archive.of(record)
+            if replace_unknown:  # a reprocess run (``decide``)
+                archive = replace(archive, replace_unknown=True)
             row = ledger.row_of(record)
             placed = target.put_object(archive)
         except Exception as exc:
@@ -105,6 +111,12 @@ def deliver(ledger: DeliveryLedger, target: Target, keys: Iterable[str]) -> Deli
             ledger.mark_failed(record, target.object_failure(exc))
             continue
         counts.add(placed.status)
+        if placed.status is PutStatus.REPLACED_UNKNOWN:
+            record.warnings.append(
+                "deliver: replaced an earlier version at its object name that the ledger did "
+                "not know (a lost or restored ledger); the reprocess run asked for it"
+            )
+            log.warning("batch %s: replaced an object the ledger did not know", record.key)
         row["storage_download"] = placed.download
         row["storage_metadataLink"] = placed.metadata_link
         put.append(_Put(record, archive, placed, row))

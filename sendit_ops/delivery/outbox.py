@@ -47,6 +47,7 @@ def put_object(
     source: Path,
     sha256: str,
     replaces: str | Iterable[str] | None = None,
+    replace_unknown: bool = False,
 ) -> PutStatus:
     """Copy an archive to ``outbox/name``; return created, exists (identical one there) or
     replaced (the object there is a version sendit itself wrote for this batch: one of
@@ -61,6 +62,7 @@ def put_object(
         present,
         own_versions(replaces),
         f"a different archive already exists at outbox object {name}",
+        replace_unknown,
     )
     if status is PutStatus.EXISTS:
         return status
@@ -180,6 +182,7 @@ class OutboxTarget:
             archive.path,
             archive.sha256,
             replaces=archive.own_versions,
+            replace_unknown=archive.replace_unknown,
         )
         uri = (self.outbox / archive.object_name).resolve().as_uri()
         return Placed(status, download=uri, metadata_link=uri)

@@ -27,6 +27,9 @@ class PutStatus(StrEnum):
     CREATED = "created"  # nothing was there: the object is new
     EXISTS = "exists"  # the identical object was there already: left alone
     REPLACED = "replaced"  # a version sendit wrote for this batch was there: replaced
+    # a reprocess run replaced a version the ledger does not know (the ledger was lost or
+    # restored from an older backup): recorded in the batch's warnings
+    REPLACED_UNKNOWN = "replaced_unknown"
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,19 @@ class Present:
     version: str = ""  # the sha256 sendit wrote into it ("" when it carries none)
 
 
-def decide(present: Present | None, own: Collection[str], conflict: str) -> PutStatus:
+def decide(
+    present: Present | None, own: Collection[str], conflict: str, replace_unknown: bool = False
+) -> PutStatus:
     """Create if absent, keep if identical, replace only sendit's own version of this batch.
 
     ``own`` holds every checksum sendit wrote for the batch (the last confirmed delivery and
     attempts cut short after their object was written, see ``Delivery.own_versions``): an
-    object carrying one of them is sendit's and may be replaced by a newer version. Anything
-    else under the name belongs to someone else: DeliveryError(``conflict``), the batch goes
-    to ERROR and the object is left as it is.
+    object carrying one of them is sendit's and may be replaced by a newer version. An
+    identical object is kept and adopted (the ledger then knows it again, e.g. after the
+    ledger was lost). A different object that carries a version the ledger does not know
+    is refused (DeliveryError(``conflict``) with the way out: the batch goes to ERROR, the
+    object is left as it is) unless the run asked to reprocess (``replace_unknown``): then
+    it is replaced and the batch's record says so (REPLACED_UNKNOWN).
     """
     if present is None:
         return PutStatus.CREATED
@@ -52,6 +60,14 @@ def decide(present: Present | None, own: Collection[str], conflict: str) -> PutS
         return PutStatus.EXISTS
     if present.version and present.version in own:
         return PutStatus.REPLACED
+    if present.version and replace_unknown:
+        return PutStatus.REPLACED_UNKNOWN
+    if present.version:
+        conflict += (
+            "; if it is an earlier delivery of this study the ledger no longer knows (a lost "
+            "or restored ledger), rerun the batch with --reprocess (trigger param "
+            "reprocess=true) to replace it"
+        )
     raise DeliveryError(conflict)
 
 
@@ -80,6 +96,8 @@ class Archive:
     images: str
     series: str
     recipe_sha256: str
+    # a reprocess run: a version the ledger does not know may be replaced (``decide``)
+    replace_unknown: bool = False
 
     @classmethod
     def of(cls, record: BatchRecord) -> Archive:

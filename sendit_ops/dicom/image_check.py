@@ -140,6 +140,12 @@ def check_file(ds: Dataset, fp: BinaryIO, size: int, part10: bool = True) -> Non
             raise NotDicomError("not a DICOM file (no DICOM header found)")
     elif not UID(syntax).is_transfer_syntax:
         raise UnsupportedImageError(f"unsupported transfer syntax {syntax[:64]}")
+    media_class = _raw_text(meta, 0x00020002) if meta is not None else ""
+    if "SOPInstanceUID" not in ds and media_class and not is_image_sop_class(media_class):
+        # a DICOMDIR (Media Storage Directory) or another non-image object beside the images:
+        # not part of the study's images, so skipped like a non-DICOM file, with its kind
+        kind = UID(media_class).name if UID(media_class).is_valid else "an unknown SOP class"
+        raise NotDicomError(f"not an image: a DICOM object of kind '{kind[:64]}'")
     if "SOPInstanceUID" not in ds:
         raise RejectedImageError("corrupt header: no SOPInstanceUID")
     try:

@@ -228,11 +228,16 @@ def process(pipe: Pipeline, step: Step, keys: list[str]) -> None:
 
 
 def deliver_batches(
-    pipe: Pipeline, keys: list[str], open_target: Callable[[], Target], dry_run: bool = False
+    pipe: Pipeline,
+    keys: list[str],
+    open_target: Callable[[], Target],
+    dry_run: bool = False,
+    reprocess: bool = False,
 ) -> dict[str, Any]:
     """Finalize the batches of ``keys`` that will not be delivered (their identified work
     files removed), then deliver the verified ones to the target ``open_target`` gives
-    (opened only when needed). A dry run delivers nothing."""
+    (opened only when needed). A dry run delivers nothing. ``reprocess``: a version at an
+    object's name that the ledger does not know may be replaced (recorded)."""
     pipe.finalize_empty(keys)
     note(pipe, "finalize", batches=len(keys))
     if dry_run:
@@ -241,7 +246,7 @@ def deliver_batches(
     target = open_target()
     # TransientError (the target unreachable now) propagates: the batches not delivered stay
     # DONEPROCESSING and a retry delivers them
-    counts = delivery.deliver(pipe, target, keys).as_dict()
+    counts = delivery.deliver(pipe, target, keys, replace_unknown=reprocess).as_dict()
     log.info("delivered to %s: %s", target.name, counts)
     note(pipe, "deliver", target=target.name, **{k: int(v) for k, v in counts.items()})
     return {"target": target.name, **counts}
@@ -310,7 +315,7 @@ def run_folder(
             process(pipe, step, chosen.keys)
         seconds["steps"] = time.perf_counter() - t
         t = time.perf_counter()
-        deliver_batches(pipe, chosen.keys, open_target, request.dry_run)
+        deliver_batches(pipe, chosen.keys, open_target, request.dry_run, request.reprocess)
         seconds["deliver"] = time.perf_counter() - t
         t = time.perf_counter()
         summary, _ = finish(pipe, chosen.keys, chosen.notes, request.dry_run)

@@ -110,7 +110,29 @@ class Ledger(LedgerQueries):
             )
         if imported:
             log.info("ledger %s: %d record.json file(s) imported", self.dag_id, imported)
+        else:
+            self._say_if_lost()
         return new_id
+
+    def _say_if_lost(self) -> None:
+        """A new, empty ledger beside the work files of earlier runs: the ledger was lost
+        (deleted, a new ``ledger_url``, a restore of the work root without it). Said loudly,
+        with what happens next, instead of starting over in silence."""
+        base = self.root / "batches"
+        earlier = sum(1 for p in base.iterdir() if p.is_dir()) if base.is_dir() else 0
+        if not earlier:
+            return
+        log.warning(
+            "ledger %s: no records of %s, but its work folder %s holds %d batch folder(s) of "
+            "earlier runs: the ledger was lost or replaced. Restore it from a backup if you "
+            "have one; otherwise sendit starts a new ledger: delivered studies whose archive "
+            "is unchanged are recognised and kept, changed ones are refused until a run with "
+            "--reprocess (trigger param reprocess=true) replaces them",
+            self.where(),
+            self.dag_id,
+            self.root,
+            earlier,
+        )
 
     def _id_query(self) -> Select[Any]:
         return select(ledgers.c.id).where(
