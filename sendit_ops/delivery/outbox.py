@@ -41,6 +41,23 @@ from sendit_ops.packaging.archive import sha256_file
 ROW_KEY = "CodedAccessionNumberID"
 
 
+def made_by_sendit(path: Path) -> bool:
+    """Whether a file is a tar.gz as ``packaging.archive.write_archive`` writes them (every
+    member a regular file with mtime 0, mode 0644, owner 0 and no owner names): sendit's
+    own archive, which a reprocess run may replace when the ledger no longer knows it."""
+    import tarfile
+
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = tar.getmembers()
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+    return bool(members) and all(
+        m.isreg() and m.mtime == 0 and m.mode == 0o644 and m.uid == m.gid == 0 and not m.uname
+        for m in members
+    )
+
+
 def put_object(
     outbox: Path,
     name: str,
@@ -57,7 +74,10 @@ def put_object(
     present = None
     if target.exists():
         current = sha256_file(target)
-        present = Present(identical=current == sha256, version=current)
+        # a file carries no metadata: it is a version of sendit's when the ledger knows its
+        # checksum, or (a lost ledger) when it is an archive as sendit writes them
+        ours = current == sha256 or current in own_versions(replaces) or made_by_sendit(target)
+        present = Present(identical=current == sha256, version=current if ours else "")
     status = decide(
         present,
         own_versions(replaces),
