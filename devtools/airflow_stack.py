@@ -7,6 +7,7 @@ auth manager and one admin user, and talks to the REST API like an operator woul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,47 @@ from typing import Any
 import requests
 
 TERMINAL = {"success", "failed"}
+STACK_MARK = "SENDIT_AIRFLOW_STACK"  # an environment variable naming the stack of a process
+
+
+def processes_marked(mark: str) -> list[int]:
+    """The processes whose environment holds ``mark`` (``NAME=value``): a stack's processes,
+    also the ones its components started and that left their process group."""
+    needle = mark.encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if needle in environ + b"\0" and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def processes_in_sessions(sessions: set[int]) -> list[int]:
+    """The processes of these sessions (each component leads one: ``start_new_session``).
+    Needed beside the mark: a process that renames itself (setproctitle, as Airflow's
+    executor workers do) overwrites the environment /proc shows."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) in sessions and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
 
 # What docker-compose.yaml and airflow.cfg.template set for fast task starts (see
@@ -102,8 +144,12 @@ class AirflowStack:
         self.procs: list[subprocess.Popen] = []
         self.names: list[str] = []  # the component of each process in procs
         self._token: str | None = None
+        # every process of this stack inherits this mark (whatever process group or session
+        # it moves to): ``stop`` finds and ends them all by it
+        self.mark = f"{STACK_MARK}={secrets.token_hex(8)}"
         self.env = {
             **os.environ,
+            STACK_MARK: self.mark.split("=", 1)[1],
             **TASK_START_SETTINGS,
             **(env or {}),
             "AIRFLOW_HOME": str(home),
@@ -180,18 +226,40 @@ class AirflowStack:
             time.sleep(1)
         raise RuntimeError(f"Airflow API did not come up; see {logs}")
 
-    def stop(self, drop_db: bool = True) -> None:
-        """Stop every component (and drop the database made for it)."""
+    def stop(self, drop_db: bool = True, grace: float = 30.0) -> None:
+        """Stop every process the stack started (and drop the database made for it).
+
+        Each component leads a process group (``start_new_session``): SIGTERM goes to the
+        whole group even when its leader has ended already (its executor workers outlive it).
+        Then every process still in a component's session or carrying the stack's mark in
+        its environment (one that left the group, or was re-parented to init) is ended too:
+        SIGTERM, then SIGKILL after ``grace`` seconds. A stack leaves no process behind
+        (tests/test_live_airflow.py counts them)."""
         for proc in self.procs:
-            if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # the whole group has ended
                 os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+        _signal_all(self.processes(), signal.SIGTERM)
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _signal_all(self.processes(), signal.SIGKILL)  # e.g. idle executor workers
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        kill_deadline = time.monotonic() + 10
+        while self.processes() and time.monotonic() < kill_deadline:
+            time.sleep(0.2)
         if drop_db:
             drop_database(self.db_url)
+
+    def processes(self) -> list[int]:
+        """Every live process this stack started: in its components' sessions, or carrying
+        its mark (one that started a session of its own)."""
+        sessions = {proc.pid for proc in self.procs}
+        return sorted(set(processes_in_sessions(sessions)) | set(processes_marked(self.mark)))
 
     # -- REST ------------------------------------------------------------------------------
 

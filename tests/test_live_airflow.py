@@ -204,3 +204,57 @@ def test_celery_executor_with_two_workers_sharing_the_work_root(tmp_path):
         assert len(box.read_rows(box.table_path(root / "outbox", "DEMO", "dicom"))) == 3
     finally:
         stack.stop()
+
+
+def _descendants(roots: list[int]) -> set[int]:
+    """Every process below ``roots`` now (by parent pid, from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found | set(roots)
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            alive.add(pid)
+    return alive
+
+
+def test_a_stopped_stack_leaves_no_process_behind(tmp_path):
+    """Every process a stack started (components, their executor workers, task processes,
+    forkservers) is gone after stop: counted before and after."""
+    from devtools.airflow_stack import processes_marked
+
+    make_demo_input(tmp_path / "input")
+    db = create_database(f"sendit_procs_{secrets.token_hex(4)}")
+    stack = AirflowStack(tmp_path / "airflow", ROOT / "dags", db, env=stack_env(tmp_path))
+    assert processes_marked(stack.mark) == []  # none before
+    try:
+        stack.start()
+        stack.wait_dag("sendit_live")
+        run_id = stack.trigger("sendit_live", {"batches": GOOD[:1]})
+        assert stack.wait_run("sendit_live", run_id) == "success"
+        started = _alive(_descendants([p.pid for p in stack.procs])) | set(stack.processes())
+        assert len(started) > len(stack.procs)  # the components started processes of theirs
+    finally:
+        stack.stop()
+    assert _alive(started) == set()
+    assert stack.processes() == [] and processes_marked(stack.mark) == []
