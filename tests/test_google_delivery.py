@@ -278,3 +278,53 @@ def test_new_pseudonyms_replace_the_object_and_row_in_the_bucket_and_table(
     assert sorted(r["CodedAccessionNumberID"] for r in now_rows) == sorted(
         r.outputs.item_suid for r in done.values()
     )
+
+
+def test_the_real_service_gets_the_values_as_query_parameters():
+    """Against BigQuery itself the values travel as query parameters, never in the SQL text
+    (the emulator refuses parameters, so the literal form above is what it runs). Without a
+    real BigQuery here, the request is checked as the client library sends it."""
+    from sendit_ops.airflow.google_target import GoogleTarget, key_parameter, rows_parameter
+    from sendit_ops.delivery.bigquery_sql import (
+        PARAMETER_ROWS,
+        delete_with_parameter,
+        merge_with_parameters,
+    )
+    from sendit_ops.packaging.archive import BQ_SCHEMA
+
+    nasty = "x' OR 1=1; DROP TABLE t; -- \\ \" ` é 😀"
+    rows = [{"CodedAccessionNumberID": f"k{n}", BQ_SCHEMA[1]: nasty} for n in range(5)]
+    [(statement, part)] = merge_with_parameters("`p.d.t`", rows + rows[:1])
+    assert "UNNEST(@rows)" in statement and nasty not in statement and len(part) == 5
+    sent = rows_parameter(part).to_api_repr()["query"]["queryParameters"][0]
+    assert sent["name"] == "rows" and sent["parameterType"]["type"] == "ARRAY"
+    fields = [f["name"] for f in sent["parameterType"]["arrayType"]["structTypes"]]
+    assert fields == list(BQ_SCHEMA)
+    values = sent["parameterValue"]["arrayValues"][0]["structValues"]
+    assert values[BQ_SCHEMA[1]]["value"] == nasty
+    assert values["CodedAccessionNumberID"]["value"] == "k0"
+    many = [{"CodedAccessionNumberID": f"k{n}"} for n in range(PARAMETER_ROWS + 1)]
+    assert [len(p) for _, p in merge_with_parameters("`p.d.t`", many)] == [PARAMETER_ROWS, 1]
+    assert "@key" in delete_with_parameter("`p.d.t`")
+    key = key_parameter(nasty).to_api_repr()["query"]["queryParameters"][0]
+    assert key["parameterValue"]["value"] == nasty
+
+    class Recorder:  # what put_rows asks of the client, without a service
+        def __init__(self):
+            self.calls = []
+
+        def query(self, statement, job_config=None):
+            self.calls.append((statement, job_config))
+            return self
+
+        def result(self):
+            return []
+
+    real = GoogleTarget(None, Recorder(), "`p.d.t`", literal_sql=False)
+    real.put_rows(rows)
+    [(statement, config)] = real.bigquery.calls
+    assert nasty not in statement and config.query_parameters
+    emulator = GoogleTarget(None, Recorder(), "`p.d.t`", literal_sql=True)
+    emulator.put_rows(rows)
+    [(statement, config)] = emulator.bigquery.calls
+    assert config is None and "\\u0027" in statement

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,13 @@ from sendit_ops.core.errors import (
 )
 from sendit_ops.core.records import Delivery
 from sendit_ops.core.settings import Settings
-from sendit_ops.delivery.bigquery_sql import delete_statement, merge_statements, table_ref
+from sendit_ops.delivery.bigquery_sql import (
+    delete_statement,
+    delete_with_parameter,
+    merge_statements,
+    merge_with_parameters,
+    table_ref,
+)
 from sendit_ops.delivery.target import Archive, Placed, Present, PutStatus, RowCounts, decide
 from sendit_ops.packaging.archive import BQ_SCHEMA, CONTENT_TYPE
 from sendit_ops.pseudonyms.dasher_client import requests_failure
@@ -66,6 +73,30 @@ def google_failure(exc: BaseException) -> Failure | None:
 
 
 GOOGLE = (google_failure,)
+
+
+def rows_parameter(rows: list[dict[str, str]]) -> Any:
+    """The query job configuration carrying ``rows`` as ``@rows`` (ARRAY<STRUCT<...>>)."""
+    from google.cloud import bigquery
+
+    structs = [
+        bigquery.StructQueryParameter(
+            None, *[bigquery.ScalarQueryParameter(c, "STRING", row[c]) for c in BQ_SCHEMA]
+        )
+        for row in rows
+    ]
+    return bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ArrayQueryParameter("rows", "STRUCT", structs)]
+    )
+
+
+def key_parameter(key: str) -> Any:
+    """The query job configuration carrying a row key as ``@key``."""
+    from google.cloud import bigquery
+
+    return bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("key", "STRING", key)]
+    )
 
 
 def _setup_error(exc: Exception, service: str, config_message: str) -> SenditError:
@@ -167,10 +198,16 @@ class GoogleTarget:
     no_rows: RowCounts | None = RowCounts(sent=0)  # "rows": 0 when nothing was uploaded
     classifiers: tuple[ErrorClassifier, ...] = GOOGLE
 
-    def __init__(self, bucket: Any, bigquery: Any, table: str) -> None:
+    def __init__(
+        self, bucket: Any, bigquery: Any, table: str, literal_sql: bool | None = None
+    ) -> None:
         self.bucket = bucket
         self.bigquery = bigquery
         self.table = table
+        # query parameters, except on the BigQuery emulator of the tests (it refuses them)
+        self.literal_sql = (
+            bool(os.environ.get("BIGQUERY_EMULATOR_HOST")) if literal_sql is None else literal_sql
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> GoogleTarget:
@@ -248,8 +285,12 @@ class GoogleTarget:
 
     def put_rows(self, rows: list[dict[str, str]]) -> RowCounts:
         """MERGE the rows (as few statements as the size limit allows)."""
-        for statement in merge_statements(self.table, rows):
-            self.bigquery.query(statement).result()
+        if self.literal_sql:
+            for statement in merge_statements(self.table, rows):
+                self.bigquery.query(statement).result()
+            return RowCounts(sent=len(rows))
+        for statement, part in merge_with_parameters(self.table, rows):
+            self.bigquery.query(statement, job_config=rows_parameter(part)).result()
         return RowCounts(sent=len(rows))
 
     def remove_object(self, archive: Archive, placed: Placed) -> None:
@@ -264,7 +305,12 @@ class GoogleTarget:
             if old is not None and (old.metadata or {}).get("sha256") == before.sha256:
                 old.delete(if_generation_match=old.generation)
         if before.row_key and before.row_key != row_key:
-            self.bigquery.query(delete_statement(self.table, before.row_key)).result()
+            if self.literal_sql:
+                self.bigquery.query(delete_statement(self.table, before.row_key)).result()
+            else:
+                self.bigquery.query(
+                    delete_with_parameter(self.table), job_config=key_parameter(before.row_key)
+                ).result()
 
     def object_failure(self, exc: Exception) -> Exception:
         """A failed upload: the batch's reason (the exception's text may quote a request)."""
