@@ -8,7 +8,7 @@ are replaced (``dicom.anonymize``). Measured on ``tests/data/free_text_phi.txt``
 the choice of libraries are in docs/deid_profile.md.
 """
 
-from sendit_ops.dicom.free_text.detector import find_phi
+from sendit_ops.dicom.free_text.detector import find_phi, resolve
 from sendit_ops.dicom.free_text.model import Finding, Kind
 
-__all__ = ["Finding", "Kind", "find_phi"]
+__all__ = ["Finding", "Kind", "find_phi", "resolve"]

@@ -18,7 +18,12 @@ def find_phi(text: str) -> list[Finding]:
     """Non-overlapping findings in ``text``, in order."""
     if not text or not text.strip():
         return []
-    found = [f for f in (*all_patterns(text), *names(text)) if f.end > f.start]
+    return resolve(text, [*all_patterns(text), *names(text)])
+
+
+def resolve(text: str, findings: list[Finding]) -> list[Finding]:
+    """Overlapping findings made non-overlapping, in order."""
+    found = [f for f in findings if f.end > f.start]
     if not found:
         return []
     # strongest first (kind priority, then length): each character goes to the first
