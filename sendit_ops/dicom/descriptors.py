@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sendit_ops.dicom.free_text import Finding, Kind, find_phi, resolve
-from sendit_ops.dicom.free_text.policy import DateMode, apply
+from sendit_ops.dicom.free_text.policy import CleanedText, DateMode, apply
 from sendit_ops.dicom.identifiers import IdentifierMatcher, Needles
 from sendit_ops.dicom.written import Written
 
 Cleaner = Callable[[str], str]
+_CACHE_MAX = 10_000  # distinct values per batch kept (a UT of a report each: bounded)
 DatePolicy = DateMode | str  # "shift", "remove", or "keep" (full dates retained)
 
 
@@ -31,6 +32,9 @@ class StudyDescriptors:
 
     def __init__(self, needles: Needles, *, full_dates: bool, institutions: bool):
         self.matcher = IdentifierMatcher(needles, dates=not full_dates, institutions=institutions)
+        # a study's images repeat the same descriptions: each distinct value is cleaned once
+        # (per date policy and jitter), and its written spans noted for every file
+        self._cache: dict[tuple[str, str, int], CleanedText] = {}
 
     def findings(self, text: str, dates: DatePolicy) -> list[Finding]:
         """Everything to replace in ``text``, non-overlapping."""
@@ -49,7 +53,12 @@ class StudyDescriptors:
         def clean(text: str) -> str:
             if not text or not text.strip():
                 return text
-            result = apply(text, self.findings(text, dates), mode, jitter_days)
+            key = (text, str(dates), jitter_days)
+            result = self._cache.get(key)
+            if result is None:
+                result = apply(text, self.findings(text, dates), mode, jitter_days)
+                if len(self._cache) < _CACHE_MAX:
+                    self._cache[key] = result
             if written is not None:
                 written.text(result.text, result.written)
             return result.text
