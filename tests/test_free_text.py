@@ -9,7 +9,7 @@ studies that come out unchanged. Both are printed (``pytest -s``) and in docs/de
 from __future__ import annotations
 
 import pytest
-from free_text_corpus import load_corpus, score, shipped_descriptions
+from free_text_corpus import CORPUS, load_corpus, score, shipped_descriptions
 
 from sendit_ops.dicom.free_text import Kind, find_phi
 
@@ -44,6 +44,16 @@ def test_recall_per_kind_on_the_corpus():
     low = {k: round(result.recall(k), 3) for k in GATED if result.recall(k) < RECALL_FLOOR}
     assert not low, f"recall below {RECALL_FLOOR}: {low}; missed: {result.missed[:10]}"
     assert share < 0.02, result.extra[:10]
+
+
+def test_recall_on_the_held_out_strings():
+    """Written after the detector and scored as they were (tests/data/..._holdout.txt); the
+    one miss of that first score (a Japanese kinship word, 長男) was fixed after."""
+    result = score(_spans, load_corpus(CORPUS.with_name("free_text_phi_holdout.txt")))
+    print("\nheld-out strings, recall per kind:")
+    for kind in sorted(result.total):
+        print(f"  {kind:8s} {result.found[kind]:4d} / {result.total[kind]:4d}")
+    assert all(result.recall(k) >= 0.9 for k in GATED), result.missed
 
 
 def test_precision_on_the_phi_free_descriptions_of_the_shipped_data():
