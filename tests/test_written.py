@@ -139,3 +139,12 @@ def test_the_ocr_mode_reads_the_same_needles_as_ocr_prints_them():
     assert match("USR00M4")  # a station name, O read as 0
     assert match("SPRINGFIELD")
     assert not match("TIS 0.4 MI 1.1")
+
+
+def test_written_numbers_are_never_blanked_out_of_bytes_or_rows():
+    """The dummies 0, 000000, 19000101 are written too; ids and dates of the input are digits,
+    so only written words (and written YYYY-MM-DD dates) are blanked."""
+    scanner = LeakScanner(collect_needles(_image("DOE^JANE")))
+    scanner.written_values.update({"0", "000000", "19000101", "ANONYMIZED"})
+    assert scanner.hits_bytes(b"LO\x0aMRN-4242 ANONYMIZED")
+    assert scanner.scan_mapping({"StudyDescription": "prior MRN-4242"}, "row")

@@ -21,6 +21,7 @@ those strings (``LeakScanner.hits_bytes``, ``scan_mapping``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from pydicom.dataelem import DataElement
@@ -28,6 +29,10 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 _ATTRIBUTE = "_sendit_written"
+# what may be blanked out of bytes and rows: words (a written value with a letter: method
+# text, code meanings, ANONYMIZED, [name]) and the YYYY-MM-DD dates written into cleaned text;
+# never bare numbers (the dummies 0, 000000, 19000101): ids and dates of the input are digits
+_BLANKABLE = re.compile(r"(?=.*[^\W\d_]).{3,}|\d{4}-\d{2}-\d{2}", re.DOTALL)
 
 
 def _strings(value: object) -> list[str]:
@@ -106,19 +111,25 @@ def of(ds: Dataset) -> Written | None:
     return ds.__dict__.get(_ATTRIBUTE)
 
 
+def blankable(values: Iterable[str]) -> list[str]:
+    """The written values that ``blank`` removes, longest first."""
+    return sorted((v for v in values if _BLANKABLE.fullmatch(v)), key=len, reverse=True)
+
+
 def blank(text: str, values: Iterable[str]) -> str:
-    """``text`` with every occurrence of the written ``values`` replaced by spaces of the same
-    length (for raw bytes and rows, which have no element identity): what is left is input."""
-    for value in sorted(values, key=len, reverse=True):
-        if value and value in text:
+    """``text`` with every occurrence of the written ``values`` (words and written dates, see
+    ``blankable``) replaced by spaces of the same length (for raw bytes and rows, which have
+    no element identity): what is left is input."""
+    for value in blankable(values):
+        if value in text:
             text = text.replace(value, " " * len(value))
     return text
 
 
 def blank_bytes(data: bytes, values: Iterable[str]) -> bytes:
     """``blank`` for raw header bytes (written values are ASCII; UTF-8 encoded otherwise)."""
-    for value in sorted(values, key=len, reverse=True):
+    for value in blankable(values):
         encoded = value.encode("utf-8", errors="ignore")
-        if encoded and encoded in data:
+        if encoded in data:
             data = data.replace(encoded, b" " * len(encoded))
     return data

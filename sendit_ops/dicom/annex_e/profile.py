@@ -22,8 +22,11 @@ How the table's actions are done, and why:
   ``Z``; ``X/Z/U*`` (reference sequences) -> kept, their UIDs replaced by their own rows.
   Nothing identifying survives either way; dciodvfy checks the result
   (tests/test_conformance_dciodvfy.py).
-- ``C`` (an option's clean) calls the caller's ``clean(text) -> text`` on every text value;
-  without a cleaner the option cannot be honoured and the Basic Profile action is done. For
+- ``C`` (an option's clean) calls the caller's ``clean(text) -> text`` on every text value
+  (a person name, PN, is a name whole: emptied); without a cleaner the option cannot be
+  honoured and the Basic Profile action is done. Clean Descriptors keeps only the attributes
+  of ``settings.clean_descriptor_attributes`` (``compile_profile(options, descriptors)``);
+  the others it would clean get the Basic Profile action. For
   a sequence, ``C`` keeps its items, de-identified by the table, and cleans the free text the
   table does not list inside it. A binary value has no text to clean and is removed.
 - Retain Longitudinal Temporal Information with Modified Dates: DA and DT values are moved by
