@@ -62,7 +62,8 @@ hija madre padre hermano hermana vecino vecina amigo amiga tutor enfermera enfer
 médico por con remitido remitida solicitado comentado moglie marito figlio figlia madre
 padre fratello sorella vicino amico infermiera medico dal dalla inviato inviata σύζυγος
 γείτονας γείτονα γιος κόρη μητέρα πατέρας από жена муж сын дочь мать отец брат сестра
-сосед соседка врач консультация направлен направлена лечащий
+сосед соседка врач консультация направлен направлена лечащий née né nee geb geborene
+nata nato nacida nacido
 """
 )
 CUES = frozenset(fold(c) for c in _CUES)

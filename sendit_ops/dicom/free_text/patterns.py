@@ -172,6 +172,7 @@ _PHONE_SHAPES = re.compile(
     r"|1-\d{3}-\d{3}-\d{4}"  # 1-800-555-0175
     r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 555.301.2288
     r"|\d{3}\s\d{3}\s\d{4}"  # 555 867 5309
+    r"|\d{3}\s\d{4}"  # 555 0199
     r"|\d{3}-\d{4}"  # 555-0142 (a local number)
     r"|0\d{1,4}[\s-]\d{2,4}(?:[\s-]\d{2,4}){1,3}"  # 030 1234567, 06 12 34 56 78, 03-1234-5678
     r")(?![\w]|[.,]\d)"
@@ -341,6 +342,8 @@ _FACILITY = re.compile(
     rf"|(?<!\w){_FACILITY_WORDS_RE}\s+(?:{_FACILITY_LINK}\s+|{_SAINT}-)?{_CAP}(?:[\s-]{_CAP}){{0,2}}"
     # 東京大学病院
     r"|[\u4e00-\u9fff\u30a0-\u30ff]{2,10}(?:病院|医院|クリニック|診療所|医療センター)"
+    # St. Mary's, Saint Luke's (a hospital by its saint)
+    r"|(?<!\w)(?:St\.?|Saint)\s[A-Z][a-z]+['’]s\b"
     # l'Hôpital Lariboisière
     rf"|(?<!\w)l'(?:Hôpital|hôpital|Hopital)\s+{_CAP}",
 )
