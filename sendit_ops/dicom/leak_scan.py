@@ -218,8 +218,12 @@ class LeakScanner:
                     hit = len(value) <= _MAX_BINARY and self.matcher.hits_bytes(value)
                 elif vr in DATE_VRS:
                     hit = self._date_kept(path, tag, "\\".join(_strings(value)), original_dates)
-                else:
-                    hit = any(self._value_hits(vr, t) for t in _input_texts(value, written))
+                elif written is not None and (parts := written.cleaned_parts(value)):
+                    hit = any(self._value_hits(vr, part) for part in parts)
+                else:  # several values joined, as the check always read them
+                    if isinstance(value, MultiValue | list | tuple):
+                        value = "\\".join(str(v) for v in value)
+                    hit = self._value_hits(vr, str(value))
                 if hit:
                     found.append(_where(prefix, elem))
 
@@ -260,18 +264,6 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, MultiValue | list | tuple):
         return [str(v) for v in value]
     return [str(value)]
-
-
-def _input_texts(value: object, written: Written | None) -> list[str]:
-    """The texts of an element value to check: the value (several values joined, as the
-    check always read them), or for a cleaned value the parts of it that came from the
-    input, each on its own."""
-    values = _strings(value)
-    if written is not None:
-        parts = [written.input_parts(v) for v in values]
-        if any(p != [v] for p, v in zip(parts, values, strict=True)):
-            return [p for ps in parts for p in ps]
-    return ["\\".join(values)]
 
 
 def _leaves(key: str, value: object) -> Iterator[tuple[str, object]]:

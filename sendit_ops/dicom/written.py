@@ -29,6 +29,16 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 _ATTRIBUTE = "_sendit_written"
+# the elements the record writes, by keyword (a dict lookup instead of pydicom's keyword search)
+_TAGS = {
+    "CodeValue": 0x00080100,
+    "CodingSchemeDesignator": 0x00080102,
+    "CodeMeaning": 0x00080104,
+    "DeidentificationMethod": 0x00120063,
+    "PatientIdentityRemoved": 0x00120062,
+    "LongitudinalTemporalInformationModified": 0x00280303,
+    "ImplementationVersionName": 0x00020013,
+}
 # what may be blanked out of bytes and rows: words (a written value with a letter: method
 # text, code meanings, ANONYMIZED, [name]) and the YYYY-MM-DD dates written into cleaned text;
 # never bare numbers (the dummies 0, 000000, 19000101): ids and dates of the input are digits
@@ -63,8 +73,11 @@ class Written:
 
     def dataset_element(self, ds: Dataset, keyword: str, values: Iterable[str] | None = None):
         """``element`` for ``ds``'s element ``keyword`` (nothing if it is absent)."""
-        if keyword in ds:
-            self.element(ds[keyword], values)
+        elem = ds._dict.get(_TAGS[keyword]) if keyword in _TAGS else None
+        if elem is None and keyword in ds:
+            elem = ds[keyword]
+        if isinstance(elem, DataElement):  # set by the pipeline: never a raw element
+            self.element(elem, values)
 
     def text(self, value: str, spans: Iterable[tuple[int, int]]) -> None:
         """``value`` (a cleaned description) holds pipeline-written text at ``spans``."""
@@ -84,6 +97,17 @@ class Written:
             return frozenset()
         current = set(_strings(elem.value))
         return entry[1] if entry[1] & current else frozenset()
+
+    def cleaned_parts(self, value: object) -> list[str] | None:
+        """For an element value holding a cleaned text (one value or several): the parts of
+        it that came from the input (``input_parts`` of each); None when no value of it was
+        cleaned (the common case: one dict lookup)."""
+        if not self._texts:
+            return None
+        values = _strings(value)
+        if not any(v in self._texts for v in values):
+            return None
+        return [p for v in values for p in self.input_parts(v)]
 
     def input_parts(self, value: str) -> list[str]:
         """The parts of a text value that came from the input: the value itself, or for a
