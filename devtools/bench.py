@@ -487,7 +487,8 @@ def pixel_ms_per_frame(images: int = 5) -> PixelTiming:
     frame with a name, an id and a date burned in, one core (the engine runs one thread):
     medians over ``images`` runs, after one warm-up (model loading)."""
     from sendit_ops.core.settings import Settings
-    from sendit_ops.dicom.pixels import clean, header_identifiers, identifier_matcher, plan_pixels
+    from sendit_ops.dicom.identifiers import collect_needles, ocr_matcher
+    from sendit_ops.dicom.pixels import clean, plan_pixels
     from sendit_ops.sample_data import PATIENTS, make_burned_in_ultrasound
 
     settings = Settings(pixel_cleaning="ocr")
@@ -497,7 +498,7 @@ def pixel_ms_per_frame(images: int = 5) -> PixelTiming:
         ds = make_burned_in_ultrasound(
             PATIENTS[n % len(PATIENTS)], f"PIX{n:05d}", "20240115", 1, rows=512, columns=512
         )
-        matcher = identifier_matcher(*header_identifiers(ds))
+        matcher = ocr_matcher(collect_needles(ds))
         start, start_cpu = time.perf_counter(), time.process_time()
         outcome = clean(ds, plan_pixels(ds), settings, matcher)
         if n:  # the first run loads the models

@@ -40,11 +40,11 @@ from pydicom.uid import (
 
 from sendit_ops.core.settings import Settings
 from sendit_ops.dicom.filters import load_filter_recipe
+from sendit_ops.dicom.identifiers import collect_needles, ocr_matcher, ocr_words
 from sendit_ops.dicom.pixels import (
     Box,
     PixelPlan,
     clean,
-    header_identifiers,
     identifier_matcher,
     plan_pixels,
     text_risk,
@@ -191,10 +191,11 @@ def clean_and_check(ds: Dataset, visible: list[str]) -> None:
     original = decode(ds)
     syntax = ds.file_meta.TransferSyntaxUID
     lossy = syntax in LOSSY or ds.get("LossyImageCompression") == "01"
-    words, dates = header_identifiers(ds)
+    needles = collect_needles(ds)
+    matcher = ocr_matcher(needles)  # the study's one identifier source, OCR mode
     plan = plan_pixels(ds, RECIPE)  # on the original header
     assert plan.needed
-    outcome = clean(ds, plan, OCR, identifier_matcher(words, dates))
+    outcome = clean(ds, plan, OCR, matcher)
     assert outcome.cleaned, outcome.held_reason
     assert outcome.held_reason is None and ds.BurnedInAnnotation == "NO"
     out = reread(ds)
@@ -214,7 +215,7 @@ def clean_and_check(ds: Dataset, visible: list[str]) -> None:
         assert out.LossyImageCompression == "01" and out.LossyImageCompressionMethod
     if original.color:
         assert out.PhotometricInterpretation == "RGB" and out.PlanarConfiguration == 0
-    matcher = identifier_matcher(words | set(visible), dates)
+    matcher = identifier_matcher(ocr_words(needles) | set(visible), needles.dates)
     read = read_all(out)
     assert not [t for t in read if matcher(t)]  # (the text is never printed)
     allow = frozenset(OCR.pixel_allow_list)
@@ -369,8 +370,7 @@ def test_sample_ultrasound_study_is_cleaned_and_recipe_mode_holds_text_inside_th
     cine, rgb = write_burned_in_ultrasound(tmp_path, frames=2)
     for path in (cine, rgb):
         original = pydicom.dcmread(path)
-        words, dates = header_identifiers(original)
-        matcher = identifier_matcher(words, dates)
+        matcher = ocr_matcher(collect_needles(original))
         plan = plan_pixels(original, RECIPE)
         held = clean(pydicom.dcmread(path), plan, RECIPE_MODE, matcher)
         # recipe mode masks only the header's boxes: the id inside the region stays, held

@@ -48,6 +48,16 @@ DEFAULT_DEID_OPTIONS = (
     "retain_patient_characteristics",
     "clean_descriptors",
 )
+# the text attributes kept under Clean Descriptors (cleaned of identifying information, see
+# docs/deid_profile.md): the descriptions a research team searches by; every other attribute
+# the option would clean (comments, histories, reasons, diagnoses) gets the Basic Profile's
+# action (removed) unless the site lists it here; "all" keeps every one the option allows
+DEFAULT_CLEAN_DESCRIPTOR_ATTRIBUTES = (
+    "StudyDescription", "SeriesDescription", "ProtocolName", "AcquisitionProtocolDescription",
+    "PerformedProcedureStepDescription", "RequestedProcedureDescription",
+    "ScheduledProcedureStepDescription", "RequestAttributesSequence",
+    "ClinicalTrialSeriesDescription",
+)  # fmt: skip
 # technical tokens that may stay burned into an ultrasound image after cleaning
 DEFAULT_PIXEL_ALLOW_LIST = (
     "MI", "TIS", "TIB", "TIC", "CM", "MM", "HZ", "KHZ", "MHZ", "DB", "FPS", "GN", "DR",
@@ -88,6 +98,7 @@ class Settings:
     # anonymization
     recipe: str | None = None  # a user deid recipe; default: the one shipped in recipes/
     deid_options: tuple[str, ...] = DEFAULT_DEID_OPTIONS
+    clean_descriptor_attributes: tuple[str, ...] = DEFAULT_CLEAN_DESCRIPTOR_ATTRIBUTES
     # pixels (burned-in text)
     pixel_cleaning: str = "ocr"
     pixel_allow_list: tuple[str, ...] = DEFAULT_PIXEL_ALLOW_LIST
@@ -147,8 +158,16 @@ _INT = {
     "max_batches_in_flight": (1, 10000),
     "watch_poll_seconds": (1, 3600),
 }
-_TUPLE = {"modality_allowlist", "image_type_required", "pixel_allow_list", "deid_options"}
+_TUPLE = {
+    "modality_allowlist",
+    "image_type_required",
+    "pixel_allow_list",
+    "deid_options",
+    "clean_descriptor_attributes",
+}
 _LOWER_TUPLE = {"deid_options"}
+_KEYWORD_TUPLE = {"clean_descriptor_attributes"}
+_KEYWORD_RE = re.compile(r"^(?:[A-Z][A-Za-z0-9]{1,63}|all)$")
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _SENDIT_ALIASES = {"custom_entity_id": "entity_id_source"}
 
@@ -181,6 +200,10 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
             return ()
         if name in _LOWER_TUPLE:
             return tuple(str(v).strip().lower() for v in value)
+        if name in _KEYWORD_TUPLE:  # DICOM keywords keep their case; "all" in any case
+            return tuple(
+                "all" if str(v).strip().lower() == "all" else str(v).strip() for v in value
+            )
         return tuple(str(v).upper() for v in value)
     if value is not None and not isinstance(value, str):
         problems.append(f"'{name}' must be a string (got {value!r})")
@@ -239,6 +262,12 @@ def load_settings(*layers: dict[str, Any] | None) -> Settings:
         problems.append(
             "'deid_options' can hold retain_longitudinal_full_dates or "
             "retain_longitudinal_modified_dates, not both"
+        )
+    odd = [k for k in settings.clean_descriptor_attributes if not _KEYWORD_RE.match(k)]
+    if odd:
+        problems.append(
+            f"'clean_descriptor_attributes' holds {', '.join(map(repr, odd))}: list DICOM "
+            'keywords such as StudyDescription, or "all"'
         )
     if not _COLLECTION_RE.match(settings.google_storage_collection or ""):
         problems.append(

@@ -10,7 +10,13 @@ Order for every image (``anonymize_dataset``):
 4. the record of what was done (PatientIdentityRemoved, De-identification Method and its
    code sequence, Longitudinal Temporal Information Modified) and the file meta (sendit's:
    the source's AE title, addresses and private information are not copied);
-5. the leak scan in memory: anything original left stops the image (LeakError).
+5. the leak scan in memory: anything original left stops the image (LeakError). What the
+   pipeline wrote itself (the record, dummies, placeholders) is noted as it is written
+   (``written.Written``) and is not taken for input.
+
+Clean Descriptors: ``clean=scanner.descriptors`` cleans each kept text attribute of the
+study's identifiers and of any other identifying information (``descriptors``,
+``free_text``), dates shifted like the header's.
 
 The per-batch values (coded ids, jitter) and a keyed UID remapper are handed to deid as
 recipe variables (``var:``/``func:``), and to the profile as its ``Context``.
@@ -31,12 +37,14 @@ from sendit_ops.core.errors import LeakError
 from sendit_ops.core.settings import DEFAULT_DEID_OPTIONS
 from sendit_ops.dicom import deid_patches
 from sendit_ops.dicom.annex_e import Context, Profile, compile_profile, record
-from sendit_ops.dicom.annex_e.profile import Cleaner
+from sendit_ops.dicom.annex_e.profile import FULL_DATES, MODIFIED_DATES, Cleaner
+from sendit_ops.dicom.descriptors import StudyDescriptors
 from sendit_ops.dicom.identifiers import original_dates
 from sendit_ops.dicom.io import as_file_dataset, remove_private_tags
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.recipe_engine import CompiledRecipe, apply_recipe
 from sendit_ops.dicom.recipe_variables import recipe_variables, uid_remapper  # noqa: F401 - re-exported
+from sendit_ops.dicom.written import Written, attach
 
 SHIPPED_RECIPE = Path(__file__).parent / "recipes" / "deid.sendit"
 # file meta elements kept: version, SOP class and instance, transfer syntax, implementation
@@ -63,10 +71,14 @@ def recipe_checksum(user_recipe: str | None) -> str:
     return hashlib.sha256(recipe_path(user_recipe).read_bytes()).hexdigest()
 
 
-def load_profile(options: tuple[str, ...] | list[str] | None = None) -> Profile:
-    """The Annex E profile for ``settings.deid_options`` (the defaults when None); compiled
-    once per process and option set."""
-    return compile_profile(DEFAULT_DEID_OPTIONS if options is None else options)
+def load_profile(
+    options: tuple[str, ...] | list[str] | None = None,
+    descriptors: tuple[str, ...] | list[str] | None = None,
+) -> Profile:
+    """The Annex E profile for ``settings.deid_options`` (the defaults when None) and
+    ``settings.clean_descriptor_attributes`` (None: all the option cleans); compiled once
+    per process and option set."""
+    return compile_profile(DEFAULT_DEID_OPTIONS if options is None else options, descriptors)
 
 
 def anonymize_dataset(
@@ -75,17 +87,19 @@ def anonymize_dataset(
     variables: dict[str, Any],
     scanner: LeakScanner,
     profile: Profile | None = None,
-    clean: Cleaner | None = None,
+    clean: Cleaner | StudyDescriptors | None = None,
     *,
     recipe_only: bool = False,
 ) -> Dataset:
     """De-identify one dataset in place and return it; raise LeakError if anything survives.
 
     ``profile``: the compiled Annex E profile (``load_profile(settings.deid_options)``; the
-    default options when None). ``clean``: the study's descriptor cleaner (text -> text with
-    its identifiers replaced); without one, what the options would clean is removed as the
-    Basic Profile says. ``recipe_only`` runs the recipe alone (no profile, no record): only
-    for comparing sendit's recipe engine with deid's (tests/test_equivalence.py).
+    default options when None). ``clean``: the study's descriptor cleaning
+    (``scanner.descriptors``: its identifiers and the free-text detector, dates shifted by
+    this file's jitter), or any text -> text cleaner; without one, what the options would
+    clean is removed as the Basic Profile says. ``recipe_only`` runs the recipe alone (no
+    profile, no record): only for comparing sendit's recipe engine with deid's
+    (tests/test_equivalence.py).
     """
     ds = as_file_dataset(ds)
     before = original_dates(ds)  # each date element is checked against its own original
@@ -94,9 +108,22 @@ def anonymize_dataset(
         remove_private_tags(ds)  # otherwise the profile's walk removes them, undecoded
     ds.preamble = b"\0" * 128
     jitter = int(variables.get("jitter") or 0)
+    written = Written(scanner.written_values)
+    attach(ds, written)  # later stages (the pixel stage's method code) note theirs here too
+    if isinstance(clean, StudyDescriptors):
+        dates = (
+            "shift"
+            if MODIFIED_DATES in profile.options
+            else "keep"
+            if FULL_DATES in profile.options
+            else "remove"
+        )
+        clean = clean.cleaner(dates=dates, jitter_days=jitter, written=written)
     done = None
     if not recipe_only:
-        context = Context(remap_uid=variables["remap"], jitter_days=jitter, clean=clean)
+        context = Context(
+            remap_uid=variables["remap"], jitter_days=jitter, clean=clean, written=written
+        )
         done = profile.apply(ds, context)
     try:
         ds = apply_recipe(ds, recipe, variables)
@@ -113,7 +140,8 @@ def anonymize_dataset(
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ds.file_meta.ImplementationVersionName = "SENDIT_" + __version__.replace(".", "")[:9]
-    leaks = scanner.scan_dataset(ds, original_dates=before)
+        written.dataset_element(ds.file_meta, "ImplementationVersionName")
+    leaks = scanner.scan_dataset(ds, original_dates=before, written=written)
     if leaks:
         raise LeakError(
             "original identifier left after de-identification in: " + ", ".join(leaks[:5])

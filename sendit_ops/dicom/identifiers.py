@@ -1,4 +1,4 @@
-"""Original identifying values of a batch, and the one matcher that finds them in text.
+"""Original identifying values of a batch, and the matchers that find them in text.
 
 ``collect_needles`` gathers what the pseudonym request needs and what must never leave:
 person names (every component group: alphabetic, ideographic, phonetic), ids, dates, UIDs,
@@ -8,6 +8,13 @@ and kana voicing marks dropped, katakana as hiragana), so ``Jose Muller`` is fou
 ``MÜLLER^JOSÉ`` and ``たろう やまだ`` for ``ﾔﾏﾀﾞ^ﾀﾛｳ``. The leak check (``verify.LeakScanner``)
 and the Clean Descriptors option (``IdentifierMatcher.redact``) both use it, so what is
 cleaned and what is checked can never drift apart.
+
+One source, three modes: the needles are collected once per study (``collect_needles``, in
+the filter step) and every consumer matches them the way it needs: *exact* (a date element
+against its own original value, a UID in a set: ``LeakScanner``), *folded*
+(``IdentifierMatcher``: the header cleaner and the leak check) and *OCR-tolerant*
+(``ocr_matcher``: confusable letters and digits, one character wrong, printed date forms; the
+pixel stage's check of what OCR still reads on a masked image).
 
 Everything here is identified data: it is kept in the batch's work folder (mode 0600) and
 deleted when the batch is finished; it is never logged, and no message built here holds it.
@@ -20,7 +27,7 @@ import contextlib
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,8 +48,11 @@ ID_KEYWORDS = (
 )  # fmt: skip
 # Institution names are removed by the recipe but are not leak-check needles: vendor and site
 # strings recur legitimately elsewhere (Manufacturer "TOSHIBA_MEC", a department code). They
-# are collected for Clean Descriptors, where removing one from free text costs nothing.
-INSTITUTION_KEYWORDS = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName")
+# are collected for Clean Descriptors, where removing one from free text costs nothing, and for
+# the OCR check of burned-in text (a station name is often burned into ultrasound images).
+INSTITUTION_KEYWORDS = (
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
+)  # fmt: skip
 DATE_VRS = ("DA", "DT")
 # UN (an explicit VR of "unknown"): pydicom gives the element its dictionary VR on access
 _NEEDLE_VRS = frozenset({"SQ", "PN", "DA", "DT", "UI", "UN", None})
@@ -554,6 +564,15 @@ class IdentifierMatcher:
             lead = f"(?:{weak}{sep})*" if weak else ""
             run = f"{lead}{sequence_strong}(?:{sep}{any_part})*"
         self._redact = _compile([*plain, *([run] if run else [])])
+        # the same, by kind, for typed placeholders (compiled on first use)
+        self._by_kind_sources = {
+            "id": sorted(p for w in needles.words if (p := _value_pattern(fold(w)))),
+            "address": sorted(p for w in needles.institutions if (p := _value_pattern(fold(w))))
+            if institutions
+            else [],
+            "name": [run] if run else [],
+        }
+        self._by_kind: dict[str, re.Pattern[str] | None] | None = None
         self.codecs: tuple[str, ...] = tuple(sorted({_codec(c) for c in needles.charsets} - {""}))
 
     @property
@@ -678,6 +697,33 @@ class IdentifierMatcher:
                 spans.append((start, end))
         return spans
 
+    def typed_spans(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, kind) in ``text`` of every needle: "name", "id" (ids, addresses,
+        phone numbers, UIDs), "address" (institutions, when enabled), "date"; unmerged."""
+        if self._by_kind is None:
+            self._by_kind = {k: _compile(v) for k, v in self._by_kind_sources.items()}
+        folded, offsets = fold_with_offsets(text)
+        found: list[tuple[int, int, str]] = []
+        for kind, pattern in self._by_kind.items():
+            if pattern is not None:
+                found += [
+                    (*m.span(), kind) for m in pattern.finditer(folded) if m.end() > m.start()
+                ]
+        found += [(a, b, "id") for a, b in self._uid_spans(folded)]
+        if self.dates:
+            found += [
+                (*m.span(), "date")
+                for m in _DATE_RE.finditer(folded)
+                if not self.dates.isdisjoint(_date_candidates(m))
+            ]
+        out = []
+        for a, b, kind in found:
+            start, end = offsets[a], offsets[b - 1] + 1
+            while end < len(text) and not fold_char(text[end]):
+                end += 1
+            out.append((start, end, kind))
+        return out
+
     def redact(self, text: str, marker: str = "[removed]") -> str:
         """``text`` with every needle (names in any form, ids, UIDs, dates in common formats,
         institutions when enabled) replaced by ``marker``; the rest is kept as it was."""
@@ -735,3 +781,92 @@ def _codec(name: str) -> str:
 def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
     patterns = [p for p in patterns if p]
     return re.compile(_alternation(patterns)) if patterns else None
+
+
+# ---- OCR-tolerant matching (burned-in text) --------------------------------------------------
+
+_OCR_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+# characters OCR confuses in printed text; compared after mapping to the digit
+_CONFUSABLE = str.maketrans({"O": "0", "D": "0", "Q": "0", "I": "1", "L": "1", "|": "1",
+                             "Z": "2", "S": "5", "B": "8", "G": "6"})  # fmt: skip
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
+def date_forms(yyyymmdd: str) -> set[str]:
+    """A date's common printed forms, without separators (24-MAY-02 -> 24MAY02)."""
+    if not (len(yyyymmdd) >= 8 and yyyymmdd[:8].isdigit()):
+        return set()
+    y, m, d = yyyymmdd[:4], yyyymmdd[4:6], yyyymmdd[6:8]
+    if not 1 <= int(m) <= 12:
+        return set()
+    yy, mon, mi, di = y[2:], _OCR_MONTHS[int(m) - 1], str(int(m)), str(int(d))
+    forms = set()
+    for year in (y, yy):
+        forms |= {y + m + d, m + d + year, mi + di + year, d + m + year, di + mi + year}
+        forms |= {d + mon + year, di + mon + year, mon + d + year, mon + di + year}
+    forms |= {y + mon + d, y + m + d}
+    return {f for f in forms if len(f) >= 6}
+
+
+def _near(needle: str, text: str) -> bool:
+    """``needle`` in ``text`` with at most one character substituted, dropped or added."""
+    n = len(needle)
+    for size in (n - 1, n, n + 1):
+        for start in range(0, max(0, len(text) - size) + 1):
+            window = text[start : start + size]
+            if len(window) != size:
+                continue
+            if size == n and sum(a != b for a, b in zip(window, needle, strict=True)) <= 1:
+                return True
+            if size != n:
+                short, long_ = (window, needle) if size < n else (needle, window)
+                if any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_))):
+                    return True
+    return False
+
+
+def identifier_matcher(words: Iterable[str], dates: Iterable[str] = ()) -> Callable[[str], bool]:
+    """The OCR-tolerant mode: a fuzzy test for identifying words and dates in OCR text.
+
+    Matching ignores case, spaces and punctuation, maps letters OCR mistakes for digits, finds
+    dates (YYYYMMDD) in any common printed format and words of 6 or more characters with one
+    OCR error. ``ocr_matcher`` builds it from a study's needles."""
+    needles = {c for c in (_compact(w) for w in words) if len(c) >= 3}
+    skeletons = {n.translate(_CONFUSABLE) for n in needles}
+    date_needles = {f for d in dates for f in date_forms(str(d))}
+
+    def is_identifying(text: str) -> bool:
+        compact = _compact(text)
+        if not compact:
+            return False
+        skeleton = compact.translate(_CONFUSABLE)
+        if any(n in compact for n in needles | date_needles):
+            return True
+        if any(s in skeleton for s in skeletons):
+            return True
+        return any(len(n) >= 6 and _near(n, compact) for n in needles)
+
+    return is_identifying
+
+
+def ocr_words(needles: Needles) -> set[str]:
+    """What of a study's needles may be burned into its pixels, as OCR would read it: every
+    part of every person name, ids, institutions and station names (whole, and their words of
+    4 or more letters: OCR may read one line of a long address)."""
+    words: set[str] = set()
+    for name in needles.names:
+        words.update(p for p in re.split(r"[\^=\s]+", name) if p)
+    for value in (*needles.words, *needles.institutions):
+        words.add(value)
+        words.update(p for p in value.split() if len(p) >= 4)
+    return words
+
+
+def ocr_matcher(needles: Needles, *, dates: bool = True) -> Callable[[str], bool]:
+    """The OCR-tolerant mode of the study's one identifier source (``collect_needles``), for
+    the pixel stage's residual check. ``dates`` False: dates are retained on purpose; only
+    birth dates stay needles."""
+    return identifier_matcher(ocr_words(needles), needles.dates if dates else needles.birth_dates)

@@ -16,7 +16,14 @@ crying wolf:
 - a coded string (CS) holds defined terms: a single name part there (ImageType ``PERFUSION``
   for a patient ``Perfusion^MCA Stroke``) is not a leak, two name parts together still are;
 - in a metadata row only values are searched, JSON strings parsed, never keys (a name part
-  ``PATIENTNAME`` is not found in the ``DicomHeader`` key ``PatientName``).
+  ``PATIENTNAME`` is not found in the ``DicomHeader`` key ``PatientName``);
+- what the pipeline wrote itself is not input (``written.Written``): its method text and code
+  meanings ("Basic Application Confidentiality Profile", "Retain Patient Characteristics
+  Option"), dummy values and the placeholders of cleaned descriptions cannot leak a patient
+  named BASIC, PATIENT or NAME. A header's elements are skipped while they hold exactly what
+  the pipeline wrote, a cleaned value is checked outside its placeholders; raw bytes and rows
+  (no element identity) are checked with the batch's written values blanked out. Every value
+  that came from the input is checked in full.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from sendit_ops.dicom.descriptors import StudyDescriptors
 from sendit_ops.dicom.identifiers import (
     BIRTH_DATE_TAG,
     DATE_VRS,
@@ -41,6 +49,7 @@ from sendit_ops.dicom.identifiers import (
     original_dates,
     path_key,
 )
+from sendit_ops.dicom.written import Written, blank, blank_bytes
 
 __all__ = ["LeakScanner", "original_dates"]
 
@@ -89,6 +98,10 @@ class LeakScanner:
         # folded name parts seen as defined terms in CS values of scanned headers: the raw
         # header bytes of those files may hold them (see IdentifierMatcher.hits_bytes)
         self.defined_terms: set[str] = set()
+        # what the pipeline wrote into this batch's files (whole values, placeholders): the
+        # raw bytes and rows of the archive step are checked without them
+        self.written_values: set[str] = set()
+        self._descriptors: StudyDescriptors | None = None
 
     # ---- text --------------------------------------------------------------------------------
 
@@ -108,8 +121,22 @@ class LeakScanner:
     def hits_bytes(self, data: bytes, exempt: Iterable[str] = ()) -> bool:
         """True when raw bytes hold an original value in UTF-8, Latin-1 or the study's
         character sets (for the archive members' header bytes); ``exempt``: the
-        ``defined_terms`` noted when those headers were scanned."""
+        ``defined_terms`` noted when those headers were scanned. The values the pipeline
+        wrote (``written_values``) are blanked out first."""
+        if self.written_values:
+            data = blank_bytes(data, self.written_values)
         return self.matcher.hits_bytes(data, frozenset(exempt))
+
+    @property
+    def descriptors(self) -> StudyDescriptors:
+        """Clean Descriptors for this batch: the study's identifiers and the free-text
+        detector, with typed placeholders (``anonymize_dataset(clean=scanner.descriptors)``
+        makes each file's cleaner from it)."""
+        if self._descriptors is None:
+            self._descriptors = StudyDescriptors(
+                self.needles, full_dates=self.full_dates, institutions=self.redact_institutions
+            )
+        return self._descriptors
 
     def redact(self, text: str, marker: str = "[removed]") -> str:
         """Clean Descriptors: ``text`` with every identifying value (institution names too,
@@ -151,12 +178,18 @@ class LeakScanner:
             self.defined_terms |= self.matcher.lone_parts(folded)
         return False
 
-    def scan_dataset(self, ds: Dataset, original_dates: dict[str, str] | None = None) -> list[str]:
+    def scan_dataset(
+        self,
+        ds: Dataset,
+        original_dates: dict[str, str] | None = None,
+        written: Written | None = None,
+    ) -> list[str]:
         """Places (tag paths) in a header holding an original identifying value.
 
         ``original_dates``: the header's own ``identifiers.original_dates`` taken before
         de-identification; without it a date element is compared with the originals of the
-        same element path over the study (``Needles.element_dates``).
+        same element path over the study (``Needles.element_dates``). ``written``: what the
+        pipeline wrote into ``ds`` (not checked: it is not input).
         """
         found: list[str] = []
         if self.matcher.empty:
@@ -177,12 +210,17 @@ class LeakScanner:
                 value = elem.value
                 if value is None or value == "":
                     continue
+                if written is not None and (own := written.written_values(elem)):
+                    value = [v for v in _strings(value) if v not in own]
+                    if not value:
+                        continue  # all of it written by the pipeline
                 if isinstance(value, bytes):
                     hit = len(value) <= _MAX_BINARY and self.matcher.hits_bytes(value)
                 elif vr in DATE_VRS:
-                    text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else value
-                    hit = self._date_kept(path, tag, str(text), original_dates)
-                else:
+                    hit = self._date_kept(path, tag, "\\".join(_strings(value)), original_dates)
+                elif written is not None and (parts := written.cleaned_parts(value)):
+                    hit = any(self._value_hits(vr, part) for part in parts)
+                else:  # several values joined, as the check always read them
                     if isinstance(value, MultiValue | list | tuple):
                         value = "\\".join(str(v) for v in value)
                     hit = self._value_hits(vr, str(value))
@@ -211,13 +249,21 @@ class LeakScanner:
 
     def _leaf_hits(self, key: str, value: object) -> bool:
         text = "\\".join(str(v) for v in value) if isinstance(value, list) else str(value)
-        if not text:
+        if self.written_values:
+            text = blank(text, self.written_values)
+        if not text.strip():
             return False
         vr = _keyword_vr(key)
         if vr in DATE_VRS:
             tag = tag_for_keyword(key) or 0
             return self._date_kept(f"{tag:08X}", tag, text, None)
         return self._value_hits(vr, text)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, MultiValue | list | tuple):
+        return [str(v) for v in value]
+    return [str(value)]
 
 
 def _leaves(key: str, value: object) -> Iterator[tuple[str, object]]:

@@ -46,13 +46,11 @@ from sendit_ops.dicom.anonymize import (
     uid_remapper,
 )
 from sendit_ops.dicom.filters import FilterRules, load_filter_recipe
-from sendit_ops.dicom.identifiers import Needles
+from sendit_ops.dicom.identifiers import Needles, ocr_matcher
 from sendit_ops.dicom.io import read_full, text
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.pixels import (
     PixelOutcome,
-    header_identifiers,
-    identifier_matcher,
     plan_pixels,
 )
 from sendit_ops.dicom.pixels import clean as clean_pixels
@@ -119,7 +117,7 @@ class Pipeline:
     @cached_property
     def profile(self) -> Profile:
         """The Annex E profile with the configured options, compiled once per process."""
-        return load_profile(self.settings.deid_options)
+        return load_profile(self.settings.deid_options, self.settings.clean_descriptor_attributes)
 
     def scanner(self, needles: Needles) -> LeakScanner:
         """The leak check of one batch: its original values, less what an option keeps on
@@ -394,13 +392,12 @@ class Pipeline:
             original = read_full(image.file)
             risk = image.pixels  # the filter step's verdict on this image
             plan = plan_pixels(original, self.filter_rules.recipe) if risk else None
-            ocr_words = header_identifiers(original) if plan else None
             ds = anonymize_dataset(
-                original, self.recipe, variables, scanner, self.profile, clean=scanner.redact
+                original, self.recipe, variables, scanner, self.profile, clean=scanner.descriptors
             )
             name = _file_name(image.series, image.instance, names)
-            if plan is not None and ocr_words is not None:
-                fuzzy = identifier_matcher(*ocr_words)
+            if plan is not None:
+                fuzzy = ocr_matcher(needles)
                 outcome = clean_pixels(
                     ds,
                     plan,
@@ -428,6 +425,7 @@ class Pipeline:
                 "study_date": study_date,
                 "shared": header or {},
                 "defined_terms": sorted(scanner.defined_terms),
+                "written": sorted(scanner.written_values),
             },
             durable=False,
         )
@@ -468,6 +466,7 @@ class Pipeline:
         needles = Needles.from_dict(read_json(work / "identifiers.json")["needles"])
         header = read_json(work / "header.json")
         scanner = self.scanner(needles)
+        scanner.written_values.update(header.get("written", ()))  # what the pipeline wrote
         defined_terms = frozenset(header.get("defined_terms", ()))
         name = archive_name(pseudonym.entity_suid, header["study_date"], pseudonym.item_suid)
         members = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sendit_ops.core.settings import DEFAULT_DEID_OPTIONS
+from sendit_ops.core.settings import DEFAULT_CLEAN_DESCRIPTOR_ATTRIBUTES, DEFAULT_DEID_OPTIONS
 from sendit_ops.dicom.annex_e.profile import (
     CLEAN,
     CLEAN_ITEMS,
@@ -45,12 +45,16 @@ WORDS = {
 }
 
 
+# the free-text part of the document: written by hand, next to the code it describes
+FREE_TEXT = Path(__file__).resolve().parents[1] / "free_text" / "profile.md"
+
+
 def _name(entry: Entry) -> str:
     return entry.name.splitlines()[0].strip().replace("|", "/")
 
 
 def _done(entry: Entry, options: tuple[str, ...]) -> str:
-    profile = compile_profile(options)
+    profile = compile_profile(options, DEFAULT_CLEAN_DESCRIPTOR_ATTRIBUTES if options else None)
     if entry.tag is not None:
         return WORDS[profile.rules[entry.tag]]
     if entry.private:
@@ -78,8 +82,9 @@ def render() -> str:
         "Columns: *Annex E* is the table's Basic Profile action; *Basic* is what sendit does "
         "with no option; *Default* what it does with the default options ("
         + ", ".join(f"`{o}`" for o in DEFAULT_DEID_OPTIONS)
-        + ") and a descriptor cleaner; *Options* lists the option columns that keep (K) or "
-        "clean (C) the attribute. **Bold**: the attribute (or part of it) is kept.",
+        + ") and the default `clean_descriptor_attributes` (below); *Options* lists the "
+        "option columns that keep (K) or clean (C) the attribute. **Bold**: the attribute "
+        "(or part of it) is kept.",
         "",
         "Elements not listed are kept, except UIDs outside the DICOM root (replaced unless "
         "`retain_uids`) and free text inside a sequence that is replaced or cleaned.",
@@ -99,6 +104,9 @@ def render() -> str:
             + ", ".join(_name(e) for e in cleaned)
             + " |"
         )
+    section = FREE_TEXT.read_text(encoding="utf-8").split("-->", 1)[1].strip()
+    defaults = ", ".join(f"`{k}`" for k in DEFAULT_CLEAN_DESCRIPTOR_ATTRIBUTES)
+    lines += ["", section.replace("{defaults}", defaults)]
     lines += [
         "",
         "## Every attribute",

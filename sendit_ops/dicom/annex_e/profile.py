@@ -22,8 +22,11 @@ How the table's actions are done, and why:
   ``Z``; ``X/Z/U*`` (reference sequences) -> kept, their UIDs replaced by their own rows.
   Nothing identifying survives either way; dciodvfy checks the result
   (tests/test_conformance_dciodvfy.py).
-- ``C`` (an option's clean) calls the caller's ``clean(text) -> text`` on every text value;
-  without a cleaner the option cannot be honoured and the Basic Profile action is done. For
+- ``C`` (an option's clean) calls the caller's ``clean(text) -> text`` on every text value
+  (a person name, PN, is a name whole: emptied); without a cleaner the option cannot be
+  honoured and the Basic Profile action is done. Clean Descriptors keeps only the attributes
+  of ``settings.clean_descriptor_attributes`` (``compile_profile(options, descriptors)``);
+  the others it would clean get the Basic Profile action. For
   a sequence, ``C`` keeps its items, de-identified by the table, and cleans the free text the
   table does not list inside it. A binary value has no text to clean and is removed.
 - Retain Longitudinal Temporal Information with Modified Dates: DA and DT values are moved by
@@ -53,13 +56,15 @@ from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from sendit_ops.core.errors import ConfigError
 from sendit_ops.dicom.annex_e.table import OPTION_CODES, Entry, load_table
+from sendit_ops.dicom.written import Written
 
 # what is done to an element (compiled from the table and the options)
 REMOVE, EMPTY, DUMMY, UID, KEEP, CLEAN, SHIFT = "X", "Z", "D", "U", "K", "C", "shift"
@@ -190,6 +195,7 @@ class Context:
     remap_uid: Callable[[str], str]
     jitter_days: int = 0
     clean: Cleaner | None = None
+    written: Written | None = None  # what the profile writes itself (dummies) is noted here
 
 
 @dataclass
@@ -212,6 +218,8 @@ class Profile:
     overlay_actions: dict[int, str]  # element of a 60xx group -> action
     curve_action: str
     private_action: str
+    # keywords kept under Clean Descriptors (None: every attribute the option cleans)
+    descriptors: frozenset[str] | None = None
 
     @property
     def option_names(self) -> list[str]:
@@ -221,7 +229,13 @@ class Profile:
     def describe(self) -> dict[str, Any]:
         """What to store next to an archive's recipe checksum: the table's edition and the
         options, so a delivery says which de-identification produced it."""
-        return {"annex_e_table": load_table().edition, "deid_options": self.option_names}
+        described: dict[str, Any] = {
+            "annex_e_table": load_table().edition,
+            "deid_options": self.option_names,
+        }
+        if self.descriptors is not None and "clean_descriptors" in self.options:
+            described["clean_descriptor_attributes"] = sorted(self.descriptors)
+        return described
 
     @property
     def kept_needles(self) -> frozenset[str]:
@@ -353,6 +367,8 @@ class _Walker:
             self.uids(ds, tag, path, only_outside_root=False)
             return
         ds._dict[tag] = DataElement(tag, vr, _DUMMY.get(vr, b"\0\0"))
+        if self.context.written is not None:
+            self.context.written.element(ds._dict[tag])
         self.note(path, tag, DUMMY)
 
     def uids(self, ds: Dataset, tag: int, path: str, only_outside_root: bool) -> None:
@@ -402,9 +418,11 @@ class _Walker:
                 del ds._dict[tag]
                 self.note(path, tag, REMOVE)
             return
-        if isinstance(value, MultiValue | list | tuple):
+        if elem.VR == "PN":
+            elem.value = ""  # a person name in cleaned text is a name, whole: removed
+        elif isinstance(value, MultiValue | list | tuple):
             elem.value = [clean(str(v)) for v in value]
-        elif isinstance(value, str) or elem.VR == "PN":
+        elif isinstance(value, str):
             elem.value = clean(str(value))
         self.done.cleaned = True
         self.note(path, tag, CLEAN)
@@ -464,14 +482,48 @@ def _shift(value: str, days: int) -> str | None:
     return f"{moved.year:04d}{moved.month:02d}{moved.day:02d}{rest}"
 
 
-def compile_profile(options: Iterable[str] = ()) -> Profile:
+def compile_profile(
+    options: Iterable[str] = (), descriptors: Iterable[str] | None = None
+) -> Profile:
     """Table E.1-1 with ``options`` (names of ``settings.DEID_OPTIONS``) compiled to one action
-    per tag; cached, so a task builds it once."""
-    return _compile(frozenset(options))
+    per tag; cached, so a task builds it once. ``descriptors``: the keywords Clean
+    Descriptors keeps (``settings.clean_descriptor_attributes``; None or "all": every one
+    the option cleans); the others it would clean get the Basic Profile's action."""
+    wanted = None if descriptors is None else frozenset(descriptors)
+    if wanted is not None and "all" in wanted:
+        wanted = None
+    return _compile(frozenset(options), wanted)
+
+
+def _restrict_descriptors(
+    options: frozenset[str], descriptors: frozenset[str], table: Any, rules: dict, without: dict
+) -> None:
+    """Clean Descriptors keeps only ``descriptors``: every other attribute that only this
+    option cleans gets the action it has without a cleaner (the Basic Profile's)."""
+    cleanable = set()
+    for tag, entry in table.by_tag().items():
+        chosen_c = {o for o, a in entry.options.items() if o in options and a == "C"}
+        if chosen_c == {"clean_descriptors"} and rules[tag] in (CLEAN, CLEAN_ITEMS):
+            cleanable.add(tag)
+    unknown = sorted(k for k in descriptors if tag_for_keyword(k) is None)
+    if unknown:
+        raise ConfigError(
+            f"'clean_descriptor_attributes': {', '.join(unknown)} are not DICOM keywords"
+        )
+    cleaned = {t for t, action in rules.items() if action in (CLEAN, CLEAN_ITEMS)}
+    not_cleaned = sorted(k for k in descriptors if tag_for_keyword(k) not in cleaned)
+    if not_cleaned:
+        raise ConfigError(
+            f"'clean_descriptor_attributes': {', '.join(not_cleaned)} are not attributes that "
+            "the Clean Descriptors option cleans (docs/deid_profile.md lists them)"
+        )
+    wanted = {tag_for_keyword(k) for k in descriptors}
+    for tag in cleanable - wanted:
+        rules[tag] = without[tag]
 
 
 @cache
-def _compile(options: frozenset[str]) -> Profile:
+def _compile(options: frozenset[str], descriptors: frozenset[str] | None = None) -> Profile:
     unknown = options - set(OPTION_CODES)
     if unknown:
         raise ValueError(f"unknown de-identification options: {', '.join(sorted(unknown))}")
@@ -493,9 +545,11 @@ def _compile(options: frozenset[str]) -> Profile:
     for entry in table.masked():
         if entry.mask == 0xFF00FFFF:  # (60xx,eeee)
             overlay[entry.value & 0xFFFF] = REMOVE_GROUP  # bitmaps are never kept (docstring)
+    if descriptors is not None and "clean_descriptors" in options:
+        _restrict_descriptors(options, descriptors, table, rules, rules_without)
     private = table_private(table.entries)
     private_action = KEEP if options and "retain_safe_private" in options and private else REMOVE
-    return Profile(options, rules, rules_without, overlay, curve, private_action)
+    return Profile(options, rules, rules_without, overlay, curve, private_action, descriptors)
 
 
 def table_private(entries: Iterable[Entry]) -> Entry | None:

@@ -30,6 +30,7 @@ from sendit_ops.dicom.annex_e.profile import (
     Profile,
 )
 from sendit_ops.dicom.annex_e.table import BASIC_PROFILE_CODE, OPTION_CODES, load_table
+from sendit_ops.dicom.written import of as written_of
 
 CODING_SCHEME = "DCM"
 _LO_MAX = 64
@@ -43,7 +44,10 @@ def method_text(profile: Profile) -> str:
 
 def add_method_codes(ds: Dataset, codes: Iterable[tuple[str, str]]) -> None:
     """Add CID 7050 codes (value, meaning) to De-identification Method Code Sequence, keeping
-    the items already there and never adding a code twice."""
+    the items already there and never adding a code twice. The items written are noted in
+    the dataset's ``written.Written`` record, if it has one (the leak check then knows the
+    code meanings are sendit's own text, not the input's)."""
+    written = written_of(ds)
     if "DeidentificationMethodCodeSequence" not in ds:
         ds.DeidentificationMethodCodeSequence = Sequence()
     items = ds.DeidentificationMethodCodeSequence
@@ -58,6 +62,9 @@ def add_method_codes(ds: Dataset, codes: Iterable[tuple[str, str]]) -> None:
         item.CodingSchemeDesignator = CODING_SCHEME
         item.CodeMeaning = meaning
         items.append(item)
+        if written is not None:
+            for keyword in ("CodeValue", "CodingSchemeDesignator", "CodeMeaning"):
+                written.dataset_element(item, keyword)
         present.add((CODING_SCHEME, value))
 
 
@@ -73,6 +80,9 @@ def append_method(ds: Dataset, text: str) -> None:
     if text not in values:
         values.append(text)
     ds.DeidentificationMethod = values if len(values) > 1 else values[0]
+    written = written_of(ds)
+    if written is not None:  # only sendit's own value: earlier ones came with the input
+        written.dataset_element(ds, "DeidentificationMethod", [text])
 
 
 def temporal_state(profile: Profile, jitter_days: int) -> str:
@@ -91,6 +101,9 @@ def record(ds: Dataset, profile: Profile, done: Done, jitter_days: int) -> None:
     profile then did the Basic Profile action instead.
     """
     ds.PatientIdentityRemoved = "YES"
+    written = written_of(ds)
+    if written is not None:
+        written.dataset_element(ds, "PatientIdentityRemoved")
     append_method(ds, method_text(profile))
     codes = [BASIC_PROFILE_CODE]
     for option in profile.option_names:
@@ -99,3 +112,5 @@ def record(ds: Dataset, profile: Profile, done: Done, jitter_days: int) -> None:
         codes.append(OPTION_CODES[option])
     add_method_codes(ds, codes)
     ds.LongitudinalTemporalInformationModified = temporal_state(profile, jitter_days)
+    if written is not None:
+        written.dataset_element(ds, "LongitudinalTemporalInformationModified")

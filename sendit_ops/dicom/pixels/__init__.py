@@ -4,13 +4,13 @@ Use, per image that may carry text::
 
     plan = plan_pixels(original_header, filter_recipe)        # before header anonymization
     if plan.needed:
-        outcome = clean(anonymized_ds, plan, settings, identifier_matcher(words, dates))
+        outcome = clean(anonymized_ds, plan, settings, ocr_matcher(needles))  # identifiers'
         # outcome.cleaned -> deliver (BurnedInAnnotation is NO); else hold outcome.held_reason
 
 :func:`text_risk` alone says whether an image needs the stage (CT/MR without a flag do not).
 """
 
-from sendit_ops.dicom.pixels.check import header_identifiers, identifier_matcher
+from sendit_ops.dicom.pixels.check import identifier_matcher
 from sendit_ops.dicom.pixels.model import Box, PixelOutcome, PixelPlan
 from sendit_ops.dicom.pixels.plan import plan_pixels
 from sendit_ops.dicom.pixels.risk import text_risk
@@ -21,7 +21,6 @@ __all__ = [
     "PixelOutcome",
     "PixelPlan",
     "clean",
-    "header_identifiers",
     "identifier_matcher",
     "plan_pixels",
     "text_risk",

@@ -1,0 +1,416 @@
+"""People's names in free text: anyone's, not only the study's own.
+
+A name is recognised from two kinds of evidence (no statistical model, nothing downloaded):
+
+- **context**: a title before it (Dr., Mrs, Herr, Mme, Sra., Dott., д-р, κ.), a
+  post-nominal after it (MD, RN), a relation or role before it (wife, son, neighbour,
+  referring, Ehefrau, fils, esposa, жена, 妻), a verb of authorship (dictated by, seen by,
+  discussed with, besprochen mit), an honorific after it (様, さん, 先生), the DICOM person
+  name form (``FAMILY^GIVEN``), initials with a surname (``J. Whitaker``, ``Иванов И.И.``);
+- **the word itself**: a first or last name of the packaged lists (``lexicon.py``) that is not
+  an ordinary word, next to another name-like word ("Quentin Zabriskie", "GONZALEZ MARIA"),
+  or Russian and Greek surname and patronymic endings.
+
+From its first word a name grows over the capitalised words, initials and particles
+(van, de, O') that follow, and over an inverted given name ("KRAMER, JULIA"). Titles are
+not part of the name: "Dr. [name]" keeps what kind of person was named.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sendit_ops.dicom.free_text.lexicon import Lexicon, _split, lexicon
+from sendit_ops.dicom.free_text.model import Finding, Kind
+from sendit_ops.dicom.identifiers import fold
+
+# titles and roles written before a name (folded, without their dot)
+TITLES = _split(
+    """
+dr dra doctor doctora prof pr professor mr mrs ms miss mx mister madam sir dame nurse
+sister pa np herr herrn frau fr hr oa ca pd mtra mta ärztin arzt oberarzt oberärztin
+chefarzt m mme mlle mme me pr docteur sr sra srta don dona dña dott dottssa dottoressa
+sig sigra signor signora κος κα κ δρ καθ γ-н г-н г-жа д-р д-ра д-ром доктор проф
+"""
+)
+# titles that are written in capitals in mixed-case text (SR, MR, MS there are structured
+# reporting, magnetic resonance, multiple sclerosis)
+_CAPS_TITLES = frozenset({"dr", "pa", "np", "oa", "ca", "mtra", "mta", "pd"})
+# written after a name
+POST_NOMINALS = _split(
+    """
+md do phd rn np pa mbbs frcr frcp facr dmd dds lpn crna mph msc bsc med
+"""
+)
+# words before a name: relations, roles, verbs of authorship and a few prepositions
+_CUES = _split(
+    """
+wife husband son daughter mother father brother sister neighbour neighbor friend partner
+guardian carer caregiver contact interpreter tech technologist technician radiologist
+physician attending referring ordering requesting supervising consultant resident fellow
+surgeon gp cc attn per by from to with for call ask spoke discussed seen saw told
+informed message patient pt pts dictated transcribed typed signed reviewed read reported
+verified approved performed consulted referred relative grandson granddaughter niece
+nephew uncle aunt fiancé fiancée spouse widow boyfriend girlfriend colleague ehefrau
+ehemann sohn tochter mutter vater bruder schwester nachbar nachbarin freund freundin
+partnerin betreuer betreuerin hausarzt hausärztin zuweiser zuweiserin angehörige familie
+durch von mit an bei befundet diktiert geschrieben geprüft überwiesen épouse époux mari
+femme fils fille père mère frère sœur soeur voisin voisine ami amie tuteur tutrice
+infirmière infirmier médecin par avec chez vu adressé adressée esposa esposo marido hijo
+hija madre padre hermano hermana vecino vecina amigo amiga tutor enfermera enfermero
+médico por con remitido remitida solicitado comentado moglie marito figlio figlia madre
+padre fratello sorella vicino amico infermiera medico dal dalla inviato inviata σύζυγος
+γείτονας γείτονα γιος κόρη μητέρα πατέρας από жена муж сын дочь мать отец брат сестра
+сосед соседка врач консультация направлен направлена лечащий née né nee geb geborene
+nata nato nacida nacido
+"""
+)
+CUES = frozenset(fold(c) for c in _CUES)
+# cues strong enough to take the next word even if it is an ordinary word or initials
+_AUTHOR = _split(
+    """
+dictated transcribed typed signed reviewed reported verified befundet diktiert
+geschrieben validé dicté revisado dictado firmado
+"""
+)
+PARTICLES = _split(
+    """
+van von der den de del della di da dos das du des la le al el bin ibn ben ter ten mac st
+"""
+)
+# weak cues: only a word of the name lists is taken after them
+_PREPOSITIONS = _split(
+    """
+by from to with for per von mit an bei durch par avec chez por con dal dalla από
+"""
+)
+# what is not identifying inside a name span (the corpus's scoring ignores these words)
+NOT_IDENTIFYING = TITLES | POST_NOMINALS | {"le", "el", "la", "med", "familie"}
+
+_TOKEN = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
+_CYRILLIC_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u04ff]")
+_SLAVIC_GREEK_SURNAME = re.compile(
+    r"(?:ович|евич|овна|евна|ична|инична|ов|ова|ев|ева|ёв|ёва|ин|ина|ын|ына|ский|ская|цкий|"
+    r"цкая|ых|их|енко|ук|юк|ым|ым|ому|ой|ым|ыми|όπουλος|οπούλου|ίδης|ίδου|άκης|άκη|άδης|"
+    r"ιάδης|άτος|ίου|όγλου|ιάννη|άννης|ίνης|ίδη|όπουλου)$"
+)
+_PN = re.compile(r"(?<![\w^])[^\W\d_][\w'’-]*\^[^\W\d_][\w'’-]*(?:\^[\w'’.-]*){0,3}")
+_CJK_NAME = r"[\u4e00-\u9fff\u3400-\u4dbf\u3040-\u309f\u30a0-\u30ff]"
+_HONORIFICS = "(?:様|さま|さん|先生|医師|氏|君|くん|ちゃん|殿|教授)"
+_CJK_SUFFIX = re.compile(
+    rf"(?P<n>{_CJK_NAME}{{1,6}}(?:[ \u3000]{_CJK_NAME}{{1,5}})?)\s?{_HONORIFICS}"
+)
+_CJK_PREFIX = re.compile(
+    r"(?:妻|夫|息子|娘|長男|長女|次男|次女|義父|義母|孫|隣人|紹介医|担当医?|主治医|父|母|兄|弟|姉|妹|"
+    r"家族|依頼医)"
+    rf"[\s:：　]*(?P<n>{_CJK_NAME}{{1,5}})"
+)
+_CJK_STOP = set("のはがをにでとへもや、。")
+_HONORIFIC = re.compile(rf"{_HONORIFICS}.*$")
+
+
+@dataclass(frozen=True)
+class _Tok:
+    start: int
+    end: int
+    word: str  # without a trailing dot
+    dot: bool
+    folded: str
+
+    @property
+    def cap(self) -> bool:
+        return self.word[:1].isupper()
+
+    @property
+    def upper(self) -> bool:
+        return self.word.isupper()
+
+    @property
+    def initial(self) -> bool:
+        return len(self.word) == 1 and self.word.isupper()
+
+
+def _tokens(text: str) -> list[_Tok]:
+    out = []
+    for m in _TOKEN.finditer(text):
+        raw = m.group(0)
+        dot = raw.endswith(".")
+        word = raw[:-1] if dot else raw
+        out.append(_Tok(m.start(), m.start() + len(word), word, dot, fold(word)))
+    return out
+
+
+def _gap(text: str, a: _Tok, b: _Tok, allowed: str = " \t.,:;()'\"-") -> bool:
+    """The characters between two tokens are few separators (same phrase)."""
+    between = text[a.end : b.start]
+    return len(between) <= 3 and all(c in allowed for c in between)
+
+
+class _Names:
+    def __init__(self, text: str, lex: Lexicon):
+        self.text = text
+        self.lex = lex
+        self.toks = _tokens(text)
+        letters = [c for c in text if c.isalpha() and (c.isupper() or c.islower())]
+        self.caps_text = len(letters) >= 3 and not any(c.islower() for c in letters)
+        self.found: list[Finding] = []
+
+    # ---- word tests ---------------------------------------------------------------------
+
+    def common(self, t: _Tok) -> bool:
+        return t.folded in self.lex.common or t.folded in CUES or t.folded in TITLES
+
+    def namelike(self, t: _Tok, after_cue: bool = False) -> bool:
+        """Could be part of a name here."""
+        if t.folded in TITLES or t.folded in POST_NOMINALS:
+            return False
+        if self.caps_text or (t.upper and len(t.word) > 1):
+            # capitals carry no information: the lists decide (or a cue and not a common word)
+            if self.lex.is_strong_name(t.folded):
+                return True
+            return after_cue and not self.common(t) and len(t.word) > 3
+        if not t.cap:
+            return after_cue and self.lex.is_strong_name(t.folded)
+        if _CYRILLIC_GREEK.search(t.word) and (
+            _SLAVIC_GREEK_SURNAME.search(t.folded) or self.lex.is_name(t.folded)
+        ):
+            return True
+        if after_cue:
+            return self.lex.is_name(t.folded) or not self.common(t)
+        return not self.common(t) or self.lex.is_strong_name(t.folded)
+
+    # ---- spans --------------------------------------------------------------------------
+
+    def grow(self, i: int, after_cue: bool = False) -> int:
+        """Index of the last token of the name starting at token ``i``."""
+        j = i
+        while j + 1 < len(self.toks) and j - i < 4:
+            a, b = self.toks[j], self.toks[j + 1]
+            if not _gap(self.text, a, b, " -.'’"):
+                break
+            if b.initial or (
+                b.folded in PARTICLES
+                and j + 2 < len(self.toks)
+                and self.toks[j + 2].cap
+                and _gap(self.text, b, self.toks[j + 2], " '’")
+            ):
+                j += 1
+                continue
+            if b.folded in POST_NOMINALS or b.folded in TITLES or b.folded in CUES:
+                break
+            surname_after_first = (
+                not self.caps_text and b.cap and not b.upper and self.lex.is_first_name(a.folded)
+            )
+            if not (surname_after_first or self.namelike(b, after_cue)):
+                break
+            j += 1
+        # an inverted given name: "KRAMER, JULIA", "Okonjo-Iweala, Ngozi"
+        if j + 1 < len(self.toks):
+            a, b = self.toks[j], self.toks[j + 1]
+            between = self.text[a.end : b.start]
+            if between.strip() == "," and len(between) <= 2 and self.lex.is_first_name(b.folded):
+                j += 1
+                while (
+                    j + 1 < len(self.toks)
+                    and self.toks[j + 1].initial
+                    and _gap(self.text, self.toks[j], self.toks[j + 1], " .")
+                ):
+                    j += 1
+        return j
+
+    def add(self, i: int, j: int) -> None:
+        start, end = self.toks[i].start, self.toks[j].end
+        if self.toks[j].initial and self.toks[j].dot:
+            end += 1
+        self.found.append(Finding(start, end, Kind.NAME))
+
+    # ---- rules --------------------------------------------------------------------------
+
+    def run(self) -> list[Finding]:
+        toks = self.toks
+        n = len(toks)
+        for i, t in enumerate(toks):
+            nxt = toks[i + 1] if i + 1 < n else None
+            # a title before a name: Dr. X, Frau Y, M. Z (one-letter titles need their dot)
+            if (
+                nxt is not None
+                and t.folded in TITLES
+                and (len(t.word) > 1 or t.dot)
+                and (self.caps_text or not t.upper or t.folded in _CAPS_TITLES)
+                and _gap(self.text, t, nxt)
+            ):
+                k = i + 1
+                while k < n and toks[k].folded in TITLES and k - i < 3:
+                    k += 1  # Frau Dr., Prof. Dr., Dr. med.
+                if k < n and toks[k].folded == "med" and k + 1 < n:
+                    k += 1
+                if k < n and _gap(self.text, toks[k - 1], toks[k]) and self.title_target(toks[k]):
+                    self.add(k, self.grow(k, after_cue=True))
+                    continue
+            # a relation, role or verb before a name
+            if nxt is not None and t.folded in CUES and _gap(self.text, t, nxt):
+                k = i + 1
+                if (
+                    nxt.folded in ("by", "von", "par", "por", "with", "mit", "to")
+                    and k + 1 < n
+                    and _gap(self.text, nxt, toks[k + 1])
+                ):
+                    k += 1
+                cand = toks[k]
+                if (
+                    cand.folded not in TITLES | CUES | PARTICLES
+                    and (
+                        self.namelike(cand, after_cue=True)
+                        or (
+                            (t.folded in _AUTHOR or toks[k - 1].folded in _AUTHOR)
+                            and cand.upper
+                            and 2 <= len(cand.word) <= 4
+                        )
+                    )
+                    and self.worth(cand, t)
+                ):
+                    self.add(k, self.grow(k, after_cue=True))
+                    continue
+            # a name by its words: a first name with another name-like word, or two names
+            if nxt is not None and _gap(self.text, t, nxt, " ,") and self.pair(t, nxt):
+                start = i
+                if i > 0 and toks[i - 1].initial and _gap(self.text, toks[i - 1], t, " ."):
+                    start = i - 1
+                self.add(start, self.grow(i + 1 if "," not in self.text[t.end : nxt.start] else i))
+                continue
+            # initials and a surname: J. Whitaker, J. K. Mbeki
+            if t.initial and t.dot and nxt is not None and _gap(self.text, t, nxt, " ."):
+                k = i + 1
+                while k < n and toks[k].initial and toks[k].dot:
+                    k += 1
+                if k < n and toks[k].cap and len(toks[k].word) > 2 and not self.common(toks[k]):
+                    self.add(i, self.grow(k))
+                    continue
+            # a surname and initials: Иванов И.И., Smith J.
+            if (
+                t.cap
+                and len(t.word) > 2
+                and nxt is not None
+                and nxt.initial
+                and nxt.dot
+                and _gap(self.text, t, nxt, " ")
+                and (self.lex.is_name(t.folded) or _SLAVIC_GREEK_SURNAME.search(t.folded))
+                and not self.common(t)
+            ):
+                self.add(i, self.grow(i))
+                continue
+            # a lone Slavic or Greek surname form in mixed-case text (not the first word)
+            if (
+                not self.caps_text
+                and i > 0
+                and t.cap
+                and not t.upper
+                and len(t.word) > 2
+                and _CYRILLIC_GREEK.search(t.word)
+                and _SLAVIC_GREEK_SURNAME.search(t.folded)
+                and not self.common(t)
+            ):
+                self.add(i, self.grow(i))
+                continue
+        self.post_nominals()
+        self.dicom_names()
+        self.cjk()
+        return self.found
+
+    def title_target(self, t: _Tok) -> bool:
+        if self.caps_text or t.upper:
+            return len(t.word) > 1 and not (
+                t.folded in self.lex.common and not self.lex.is_name(t.folded)
+            )
+        return t.cap or not self.common(t)
+
+    def worth(self, cand: _Tok, cue: _Tok) -> bool:
+        """After a weak cue (a preposition), only a word of the name lists, or an unknown
+        capitalised word after a role word, is taken."""
+        if cue.folded in _PREPOSITIONS:
+            return self.lex.is_name(cand.folded) and (
+                not self.common(cand) or cand.folded in self.lex.first
+            )
+        return True
+
+    def pair(self, a: _Tok, b: _Tok) -> bool:
+        lex = self.lex
+        if "," in self.text[a.end : b.start]:
+            # "Brown, Thomas": a known surname, a comma, a first name
+            return (
+                a.cap
+                and (lex.is_name(a.folded) or not self.common(a))
+                and lex.is_first_name(b.folded)
+                and b.cap
+                and not self.common(a)
+            )
+        if self.caps_text or (a.upper and b.upper):
+            return (
+                lex.is_name(a.folded)
+                and lex.is_name(b.folded)
+                and (lex.is_first_name(a.folded) or lex.is_first_name(b.folded))
+                and len(a.word) > 2
+                and len(b.word) > 2
+            )
+        if not (a.cap and b.cap):
+            return False
+        if lex.is_first_name(a.folded) and (self.namelike(b) or lex.is_name(b.folded)):
+            return True
+        return lex.is_strong_name(a.folded) and lex.is_strong_name(b.folded)
+
+    def post_nominals(self) -> None:
+        """Capitalised words before MD, RN, PhD ("Amir Haddad, MD")."""
+        toks = self.toks
+        for k, t in enumerate(toks):
+            if t.folded not in POST_NOMINALS or k == 0 or not t.upper:
+                continue
+            j = k - 1
+            if not _gap(self.text, toks[j], t, " ,"):
+                continue
+            i = j
+            while (
+                i > 0
+                and j - i < 3
+                and _gap(self.text, toks[i - 1], toks[i], " .-'")
+                and ((toks[i - 1].cap and not self.common(toks[i - 1])) or toks[i - 1].initial)
+            ):
+                i -= 1
+            if toks[i].cap and (not self.common(toks[i]) or self.lex.is_name(toks[i].folded)):
+                self.found.append(Finding(toks[i].start, toks[j].end, Kind.NAME))
+
+    def dicom_names(self) -> None:
+        """``FAMILY^GIVEN^MIDDLE`` when a part is a name (``abdomen^liver`` is not)."""
+        for m in _PN.finditer(self.text):
+            parts = [fold(p) for p in m.group(0).split("^") if p]
+            if any(self.lex.is_name(p) and p not in self.lex.common for p in parts) or (
+                any(self.lex.is_name(p) for p in parts[:2])
+                and not all(p in self.lex.common for p in parts)
+            ):
+                self.found.append(Finding(m.start(), m.end(), Kind.NAME))
+
+    def cjk(self) -> None:
+        """Japanese (and Chinese, Korean) names before an honorific or after a relation."""
+        for pattern in (_CJK_SUFFIX, _CJK_PREFIX):
+            for m in pattern.finditer(self.text):
+                start, end = m.span("n")
+                honorific = _HONORIFIC.search(self.text, start, end)
+                if honorific:
+                    end = honorific.start()
+                while start < end and self.text[start] in _CJK_STOP:
+                    start += 1
+                # only the name's own characters before an honorific: after a particle
+                # or punctuation the name starts
+                for k in range(end - 1, start - 1, -1):
+                    if self.text[k] in _CJK_STOP:
+                        start = k + 1
+                        break
+                if end > start:
+                    self.found.append(Finding(start, end, Kind.NAME))
+
+
+def names(text: str) -> list[Finding]:
+    """People's names in ``text`` (see the module docstring)."""
+    if not any(c.isalpha() for c in text):
+        return []
+    return _Names(text, lexicon()).run()

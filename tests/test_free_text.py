@@ -1,0 +1,106 @@
+"""The free-text detector (issue 23) on a labelled corpus and on the shipped test data.
+
+Recall per kind on tests/data/free_text_phi.txt (strings written for these tests, English,
+German, French, Spanish, Italian, Japanese, Greek, Russian), and precision as the share of
+the PHI-free descriptions of pydicom's test files, pydicom-data, deid-data and the sample
+studies that come out unchanged. Both are printed (``pytest -s``) and in docs/deid_profile.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+from free_text_corpus import CORPUS, load_corpus, score, shipped_descriptions
+
+from sendit_ops.dicom.free_text import Kind, find_phi
+
+pytestmark = pytest.mark.unit
+
+RECALL_FLOOR = 0.98
+GATED = ("name", "id", "phone", "address", "date")
+
+
+def _spans(text: str) -> list[tuple[int, int]]:
+    return [(f.start, f.end) for f in find_phi(text)]
+
+
+def test_corpus_is_big_enough_and_multilingual():
+    examples = load_corpus()
+    assert len(examples) >= 300
+    languages = {e.language for e in examples}
+    assert {"en", "de", "fr", "es"} <= languages and len(languages) >= 5
+    kinds = {k for e in examples for _, _, k in e.spans}
+    assert kinds == {k.value for k in Kind}
+
+
+def test_recall_per_kind_on_the_corpus():
+    result = score(_spans, load_corpus())
+    print("\nfree-text detector, recall per kind (found / labelled):")
+    for kind in sorted(result.total):
+        found, total = result.found[kind], result.total[kind]
+        print(f"  {kind:8s} {found:4d} / {total:4d}  {result.recall(kind):.3f}")
+    share = result.extra_chars / max(result.clean_chars, 1)
+    print(f"  characters outside the labelled spans taken: {result.extra_chars} / "
+          f"{result.clean_chars} ({share:.1%})")  # fmt: skip
+    low = {k: round(result.recall(k), 3) for k in GATED if result.recall(k) < RECALL_FLOOR}
+    assert not low, f"recall below {RECALL_FLOOR}: {low}; missed: {result.missed[:10]}"
+    assert share < 0.02, result.extra[:10]
+
+
+def test_recall_on_the_held_out_strings():
+    """Written after the detector and scored as they were (tests/data/..._holdout.txt); the
+    one miss of that first score (a Japanese kinship word, 長男) was fixed after."""
+    result = score(_spans, load_corpus(CORPUS.with_name("free_text_phi_holdout.txt")))
+    print("\nheld-out strings, recall per kind:")
+    for kind in sorted(result.total):
+        print(f"  {kind:8s} {result.found[kind]:4d} / {result.total[kind]:4d}")
+    assert all(result.recall(k) >= 0.9 for k in GATED), result.missed
+
+
+def test_precision_on_the_phi_free_descriptions_of_the_shipped_data():
+    descriptions = shipped_descriptions()
+    assert len(descriptions) >= 50
+    changed = [(k, v) for k, v in descriptions if find_phi(v)]
+    kept = 1 - len(changed) / len(descriptions)
+    print(f"\nPHI-free descriptions kept unchanged: {len(descriptions) - len(changed)} / "
+          f"{len(descriptions)} ({kept:.1%})")  # fmt: skip
+    for keyword, _ in changed:
+        print(f"  changed: a {keyword}")
+    assert kept >= 0.95
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Neighbour Quentin Zabriskie, 12 Elm Street, tel 555-0142",
+        "Second opinion Dr. Xavier Outsider, St. Elsewhere Clinic",
+        "MRN 7781234 prior at other site",
+    ],
+)
+def test_the_issues_strings_lose_every_name_address_phone_and_id(text):
+    found = find_phi(text)
+    left = text
+    for f in sorted(found, reverse=True):
+        left = left[: f.start] + f.kind.placeholder + left[f.end :]
+    for word in (
+        "Quentin",
+        "Zabriskie",
+        "Elm",
+        "0142",
+        "Xavier",
+        "Outsider",
+        "Elsewhere",
+        "7781234",
+    ):
+        assert word not in left
+
+
+def test_a_complete_date_carries_its_value_for_shifting():
+    (date,) = [f for f in find_phi("Prior study 14.03.2019 at another site") if f.kind == Kind.DATE]
+    assert date.date == (2019, 3, 14)
+    (partial,) = [f for f in find_phi("seen in March 2018") if f.kind == Kind.DATE]
+    assert partial.date is None
+
+
+def test_ages_up_to_89_are_kept():
+    assert not find_phi("72-year-old male, shortness of breath")
+    assert [f.kind for f in find_phi("Patient is 93 years old")] == [Kind.AGE]
