@@ -219,6 +219,64 @@ def ultrasound_picture(rows: int, columns: int, seed: int = 0) -> np.ndarray:
     return np.where(fan, np.clip(speckle, 0, 200), 0).astype(np.uint8)
 
 
+def anatomy_slice(size: int = 512, seed: int = 0, modality: str = "CT") -> np.ndarray:
+    """A 16-bit slice with realistic anatomy and no text (stored values, 12 bits): a body
+    with fat, muscle and organs, two lungs with branching vessels, a spine, ribs and the
+    table for CT; brain-like folds for MR. Smooth shapes, reconstruction blur and noise,
+    with the small bright dots and thin edges a text screen must not take for text."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size), np.float32)
+    c = size / 2
+    s = size / 512
+    if modality == "MR":
+        cv2.ellipse(img, (int(c), int(c)), (int(190 * s), int(230 * s)), 0, 0, 360, 900, -1)
+        cv2.ellipse(img, (int(c), int(c)), (int(175 * s), int(215 * s)), 0, 0, 360, 600, -1)
+        for _ in range(60):  # folds: gyri as thick bright curves
+            x, y = rng.normal(c, 90 * s, 2)
+            axes = (int(rng.uniform(10, 40) * s), int(rng.uniform(5, 20) * s))
+            cv2.ellipse(img, (int(x), int(y)), axes, float(rng.uniform(0, 180)), 0,
+                        float(rng.uniform(90, 300)), float(rng.uniform(700, 1100)),
+                        max(1, int(rng.uniform(2, 6) * s)))  # fmt: skip
+        cv2.ellipse(img, (int(c), int(c)), (int(25 * s), int(50 * s)), 0, 0, 360, 1500, -1)
+        noise = 25
+    else:
+        air = 24  # stored value of air (intercept -1024)
+        img[:] = air
+        body = (int(c), int(c + 10 * s))
+        cv2.ellipse(img, body, (int(220 * s), int(160 * s)), 0, 0, 360, 930, -1)  # fat
+        cv2.ellipse(img, body, (int(205 * s), int(145 * s)), 0, 0, 360, 1064, -1)  # muscle
+        for side in (-1, 1):  # lungs with vessels
+            centre = (int(c + side * 95 * s), int(c - 5 * s))
+            cv2.ellipse(img, centre, (int(75 * s), int(105 * s)), 0, 0, 360, 170, -1)
+            for _ in range(45):
+                x = centre[0] + rng.normal(0, 35 * s)
+                y = centre[1] + rng.normal(0, 55 * s)
+                r = max(1, int(rng.uniform(1, 4.5) * s))
+                cv2.circle(img, (int(x), int(y)), r, float(rng.uniform(900, 1100)), -1)
+                if rng.random() < 0.5:  # a branch
+                    x2, y2 = x + rng.normal(0, 20 * s), y + rng.normal(0, 20 * s)
+                    cv2.line(img, (int(x), int(y)), (int(x2), int(y2)), 1000.0,
+                             max(1, r - 1))  # fmt: skip
+        cv2.circle(img, (int(c), int(c - 20 * s)), int(28 * s), 1150, -1)  # heart / aorta
+        cv2.circle(img, (int(c + 15 * s), int(c + 40 * s)), int(14 * s), 1200, -1)
+        cv2.circle(img, (int(c), int(c + 115 * s)), int(26 * s), 1900, -1)  # vertebra
+        cv2.circle(img, (int(c), int(c + 115 * s)), int(17 * s), 1350, -1)
+        for k in range(-4, 5):  # ribs: thin bright arcs
+            angle = 90 + k * 20
+            x = c + 200 * s * np.cos(np.radians(angle)) * 0.93
+            y = c + 10 * s + 145 * s * np.sin(np.radians(angle)) * 0.93
+            cv2.ellipse(img, (int(x), int(y)), (int(9 * s), int(4 * s)), float(angle), 0,
+                        360, 1800.0, -1)  # fmt: skip
+        cv2.ellipse(img, (int(c), int(c + 200 * s)), (int(240 * s), int(30 * s)), 0, 180,
+                    360, 600.0, max(1, int(4 * s)))  # table  # fmt: skip
+        noise = 12
+    img = cv2.GaussianBlur(img, (0, 0), 1.0)
+    img += rng.normal(0, noise, img.shape).astype(np.float32)
+    return np.clip(img, 0, 4095).astype(np.uint16)
+
+
 def burn_text(
     image: np.ndarray, text: str, x: int, y: int, *, height: int = 16, level: int = 255
 ) -> None:
