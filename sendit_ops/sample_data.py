@@ -170,6 +170,8 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     jane, richard, alex = PATIENTS
     expect: dict[str, str] = {}
     write_study(root / "ACC10001", jane, "ACC10001", "20240115", "CT", 2, 3, size=size)
+    # its localizer shows the patient's name, sex and dates, unflagged: screened, masked
+    write_localizer(root / "ACC10001", jane, "ACC10001", "20240115")
     expect["ACC10001"] = "DONE"
     write_study(
         root / "ACC10002", richard, "ACC10002", "20240116", "MR", 2, 2, size=size, burned_in="NO"
@@ -202,6 +204,48 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     write_study(root / "ACC10008.tmp", jane, "ACC10008", "20240306", "CT", 1, 2, size=size)
     expect["ACC10008.tmp"] = "in progress (not picked up)"
     return expect
+
+
+def make_localizer(
+    patient: Patient, accession: str, study_date: str, *, size: int = 512, seed: int = 0
+) -> Dataset:
+    """A CT localizer (scout) with the patient's name, sex, study date and birth date burned
+    in, as some scanners print them, and nothing in the header saying so: ImageType
+    ORIGINAL\\PRIMARY\\LOCALIZER, no BurnedInAnnotation (issue 22: a header can say an
+    image is risky, never that it is clean)."""
+    import cv2
+
+    ds = make_image(patient, accession, study_date, "CT", 1, 1, size=size, seed=seed,
+                    study_uid=_uid("study", accession, seed))  # fmt: skip
+    ds.SeriesInstanceUID = _uid("series", accession, "localizer", seed)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid("scout", accession, seed)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.SeriesDescription = "TOPOGRAM"
+    ds.SeriesNumber = 100
+    picture = anatomy_slice(size, seed + 7, "CT")
+    last, _, first = patient.name.partition("^")
+    lines = (
+        f"{last}, {first.split('^')[0]}",
+        f"{patient.sex}  DOB {patient.birth[6:8]}/{patient.birth[4:6]}/{patient.birth[:4]}",
+        f"{study_date[:4]}-{study_date[4:6]}-{study_date[6:8]}",
+    )
+    ink = np.zeros(picture.shape, np.uint8)
+    for n, line in enumerate(lines):
+        cv2.putText(ink, line, (10, 24 + 20 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1,
+                    cv2.LINE_AA)  # fmt: skip
+    top = int(picture.max())
+    picture = np.round(picture * (1 - ink / 255.0) + top * (ink / 255.0)).astype(np.uint16)
+    ds.PixelData = picture.tobytes()
+    return ds
+
+
+def write_localizer(folder: Path, patient: Patient, accession: str, study_date: str) -> Path:
+    """Write :func:`make_localizer`'s image into ``folder``; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = make_localizer(patient, accession, study_date)
+    path = folder / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"

@@ -110,17 +110,25 @@ def text_boxes(
     hits: list[tuple[int | None, ocr.TextHit]],
     rows: int,
     columns: int,
-    gray: Callable[[int | None], np.ndarray | None] | None = None,
+    gray: Callable[[int | None], list[np.ndarray]] | None = None,
 ) -> list[Box]:
-    """The padded boxes of the reads that fit text; with ``gray`` (the screen's view of a
-    frame, None for a projection) each is tightened to its ink."""
+    """The padded boxes of the reads that fit text; with ``gray`` (the screen's views of a
+    frame; for a projection, both projections) each is tightened to its ink (the union of
+    what each view shows)."""
     out = []
     for frame, hit in hits:
-        if fits_text(hit, rows, columns):
-            box = hit_box(hit, frame, rows, columns)
-            view = gray(frame) if gray is not None and box is not None else None
-            if box is not None:
-                out.append(tighten(box, view) if view is not None else box)
+        if not fits_text(hit, rows, columns):
+            continue
+        box = hit_box(hit, frame, rows, columns)
+        if box is None:
+            continue
+        views = gray(frame) if gray is not None else []
+        if views:
+            tight = [tighten(box, view) for view in views]
+            x0, y0 = min(b.x0 for b in tight), min(b.y0 for b in tight)
+            x1, y1 = max(b.x1 for b in tight), max(b.y1 for b in tight)
+            box = Box(x0, y0, x1, y1, box.frame, box.source)
+        out.append(box)
     return out
 
 

@@ -72,15 +72,25 @@ class Looker:
         self.engine = settings.ocr_engine
         self.device = settings.pixel_device
         self._cache: dict[tuple, list[ocr.TextHit]] = {}
+        self._gates: dict[tuple, bool] = {}
         self.frames_screened = 0
         self.regions = 0
         self._frames: np.ndarray | None = None
 
-    def gray(self, frame: int | None) -> np.ndarray | None:
-        """The screen's view of frame ``frame`` of the frames last looked at."""
-        if frame is None or self._frames is None:
-            return None
-        return self.display.gray(self._frames[frame])
+    def gray(self, frame: int | None) -> list[np.ndarray]:
+        """The screen's view of frame ``frame`` of the frames last looked at; for a
+        projection (None), the max and the min projections of those views."""
+        frames = self._frames
+        if frames is None:
+            return []
+        if frame is not None:
+            return [self.display.gray(frames[frame])]
+        high = low = None
+        for index in range(frames.shape[0]):
+            view = self.display.gray(frames[index])
+            high = view if high is None else np.maximum(high, view)
+            low = view if low is None else np.minimum(low, view)
+        return [high, low] if high is not None and low is not None else []
 
     def look(self, frames: np.ndarray) -> Hits:
         """Every line OCR reads in ``frames`` (with the frame it was read on).
@@ -110,16 +120,28 @@ class Looker:
             if len(regions) > MAX_REGIONS:
                 hits += [(index, h) for h in ocr.read(rgb, self.engine, self.device)]
                 continue
-            for window in ocr.windows(regions, *rgb.shape[:2]):
+            passed = [r for r in regions if self._gate(rgb, r)]
+            for window in ocr.windows(passed, *rgb.shape[:2]):
                 hits += [(index, h) for h in self._read(rgb, window)]
         return hits
 
+    def _gate(self, rgb: np.ndarray, region: Box) -> bool:
+        crop = np.ascontiguousarray(rgb[region.y0 : region.y1, region.x0 : region.x1])
+        key = (region.x0, region.y0, region.x1, region.y1, _digest(crop))
+        if key not in self._gates:
+            self._gates[key] = ocr.looks_like_text(rgb, region, self.engine, self.device)
+        return self._gates[key]
+
     def _read(self, rgb: np.ndarray, window: ocr.Window) -> list[ocr.TextHit]:
         crop = np.ascontiguousarray(rgb[window.y0 : window.y1, window.x0 : window.x1])
-        key = (window, hashlib.blake2b(crop.tobytes(), digest_size=16).digest())
+        key = (window, _digest(crop))
         if key not in self._cache:
             self._cache[key] = ocr.read_window(rgb, window, self.engine, self.device)
         return self._cache[key]
+
+
+def _digest(crop: np.ndarray) -> bytes:
+    return hashlib.blake2b(crop.tobytes(), digest_size=16).digest()
 
 
 def clean(
