@@ -13,6 +13,7 @@ and method).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,7 +131,8 @@ def decode(ds: Dataset) -> Decoded:
 
 def snapshot(ds: Dataset) -> dict[str, object]:
     """The elements write_back may change, to put back when an image is held."""
-    saved: dict[str, object] = {k: ds[k] for k in PIXEL_KEYWORDS if k in ds}
+    # copies: pydicom assigns a new value to the element already there, in place
+    saved: dict[str, object] = {k: copy.copy(ds[k]) for k in PIXEL_KEYWORDS if k in ds}
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "TransferSyntaxUID" in meta:
         saved["TransferSyntaxUID"] = meta.TransferSyntaxUID

@@ -141,7 +141,6 @@ def looks_like_text(rgb: np.ndarray, box: Box, name: str = "rapidocr", device: s
     It costs ~10 ms where a detection pass on the region's window costs 50-500 ms, and most
     regions the screen reports on anatomy (vessels, folds) read as nothing or one
     character. A region that is text but read poorly here still passes at GATE_SCORE."""
-    rows, columns = rgb.shape[:2]
     pad = 2
     crop = rgb[max(0, box.y0 - pad) : box.y1 + pad, max(0, box.x0 - pad) : box.x1 + pad]
     if crop.size == 0:

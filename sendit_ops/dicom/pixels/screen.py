@@ -76,7 +76,12 @@ def _chains(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> l
     n = len(a0)
     tall = b1 - b0
     order = np.argsort(a0, kind="stable")
+    reach = a1 + np.maximum(3, (0.9 * tall).astype(np.int64))
     starts = a0[order]
+    first = np.searchsorted(starts, a0, side="left").tolist()
+    last = np.searchsorted(starts, reach, side="right").tolist()
+    order_l = order.tolist()
+    lo_b, hi_b, tall_l = b0.tolist(), b1.tolist(), tall.tolist()
     parent = list(range(n))
 
     def root(i: int) -> int:
@@ -86,15 +91,13 @@ def _chains(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> l
         return i
 
     for i in range(n):
-        reach = a1[i] + max(3, int(0.9 * tall[i]))
-        lo = int(np.searchsorted(starts, a0[i], side="left"))
-        hi = int(np.searchsorted(starts, reach, side="right"))
-        for j in order[lo:hi]:
+        bi0, bi1, ti = lo_b[i], hi_b[i], tall_l[i]
+        for j in order_l[first[i] : last[i]]:
             if j == i:
                 continue
-            overlap = min(b1[i], b1[j]) - max(b0[i], b0[j])
-            if overlap >= 0.5 * min(tall[i], tall[j]):
-                ri, rj = root(i), root(int(j))
+            overlap = min(bi1, hi_b[j]) - max(bi0, lo_b[j])
+            if overlap >= 0.5 * min(ti, tall_l[j]):
+                ri, rj = root(i), root(j)
                 if ri != rj:
                     parent[rj] = ri
     groups: dict[int, list[int]] = {}
@@ -120,13 +123,18 @@ def _lines(stats: np.ndarray, across: bool) -> list[tuple[int, ...]]:
     a1, b1 = a0 + w[idx], b0 + h[idx]
     out = []
     for chain in _chains(a0, b0, a1, b1):
+        if len(chain) == 1:  # one glyph: a line only as a merged word
+            i = int(chain[0])
+            tall, long_ = int(b1[i] - b0[i]), int(a1[i] - a0[i])
+            if LINE_MIN <= tall <= LINE_MAX and long_ >= 2.5 * tall:
+                box = (b0[i], a0[i], b1[i], a1[i]) if across else (a0[i], b0[i], a1[i], b1[i])
+                out.append(tuple(int(v) for v in box))
+            continue
         la0, lb0, la1, lb1 = a0[chain].min(), b0[chain].min(), a1[chain].max(), b1[chain].max()
         tall, long_ = lb1 - lb0, la1 - la0
         if not LINE_MIN <= tall <= LINE_MAX or long_ < 1.2 * tall:
             continue
-        word = len(chain) == 1 and long_ >= 2.5 * tall
-        letters = len(chain) >= 2 and _aligned(b1[chain] - b0[chain], (b0[chain] + b1[chain]) / 2)
-        if word or letters:
+        if _aligned(b1[chain] - b0[chain], (b0[chain] + b1[chain]) / 2):
             box = (lb0, la0, lb1, la1) if across else (la0, lb0, la1, lb1)
             out.append(tuple(int(v) for v in box))
     return out
