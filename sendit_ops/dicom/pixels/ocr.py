@@ -6,9 +6,9 @@ default first scales a 512x512 frame UP to 736, twice the work); small text is r
 :func:`read_region` instead, which scales a candidate region so its line is ~32 px high,
 the height the recognition model reads best.
 
-Threads: ONNX Runtime's intra-op pool uses up to ``MAX_THREADS`` cores (a full-frame
-detection splits well over 2-4 threads; the pipeline's tasks still run one per core, so
-more would only fight them). Device: ``pixel_device`` auto | cpu | cuda; CUDA is used only
+Threads: ONNX Runtime runs one intra-op thread (``MAX_THREADS``): the pipeline already runs
+one task per core, and on this 2-core machine kind two threads doubled the CPU time of a read
+for no gain in wall time (measured Dec 2026). Device: ``pixel_device`` auto | cpu | cuda; CUDA is used only
 when onnxruntime-gpu's CUDA provider loads here (CI has no GPU: CPU is the tested path).
 
 What it reads is identified data: it stays in :class:`TextHit` (text hidden from ``repr``),
@@ -27,7 +27,7 @@ import numpy as np
 
 from sendit_ops.dicom.pixels.model import Box
 
-MAX_THREADS = 2
+MAX_THREADS = 1
 ENGINE_PARAMS: dict[str, Any] = {
     "Global.log_level": "critical",
     "EngineConfig.onnxruntime.inter_op_num_threads": 1,
@@ -229,6 +229,16 @@ def _widened(window: Window, rows: int, columns: int) -> Window:
     return Window(0, window.y0, columns, window.y1, window.line, False)
 
 
+def _stretched(crop: np.ndarray) -> np.ndarray:
+    """A window's crop over its own range of values: text a few grey levels from its
+    background (dark text on dark tissue) shows as clearly as it would on a black field."""
+    lo, hi = int(crop.min()), int(crop.max())
+    if hi - lo < 8 or (lo == 0 and hi == 255):
+        return crop
+    scaled = (crop.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+
 def read_window(
     rgb: np.ndarray, window: Window, name: str = "rapidocr", device: str = "cpu"
 ) -> list[TextHit]:
@@ -243,12 +253,20 @@ def read_window(
     hits: list[TextHit] = []
     for attempt in (window, _widened(window, rows, columns)):
         x0, y0, x1, y1 = attempt.x0, attempt.y0, attempt.x1, attempt.y1
-        crop = rgb[y0:y1, x0:x1]
+        crop = _stretched(rgb[y0:y1, x0:x1])
         area = max(1, crop.shape[0] * crop.shape[1])
         scale = float(min(4.0, LINE_HEIGHT / window.line, (MAX_WINDOW_PIXELS / area) ** 0.5))
         scale = max(1.0, scale)
         if scale != 1.0:
             crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        found = read(crop, name, device)
+        if window.across:
+            # text rotated by 90 degrees: read it turned level (the angle classifier turns
+            # a line that comes out upside down), then map the boxes back
+            width = crop.shape[1]
+            turned = read(np.ascontiguousarray(np.rot90(crop)), name, device)
+            found += [TextHit(width - h.y1, h.x0, width - h.y0, h.x1, h.score, h.text)
+                      for h in turned]  # fmt: skip
         hits = [
             TextHit(
                 x0 + int(h.x0 / scale),
@@ -258,7 +276,7 @@ def read_window(
                 h.score,
                 h.text,
             )
-            for h in read(crop, name, device)
+            for h in found
         ]
         if window.across:
             touching = any((h.y0 <= y0 + 1 and y0 > 0) or (h.y1 >= y1 - 1 and y1 < rows)

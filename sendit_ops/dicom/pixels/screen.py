@@ -32,7 +32,7 @@ from sendit_ops.dicom.pixels.model import SCREEN, Box
 # grey levels (of 255) a stroke stands out from its surroundings: several levels, as MSER
 # does, so letters touching a fainter thin structure (a vessel, a fold) come apart at a
 # level between the two
-CONTRASTS = (28, 80, 150)
+CONTRASTS = (14, 48, 120)
 _SQUARE = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
 GLYPH_MIN, GLYPH_MAX = 3, 48  # glyph heights (pixels)
 LINE_MIN, LINE_MAX = 6, 56  # line heights (pixels)

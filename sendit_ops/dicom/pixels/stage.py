@@ -41,9 +41,6 @@ from sendit_ops.dicom.pixels.model import OCR, Box, PixelOutcome, PixelPlan
 log = logging.getLogger("sendit.pixels")
 RESIDUAL = "residual"  # source of a box where text was still read after masking
 EXTRA_ROUNDS = 1  # in "ocr" mode, text read at verification is masked once more, then verified
-# a frame with more candidate regions than this is read whole (one detection pass costs
-# less than many region reads)
-MAX_REGIONS = 12
 
 
 def _held(reason: str, start: float, **kw: object) -> PixelOutcome:
@@ -98,6 +95,7 @@ class Looker:
         A rendering that hides the data (all views almost one grey while the stored values
         vary) would let text through unread, so it raises FlatRenderingError instead."""
         self._frames = frames
+        self.frames_screened = max(self.frames_screened, int(frames.shape[0]))
         hits: Hits = []
         read_whole: set[int] = set()
         if self.full:
@@ -112,14 +110,10 @@ class Looker:
         for index in range(frames.shape[0]):
             gray = self.display.gray(frames[index])
             regions = screen.candidates(gray, index)
-            self.frames_screened += 1
             if not regions or index in read_whole:
                 continue
             self.regions += len(regions)
             rgb = self.display.render(frames[index : index + 1])[0]
-            if len(regions) > MAX_REGIONS:
-                hits += [(index, h) for h in ocr.read(rgb, self.engine, self.device)]
-                continue
             passed = [r for r in regions if self._gate(rgb, r)]
             for window in ocr.windows(passed, *rgb.shape[:2]):
                 hits += [(index, h) for h in self._read(rgb, window)]
