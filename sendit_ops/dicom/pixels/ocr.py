@@ -8,8 +8,10 @@ the height the recognition model reads best.
 
 Threads: ONNX Runtime runs one intra-op thread (``MAX_THREADS``): the pipeline already runs
 one task per core, and on this 2-core machine kind two threads doubled the CPU time of a read
-for no gain in wall time (measured Dec 2026). Device: ``pixel_device`` auto | cpu | cuda; CUDA is used only
-when onnxruntime-gpu's CUDA provider loads here (CI has no GPU: CPU is the tested path).
+for no gain in wall time (measured Dec 2026).
+
+Device: ``pixel_device`` auto | cpu | cuda; CUDA is used only when onnxruntime-gpu's CUDA
+provider loads here (CI has no GPU: CPU is the tested path).
 
 What it reads is identified data: it stays in :class:`TextHit` (text hidden from ``repr``),
 is compared in memory and never logged, raised or returned by the stage.
