@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 KEY = b"bench-secret-key-0123456789abcdef"
 WARM_RUNS = 5
 SETTLE_SECONDS = 3
@@ -508,6 +510,259 @@ def pixel_ms_per_frame(images: int = 5) -> PixelTiming:
     return PixelTiming(statistics.median(wall) * 1000, statistics.median(cpu) * 1000)
 
 
+# ---- the text screen (issue 22) -----------------------------------------------------------
+#
+# Written to run against an older checkout too (the "before" column of docs/performance.md):
+# settings and modules that did not exist there are looked up, not assumed.
+
+
+def _settings(**values: Any) -> Any:
+    """Settings with ``values``, leaving out those this checkout does not know."""
+    from dataclasses import fields
+
+    from sendit_ops.core.settings import Settings
+
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})
+
+
+def screen_ms_per_frame(frames: int = 40) -> dict[str, float]:
+    """The text screen alone on 512x512 16-bit CT slices, one core: ``anatomy`` (generated
+    slices with lungs, vessels, ribs: what a real CT looks like to the screen) and
+    ``noise`` (the bench corpus's pixels); median ms per frame. 0 when there is no screen."""
+    try:
+        import cv2
+
+        from sendit_ops.dicom.pixels import screen
+        from sendit_ops.dicom.pixels.display import Display
+    except ImportError:
+        return {"anatomy": 0.0, "noise": 0.0}
+    from sendit_ops.dicom.pixels.codec import decode
+    from sendit_ops.sample_data import PATIENTS, anatomy_slice, make_image
+
+    cv2.setNumThreads(1)
+    out = {}
+    rng = np.random.default_rng(0)
+    for kind in ("anatomy", "noise"):
+        times = []
+        for n in range(frames + 1):
+            ds = make_image(PATIENTS[0], "SCREEN", "20240115", "CT", 1, n + 1, size=512)
+            if kind == "anatomy":
+                ds.PixelData = anatomy_slice(512, n, "CT").tobytes()
+            else:
+                ds.PixelData = rng.integers(0, 4096, (512, 512), dtype=np.uint16).tobytes()
+            start = time.process_time()
+            decoded = decode(ds)
+            display = Display(decoded, ds)
+            screen.candidates(display.gray(decoded.frames[0]), 0)
+            if n:
+                times.append(time.process_time() - start)
+        out[kind] = round(statistics.median(times) * 1000, 2)
+    return out
+
+
+def anatomy_corpus(root: Path, studies: int = 2, images: int = 40) -> int:
+    """CT studies whose 512x512 slices have anatomy (lungs, vessels, ribs, spine), no text:
+    what the screen meets in practice (the bench corpus is noise). Returns the file count."""
+    from sendit_ops.sample_data import PATIENTS, anatomy_slice, make_image
+
+    marker = root / f".made-{studies}-{images}"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        for n in range(studies):
+            acc = f"ANAT{n:05d}"
+            folder = root / acc
+            folder.mkdir(parents=True)
+            for i in range(1, images + 1):
+                ds = make_image(PATIENTS[n % 3], acc, "20240115", "CT", 1, i, size=512, seed=n)
+                ds.PixelData = anatomy_slice(512, n * 1000 + i, "CT").tobytes()
+                ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+        marker.touch()
+    return len(list(root.rglob("*.dcm")))
+
+
+def run_pipeline_with(input_dir: Path, work: Path, **values: Any) -> float:
+    """``run_pipeline``'s timed part with extra settings (e.g. pixel_screening); seconds."""
+    from sendit_ops.core.settings import load_settings
+    from sendit_ops.pipeline.batch import Pipeline
+    from sendit_ops.pipeline.run import RunRequest, choose_batches, run_steps
+
+    base = {"work_root": str(work / "work"), "outbox": str(work / "outbox")}
+    known = {f.name for f in __import__("dataclasses").fields(_settings().__class__)}
+    settings = load_settings({**base, **{k: v for k, v in values.items() if k in known}})
+    pipe = Pipeline(settings, KEY, "bench", run_id="bench")
+    started = time.perf_counter()
+    keys = choose_batches(pipe, input_dir, "bench", RunRequest(reprocess=True)).keys
+    if not keys:
+        raise SystemExit("bench: no batch was chosen: nothing would be measured")
+    run_steps(pipe, keys)
+    elapsed = time.perf_counter() - started
+    states = {pipe.ledger.load(k).state for k in keys}
+    if states != {"DONEPROCESSING"}:
+        raise SystemExit(f"bench: batches ended {sorted(states)}, not DONEPROCESSING")
+    return elapsed
+
+
+def screening_ratios(
+    corpora: dict[str, Path], work: Path, rounds: int = 2
+) -> dict[str, dict[str, float]]:
+    """CT pipeline throughput (files/s) with ``pixel_screening`` all against header, per
+    corpus, best of ``rounds`` interleaved runs."""
+    out = {}
+    for name, folder in corpora.items():
+        files = len(list(folder.rglob("*.dcm")))
+        best: dict[str, float] = {}
+        for _ in range(rounds):
+            for mode in ("header", "all"):
+                shutil.rmtree(work / f"screen-{name}-{mode}", ignore_errors=True)
+                seconds = run_pipeline_with(
+                    folder, work / f"screen-{name}-{mode}", pixel_screening=mode
+                )
+                best[mode] = min(best.get(mode, seconds), seconds)
+        out[name] = {
+            "header_files_s": round(files / best["header"], 1),
+            "all_files_s": round(files / best["all"], 1),
+            "ratio": round(best["header"] / best["all"], 3),
+        }
+    return out
+
+
+CINE = r"""
+import json, sys, time
+from sendit_ops.core.settings import Settings
+from sendit_ops.dicom.pixels import clean, header_identifiers, identifier_matcher, plan_pixels
+from sendit_ops.sample_data import PATIENTS, make_burned_in_ultrasound
+ds = make_burned_in_ultrasound(PATIENTS[0], "CINE00001", "20240115", 1, frames=120,
+                               rows=480, columns=640)
+matcher = identifier_matcher(*header_identifiers(ds))
+from sendit_ops.dicom.pixels import ocr
+ocr.engine()  # models loaded before the clock starts
+start, cpu = time.perf_counter(), time.process_time()
+outcome = clean(ds, plan_pixels(ds), Settings(pixel_cleaning="ocr"), matcher)
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+with open("/proc/self/status") as fh:
+    rss = next(int(l.split()[1]) / 1024 for l in fh if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "peak_rss_mb": rss,
+                  "cleaned": outcome.cleaned, "frames": outcome.frames}))
+"""
+
+
+def cine_seconds() -> dict[str, Any]:
+    """The pixel stage on a 120-frame 640x480 grey ultrasound cine with a name, an id and a
+    date burned in (every frame screened, key views read, masked, re-encoded, verified), in
+    a fresh process: seconds (models already loaded) and the process's peak RSS."""
+    run = subprocess.run(
+        [sys.executable, "-c", CINE], capture_output=True, text=True, check=True, timeout=900
+    )
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def text_free_images() -> list[tuple[str, Any]]:
+    """The text-free set of the precision test (tests/test_pixel_screen.py): images of
+    pydicom-data and deid-data without burned-in text, and generated CT/MR slices."""
+    import warnings
+
+    import deid_data
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from sendit_ops.sample_data import PATIENTS, anatomy_slice, make_image
+
+    warnings.filterwarnings("ignore", module="pydicom")
+    deid = Path(deid_data.__file__).parent / "data"
+    names = ["CT_small.dcm", "MR_small.dcm", "bad_sequence.dcm", "eCT_Supplemental.dcm",
+             "emri_small.dcm", "JPEG2000.dcm", "MR2_UNCR.dcm", "SC_rgb_small_odd.dcm"]  # fmt: skip
+    out = [(n, pydicom.dcmread(get_testdata_file(n))) for n in names]
+    for path in [deid / "humans" / "ctbrain1.dcm", deid / "humans" / "ctbrain2.dcm",
+                 *sorted((deid / "dicom-cookies").glob("*.dcm"))]:  # fmt: skip
+        out.append((path.name, pydicom.dcmread(path)))
+    for modality in ("CT", "MR"):
+        for seed in range(4):
+            ds = make_image(PATIENTS[0], "FREE1", "20240115", "CT", 1, seed + 1, size=512)
+            ds.Modality = modality
+            ds.PixelData = anatomy_slice(512, 100 + seed, modality).tobytes()
+            out.append((f"generated {modality} {seed}", ds))
+    return out
+
+
+def masked_share_text_free() -> dict[str, Any]:
+    """What the pixel stage does to the text-free set, with the plan the pipeline makes
+    (header risk: the header's plan; else, when the checkout screens every image, a screen
+    plan; else the image is not looked at): the largest share of an image masked, how many
+    images had any pixel masked, how many were held."""
+    from sendit_ops.dicom.filters import load_filter_recipe
+    from sendit_ops.dicom.pixels import PixelPlan, clean, identifier_matcher, plan_pixels
+    from sendit_ops.dicom.pixels.codec import decode
+
+    recipe = load_filter_recipe(None)
+    settings = _settings(pixel_cleaning="ocr")
+    screens = hasattr(settings, "pixel_screening")
+    worst, masked, held, shares = 0.0, 0, 0, {}
+    for name, ds in text_free_images():
+        plan = plan_pixels(ds, recipe)
+        if not plan.needed:
+            if not screens:
+                continue
+            plan = PixelPlan(None, (), int(ds.Rows), int(ds.Columns))
+        before = decode(ds).frames.copy()
+        outcome = clean(ds, plan, settings, identifier_matcher([]))
+        if not outcome.cleaned:
+            held += 1
+            continue
+        after = decode(ds).frames
+        share = float((before != after).reshape(before.shape[0], -1).any(axis=0).mean()) if (
+            after.shape == before.shape) else 1.0  # fmt: skip
+        shares[name] = round(share, 4)
+        worst = max(worst, share)
+        masked += share > 0
+    named = ("bad_sequence.dcm", "eCT_Supplemental.dcm", "ctbrain1.dcm")
+    return {
+        "max_share": round(worst, 4),
+        "images_masked": masked,
+        "held": held,
+        "named": {k: v for k, v in shares.items() if k in named},
+    }
+
+
+def screen_figures(root: Path, ct: Path, work: Path, rounds: int) -> dict[str, Any]:
+    """The issue-22 figures, printed and returned for the JSON line."""
+    out: dict[str, Any] = {}
+    screen_ms = screen_ms_per_frame()
+    out["screen_ms_per_frame"] = screen_ms["anatomy"]
+    out["screen_ms_per_frame_noise"] = screen_ms["noise"]
+    print(
+        f"text screen: {screen_ms['anatomy']} ms per 512x512 16-bit CT slice with anatomy, "
+        f"{screen_ms['noise']} ms on the corpus's noise (CPU, one core)"
+    )
+    anatomy = root / "anatomy"
+    anatomy_corpus(anatomy)
+    ratios = screening_ratios({"ct": ct, "anatomy": anatomy}, work, rounds)
+    for name, r in ratios.items():
+        out[f"screening_ratio_{name}"] = r["ratio"]
+        out[f"screening_all_files_s_{name}"] = r["all_files_s"]
+        out[f"screening_header_files_s_{name}"] = r["header_files_s"]
+        print(
+            f"CT pipeline ({name} corpus), pixel_screening all vs header: "
+            f"{r['all_files_s']} vs {r['header_files_s']} files/s = {r['ratio']}x"
+        )
+    cine = cine_seconds()
+    out["cine_120_s"] = round(cine["seconds"], 2)
+    out["cine_120_peak_rss_mb"] = round(cine["peak_rss_mb"])
+    print(
+        f"120-frame 640x480 cine: {cine['seconds']:.1f} s ({cine['cpu_seconds']:.1f} s CPU), "
+        f"peak RSS {cine['peak_rss_mb']:.0f} MB, delivered: {cine['cleaned']}"
+    )
+    free = masked_share_text_free()
+    out["masked_share_text_free"] = free["max_share"]
+    out["text_free_held"] = free["held"]
+    print(
+        f"text-free set: largest share masked {free['max_share']}, "
+        f"{free['images_masked']} image(s) with masked pixels, {free['held']} held; "
+        f"issue 22's three images: {free['named']}"
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -520,7 +775,17 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         nargs="*",
         default=[],
-        choices=["naive", "rss", "scaleout", "parse", "history", "airflow", "pixels", "mixed"],
+        choices=[
+            "naive",
+            "rss",
+            "scaleout",
+            "parse",
+            "history",
+            "airflow",
+            "pixels",
+            "mixed",
+            "screen",
+        ],
     )
     parser.add_argument(
         "--airflow-run",
@@ -652,6 +917,8 @@ def main(argv: list[str] | None = None) -> int:
             f"pixel stage: {timing.wall_ms:.0f} ms per 512x512 ultrasound frame "
             f"({timing.cpu_ms:.0f} ms CPU; OCR detect, mask, re-encode, OCR verify; one core)"
         )
+    if "screen" not in args.skip:
+        results.update(screen_figures(args.dir, input_dir, work, args.rounds))
     if "airflow" not in args.skip:
         studies, images = (int(n) for n in args.airflow_run.lower().split("x"))
         af = airflow_overhead(args.dir / "airflow", studies, images, args.airflow_settings)

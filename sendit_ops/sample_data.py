@@ -170,6 +170,8 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     jane, richard, alex = PATIENTS
     expect: dict[str, str] = {}
     write_study(root / "ACC10001", jane, "ACC10001", "20240115", "CT", 2, 3, size=size)
+    # its localizer shows the patient's name, sex and dates, unflagged: screened, masked
+    write_localizer(root / "ACC10001", jane, "ACC10001", "20240115")
     expect["ACC10001"] = "DONE"
     write_study(
         root / "ACC10002", richard, "ACC10002", "20240116", "MR", 2, 2, size=size, burned_in="NO"
@@ -204,6 +206,48 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     return expect
 
 
+def make_localizer(
+    patient: Patient, accession: str, study_date: str, *, size: int = 512, seed: int = 0
+) -> Dataset:
+    """A CT localizer (scout) with the patient's name, sex, study date and birth date burned
+    in, as some scanners print them, and nothing in the header saying so: ImageType
+    ORIGINAL\\PRIMARY\\LOCALIZER, no BurnedInAnnotation (issue 22: a header can say an
+    image is risky, never that it is clean)."""
+    import cv2
+
+    ds = make_image(patient, accession, study_date, "CT", 1, 1, size=size, seed=seed,
+                    study_uid=_uid("study", accession, seed))  # fmt: skip
+    ds.SeriesInstanceUID = _uid("series", accession, "localizer", seed)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid("scout", accession, seed)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.SeriesDescription = "TOPOGRAM"
+    ds.SeriesNumber = 100
+    picture = anatomy_slice(size, seed + 7, "CT")
+    last, _, first = patient.name.partition("^")
+    lines = (
+        f"{last}, {first.split('^')[0]}",
+        f"{patient.sex}  DOB {patient.birth[6:8]}/{patient.birth[4:6]}/{patient.birth[:4]}",
+        f"{study_date[:4]}-{study_date[4:6]}-{study_date[6:8]}",
+    )
+    ink = np.zeros(picture.shape, np.uint8)
+    for n, line in enumerate(lines):
+        cv2.putText(ink, line, (10, 24 + 20 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1,
+                    cv2.LINE_AA)  # fmt: skip
+    top = int(picture.max())
+    picture = np.round(picture * (1 - ink / 255.0) + top * (ink / 255.0)).astype(np.uint16)
+    ds.PixelData = picture.tobytes()
+    return ds
+
+
+def write_localizer(folder: Path, patient: Patient, accession: str, study_date: str) -> Path:
+    """Write :func:`make_localizer`'s image into ``folder``; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = make_localizer(patient, accession, study_date)
+    path = folder / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 US_MULTIFRAME = UID("1.2.840.10008.5.1.4.1.1.3.1")
 
 
@@ -217,6 +261,64 @@ def ultrasound_picture(rows: int, columns: int, seed: int = 0) -> np.ndarray:
     fan = (radius > rows * 0.05) & (radius < rows * 0.9) & (np.abs(angle) < 38)
     speckle = rng.gamma(2.0, 30.0, (rows, columns)) * np.exp(-radius / (rows * 1.2))
     return np.where(fan, np.clip(speckle, 0, 200), 0).astype(np.uint8)
+
+
+def anatomy_slice(size: int = 512, seed: int = 0, modality: str = "CT") -> np.ndarray:
+    """A 16-bit slice with realistic anatomy and no text (stored values, 12 bits): a body
+    with fat, muscle and organs, two lungs with branching vessels, a spine, ribs and the
+    table for CT; brain-like folds for MR. Smooth shapes, reconstruction blur and noise,
+    with the small bright dots and thin edges a text screen must not take for text."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size), np.float32)
+    c = size / 2
+    s = size / 512
+    if modality == "MR":
+        cv2.ellipse(img, (int(c), int(c)), (int(190 * s), int(230 * s)), 0, 0, 360, 900, -1)
+        cv2.ellipse(img, (int(c), int(c)), (int(175 * s), int(215 * s)), 0, 0, 360, 600, -1)
+        for _ in range(60):  # folds: gyri as thick bright curves
+            x, y = rng.normal(c, 90 * s, 2)
+            axes = (int(rng.uniform(10, 40) * s), int(rng.uniform(5, 20) * s))
+            cv2.ellipse(img, (int(x), int(y)), axes, float(rng.uniform(0, 180)), 0,
+                        float(rng.uniform(90, 300)), float(rng.uniform(700, 1100)),
+                        max(1, int(rng.uniform(2, 6) * s)))  # fmt: skip
+        cv2.ellipse(img, (int(c), int(c)), (int(25 * s), int(50 * s)), 0, 0, 360, 1500, -1)
+        noise = 25
+    else:
+        air = 24  # stored value of air (intercept -1024)
+        img[:] = air
+        body = (int(c), int(c + 10 * s))
+        cv2.ellipse(img, body, (int(220 * s), int(160 * s)), 0, 0, 360, 930, -1)  # fat
+        cv2.ellipse(img, body, (int(205 * s), int(145 * s)), 0, 0, 360, 1064, -1)  # muscle
+        for side in (-1, 1):  # lungs with vessels
+            centre = (int(c + side * 95 * s), int(c - 5 * s))
+            cv2.ellipse(img, centre, (int(75 * s), int(105 * s)), 0, 0, 360, 170, -1)
+            for _ in range(45):
+                x = centre[0] + rng.normal(0, 35 * s)
+                y = centre[1] + rng.normal(0, 55 * s)
+                r = max(1, int(rng.uniform(1, 4.5) * s))
+                cv2.circle(img, (int(x), int(y)), r, float(rng.uniform(900, 1100)), -1)
+                if rng.random() < 0.5:  # a branch
+                    x2, y2 = x + rng.normal(0, 20 * s), y + rng.normal(0, 20 * s)
+                    cv2.line(img, (int(x), int(y)), (int(x2), int(y2)), 1000.0,
+                             max(1, r - 1))  # fmt: skip
+        cv2.circle(img, (int(c), int(c - 20 * s)), int(28 * s), 1150, -1)  # heart / aorta
+        cv2.circle(img, (int(c + 15 * s), int(c + 40 * s)), int(14 * s), 1200, -1)
+        cv2.circle(img, (int(c), int(c + 115 * s)), int(26 * s), 1900, -1)  # vertebra
+        cv2.circle(img, (int(c), int(c + 115 * s)), int(17 * s), 1350, -1)
+        for k in range(-4, 5):  # ribs: thin bright arcs
+            angle = 90 + k * 20
+            x = c + 200 * s * np.cos(np.radians(angle)) * 0.93
+            y = c + 10 * s + 145 * s * np.sin(np.radians(angle)) * 0.93
+            cv2.ellipse(img, (int(x), int(y)), (int(9 * s), int(4 * s)), float(angle), 0,
+                        360, 1800.0, -1)  # fmt: skip
+        cv2.ellipse(img, (int(c), int(c + 200 * s)), (int(240 * s), int(30 * s)), 0, 180,
+                    360, 600.0, max(1, int(4 * s)))  # table  # fmt: skip
+        noise = 12
+    img = cv2.GaussianBlur(img, (0, 0), 1.0)
+    img += rng.normal(0, noise, img.shape).astype(np.float32)
+    return np.clip(img, 0, 4095).astype(np.uint16)
 
 
 def burn_text(

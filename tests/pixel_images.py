@@ -104,3 +104,64 @@ def planted_us(
     cover = plant(picture, lines)
     box = (0, 40, size - 1, size - 1) if region else None
     return us_dataset(picture, region=box, seed=seed + 1), cover
+
+
+# ---- planted text on acquisitions of every kind (issue 22) -------------------------------
+
+SOP = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "CR": "1.2.840.10008.5.1.4.1.1.1",
+    "DX": "1.2.840.10008.5.1.4.1.1.1.1",
+    "US": "1.2.840.10008.5.1.4.1.1.6.1",
+    "SC": "1.2.840.10008.5.1.4.1.1.7",
+    "PT": "1.2.840.10008.5.1.4.1.1.128",
+}
+
+
+def stored_text(picture: np.ndarray, cover: np.ndarray, level: int) -> np.ndarray:
+    """``picture`` (any integer type) with text of grey ``level`` (0-255 of its range)
+    blended in where ``cover`` (0..1) says: the value a scanner would burn, whatever the
+    bit depth (not necessarily the top of the range)."""
+    lo, hi = float(picture.min()), float(picture.max())
+    value = lo + (hi - lo) * level / 255.0
+    out = picture.astype(np.float64) * (1 - cover) + value * cover
+    return np.round(out).astype(picture.dtype)
+
+
+def acquisition(
+    modality: str,
+    picture: np.ndarray,
+    *,
+    flag: str | None = None,
+    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL"),
+    seed: int = 1,
+) -> Dataset:
+    """An image of ``modality`` holding ``picture`` ((frames,) rows, columns; uint8 or
+    uint16), with BurnedInAnnotation ``flag`` (None: absent)."""
+    from sendit_ops.sample_data import US_MULTIFRAME
+
+    ds = make_image(PATIENTS[0], "ACC20001", "20240115", "CT", 1, seed)
+    ds.Modality = modality
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SOP[modality]
+    ds.ImageType = list(image_type)
+    if flag is not None:
+        ds.BurnedInAnnotation = flag
+    elif "BurnedInAnnotation" in ds:
+        del ds.BurnedInAnnotation
+    frames = picture if picture.ndim == 3 else picture[np.newaxis]
+    ds.Rows, ds.Columns = frames.shape[1:3]
+    if frames.shape[0] > 1:
+        ds.NumberOfFrames = frames.shape[0]
+        if modality == "US":
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = US_MULTIFRAME
+    bits = 8 if picture.dtype == np.uint8 else 16
+    stored = 8 if bits == 8 else 12
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (
+        bits,
+        stored,
+        stored - 1,
+        0,
+    )
+    ds.PixelData = np.ascontiguousarray(frames).tobytes()
+    return ds

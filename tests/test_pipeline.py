@@ -40,11 +40,17 @@ def test_demo_batches_end_in_the_right_states_with_reasons(demo_input, make_pipe
         "ACC10009": "DONE",
     }
     assert "ACC10008.tmp" not in records
-    # flagged BurnedInAnnotation YES (ACC10004) and unflagged text (ACC10009): both through
-    # the pixel stage, masked, verified, delivered
-    for name in ("ACC10004", "ACC10009"):
-        assert records[name].metrics["images_pixel_cleaned"] == 2, name
+    # flagged BurnedInAnnotation YES without text (ACC10004): read whole, nothing masked;
+    # unflagged text in ultrasound (ACC10009) and in a CT localizer (ACC10001): masked,
+    # verified, delivered; every image was screened
+    for name, masked in (("ACC10004", 0), ("ACC10009", 2), ("ACC10001", 1)):
+        assert records[name].metrics["images_pixel_cleaned"] == masked, name
+        assert len(records[name].outputs.masked) == masked, name
         assert records[name].outputs.held == []
+        m = records[name].metrics
+        assert m["images_pixel_screened"] == m["images_accepted"], name
+    (localizer,) = records["ACC10001"].outputs.masked
+    assert 0 < localizer["masked_share"] < 0.1 and localizer["boxes"]
     assert records["ACC10005"].reasons == ["the batch folder has no files"]
     assert records["ACC10006"].reasons == ["filter: images have 2 different study dates"]
     assert "AccessionNumber" in records["ACC10007"].reasons[0]
@@ -52,7 +58,7 @@ def test_demo_batches_end_in_the_right_states_with_reasons(demo_input, make_pipe
     assert "cannot be delivered" in records["ACC10003"].reasons[0]
     assert "not a DICOM file" in " ".join(records["ACC10003"].warnings)
     m = records["ACC10001"].metrics
-    assert (m["images_found"], m["images_accepted"], m["series"]) == (6, 6, 2)
+    assert (m["images_found"], m["images_accepted"], m["series"]) == (7, 7, 3)
     assert set(records["ACC10001"].times) >= {
         "filter",
         "pseudonymize",

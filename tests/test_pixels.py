@@ -195,10 +195,17 @@ def clean_and_check(ds: Dataset, visible: list[str]) -> None:
     matcher = ocr_matcher(needles)  # the study's one identifier source, OCR mode
     plan = plan_pixels(ds, RECIPE)  # on the original header
     assert plan.needed
+    kept = ds.PixelData
     outcome = clean(ds, plan, OCR, matcher)
     assert outcome.cleaned, outcome.held_reason
     assert outcome.held_reason is None and ds.BurnedInAnnotation == "NO"
     out = reread(ds)
+    if not outcome.boxes:  # nothing to mask: the pixel data leaves as it came, bit for bit
+        assert ds.PixelData == kept and out.file_meta.TransferSyntaxUID == syntax
+        assert outcome.masked_share == 0 and not outcome.thumbnail_png
+        matcher = identifier_matcher(ocr_words(needles) | set(visible), needles.dates)
+        assert not [t for t in read_all(out) if matcher(t)]
+        return
     assert (out.Rows, out.Columns, int(out.get("NumberOfFrames", 1))) == (
         ds.Rows,
         ds.Columns,
@@ -290,9 +297,13 @@ def ink_for(shape, lines):
 
 def test_32_bit_colour_that_neither_jpeg_ls_nor_rle_holds_goes_out_native():
     ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_32bit_2frame.dcm"))
-    before = decode(ds).frames
-    outcome = clean(ds, plan_pixels(ds), OCR, identifier_matcher([]))
+    before = decode(ds).frames.copy()
+    plan = plan_pixels(ds)
+    corner = Box(0, 0, 4, 4, None, "graylist")  # something to mask, so it is written back
+    plan = PixelPlan(plan.risk, (corner,), plan.rows, plan.columns)
+    outcome = clean(ds, plan, OCR, identifier_matcher([]))
     assert outcome.cleaned and outcome.transfer_syntax == ExplicitVRLittleEndian
+    before[:, 0:4, 0:4] = 0
     assert np.array_equal(decode(reread(ds)).frames, before)
 
 

@@ -32,6 +32,8 @@ class BatchOutputs:
     # anonymize
     files: list[str] = field(default_factory=list)  # anonymized files to package
     held: list[dict[str, Any]] = field(default_factory=list)  # images held for review
+    # delivered images whose pixels were masked: file, masked_share, boxes (issue 22)
+    masked: list[dict[str, Any]] = field(default_factory=list)
     # package
     verified: bool = False
     archive: str = ""  # the archive's path in the work root

@@ -26,6 +26,12 @@ PROVIDERS = ("local", "dasher")
 # OCR when an engine is installed); "off" refuses every image that may carry text
 PIXEL_CLEANING = ("ocr", "recipe", "off")
 OCR_ENGINES = ("rapidocr",)
+# which images the pixel stage looks at: "all" screens every frame of every image for text
+# (header risk only makes it read harder); "header" looks only at images whose header says
+# they may carry text (the weaker behaviour before issue 22, recorded where it is used)
+PIXEL_SCREENING = ("all", "header")
+# where OCR runs: "auto" uses CUDA when onnxruntime-gpu's provider loads, else the CPU
+PIXEL_DEVICES = ("auto", "cpu", "cuda")
 # when an image is held back (pixels not verified clean, undecodable): hold its whole study
 # for review ("study"), or deliver the rest of the study without it ("image")
 PIXEL_HOLD = ("study", "image")
@@ -104,6 +110,10 @@ class Settings:
     pixel_allow_list: tuple[str, ...] = DEFAULT_PIXEL_ALLOW_LIST
     ocr_engine: str = "rapidocr"
     pixel_hold: str = "study"
+    pixel_screening: str = "all"
+    pixel_device: str = "auto"
+    # an image whose text mask would cover more than this share of its area is held
+    pixel_mask_max_share: float = 0.10
     gzip_level: int = 1  # ISA-L level 1: ~15x zlib level 1 on CT data, same size (performance.md)
     # storage (sendit: SEND_TO_GOOGLE, GOOGLE_CLOUD_STORAGE, GOOGLE_STORAGE_COLLECTION, ...)
     send_to_google: bool = False
@@ -158,6 +168,7 @@ _INT = {
     "max_batches_in_flight": (1, 10000),
     "watch_poll_seconds": (1, 3600),
 }
+_FLOAT = {"pixel_mask_max_share": (0.0, 1.0)}
 _TUPLE = {
     "modality_allowlist",
     "image_type_required",
@@ -186,6 +197,16 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
             number = int(value)
         except (TypeError, ValueError):
             problems.append(f"'{name}' must be a whole number (got {value!r})")
+            return None
+        if not lo <= number <= hi:
+            problems.append(f"'{name}' must be between {lo} and {hi} (got {number})")
+        return number
+    if name in _FLOAT:
+        lo, hi = _FLOAT[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            problems.append(f"'{name}' must be a number (got {value!r})")
             return None
         if not lo <= number <= hi:
             problems.append(f"'{name}' must be between {lo} and {hi} (got {number})")
@@ -246,6 +267,8 @@ def load_settings(*layers: dict[str, Any] | None) -> Settings:
         ("pixel_cleaning", PIXEL_CLEANING),
         ("ocr_engine", OCR_ENGINES),
         ("pixel_hold", PIXEL_HOLD),
+        ("pixel_screening", PIXEL_SCREENING),
+        ("pixel_device", PIXEL_DEVICES),
     ):
         if getattr(settings, name) not in allowed:
             problems.append(

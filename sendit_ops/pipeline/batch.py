@@ -37,6 +37,7 @@ from sendit_ops.core.progress import ProgressLog
 from sendit_ops.core.records import BatchRecord, Delivery
 from sendit_ops.core.settings import Settings
 from sendit_ops.dicom.annex_e import CLEAN_PIXEL_DATA_CODE, Profile, add_method_codes
+from sendit_ops.dicom.annex_e.record import append_method
 from sendit_ops.dicom.anonymize import (
     anonymize_dataset,
     load_profile,
@@ -51,6 +52,7 @@ from sendit_ops.dicom.io import read_full, text
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.pixels import (
     PixelOutcome,
+    PixelPlan,
     plan_pixels,
 )
 from sendit_ops.dicom.pixels import clean as clean_pixels
@@ -388,10 +390,12 @@ class Pipeline:
         header: dict[str, Any] | None = None
         held: list[dict[str, Any]] = []
         cleaned = released = 0
+        masked: list[dict[str, Any]] = []
+        screened = 0
         for image in images:
             original = read_full(image.file)
             risk = image.pixels  # the filter step's verdict on this image
-            plan = plan_pixels(original, self.filter_rules.recipe) if risk else None
+            plan = self._pixel_plan(original, risk)
             ds = anonymize_dataset(
                 original, self.recipe, variables, scanner, self.profile, clean=scanner.descriptors
             )
@@ -408,9 +412,15 @@ class Pipeline:
                 if not outcome.cleaned:
                     held.append(_held_entry(name, risk, outcome, review_dir))
                     continue
-                add_method_codes(ds, [CLEAN_PIXEL_DATA_CODE])
-                cleaned += 1
+                screened += 1
+                if outcome.boxes or plan.needed:  # masked, or read whole and found clean
+                    add_method_codes(ds, [CLEAN_PIXEL_DATA_CODE])
+                if outcome.boxes:
+                    cleaned += 1
+                    masked.append(_masked_entry(name, outcome))
                 released += outcome.released
+            if self.settings.pixel_screening == "header":
+                append_method(ds, HEADER_ONLY_METHOD)
             ds.save_as(out_dir / name, enforce_file_format=True)
             study_date = study_date or text(ds, "StudyDate")
             values = shared_header([ds])
@@ -430,9 +440,15 @@ class Pipeline:
             durable=False,
         )
         record.metrics.update(
-            images_pixel_cleaned=cleaned, images_released=released, images_held=len(held)
+            images_pixel_cleaned=cleaned,
+            images_released=released,
+            images_held=len(held),
+            images_pixel_screened=screened,
+            pixel_screening=self.settings.pixel_screening,
+            pixel_masked_share_max=max((m["masked_share"] for m in masked), default=0.0),
         )
         record.outputs.held = held
+        record.outputs.masked = masked
         record.outputs.files = sorted(names - {h["file"] for h in held})
         if held:
             log.info("batch %s: %d image(s) held back for review", record.key, len(held))
@@ -452,6 +468,17 @@ class Pipeline:
             why = "rejected by a reviewer" if decision == REJECT else "held for review"
             record.warnings.append(f"{len(held)} image(s) {why}, delivered without them")
         record.outputs.stage = Stage.ANONYMIZED
+
+    def _pixel_plan(self, original: Any, risk: str | None) -> PixelPlan | None:
+        """The pixel stage's plan for one image: the header's (graylist boxes, ultrasound
+        regions) when the filters found a risk; else, with ``pixel_screening`` all (the
+        default), a plan to screen every frame of any image with pixel data; else none."""
+        if risk:
+            return plan_pixels(original, self.filter_rules.recipe)
+        if self.settings.pixel_screening == "all" and "PixelData" in original:
+            rows, columns = int(original.get("Rows") or 0), int(original.get("Columns") or 0)
+            return PixelPlan(None, (), rows, columns)
+        return None
 
     # ---- package and verify --------------------------------------------------------------
 
@@ -594,6 +621,8 @@ class Pipeline:
 
 
 RELEASE, REJECT = "release", "reject"
+# De-identification Method text of a run that looked only at header-flagged images
+HEADER_ONLY_METHOD = "pixel text screening: header-flagged images only"
 
 
 def review_decision(record: BatchRecord) -> str | None:
@@ -603,6 +632,18 @@ def review_decision(record: BatchRecord) -> str | None:
     if review.get("fingerprint") != record.fingerprint:
         return None
     return review.get("decision") if review.get("decision") in (RELEASE, REJECT) else None
+
+
+def _masked_entry(name: str, outcome: PixelOutcome) -> dict[str, Any]:
+    """A delivered image whose pixels were masked: its share masked and the boxes (never
+    the text OCR read)."""
+    return {
+        "file": name,
+        "masked_share": round(outcome.masked_share, 5),
+        "boxes": [b.as_dict() for b in outcome.boxes],
+        "frames": outcome.frames,
+        "released": outcome.released,
+    }
 
 
 def _held_entry(name: str, risk: str | None, outcome: PixelOutcome, review_dir: Path) -> dict:

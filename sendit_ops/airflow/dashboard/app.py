@@ -158,6 +158,11 @@ def api_held(batch_id: str) -> dict[str, Any]:
         "state": record.state,
         "review": dict(record.outputs.review or {}),
         "held": held_images(record),
+        # delivered images whose pixels were masked, with the share of each (issue 22)
+        "masked": [
+            {"file": m["file"], "masked_share": m.get("masked_share", 0.0)}
+            for m in record.outputs.masked or []
+        ],
     }
 
 

@@ -475,6 +475,7 @@ def held_images(record: BatchRecord) -> list[dict[str, Any]]:
             "risk": h.get("risk", ""),
             "frames": h.get("frames", 0),
             "boxes": [[b["x0"], b["y0"], b["x1"], b["y1"]] for b in h.get("boxes", [])],
+            "masked_share": float(h.get("masked_share") or 0.0),
             "thumbnail": f"review/{record.key}/{h['thumbnail']}" if h.get("thumbnail") else "",
         }
         for h in record.outputs.held or []

@@ -171,6 +171,7 @@ def _held_section(batches: list[dict[str, Any]], ui_base: str) -> str:
             )
             + f"<figcaption><b>{esc(h['file'])}</b> {esc(h['reason'])}"
             + (f" · {len(h['boxes'])} masked box(es)" if h["boxes"] else "")
+            + (f" · {h['masked_share']:.1%} of the image" if h.get("masked_share") else "")
             + "</figcaption></figure>"
             for h in b["held"]
         )

@@ -13,12 +13,14 @@ and method).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
+from pydicom.pixels.utils import pack_bits
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -101,8 +103,11 @@ def decode(ds: Dataset) -> Decoded:
     syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
     name = syntax.name if syntax else "no transfer syntax"
     allocated = int(ds.get("BitsAllocated") or 0)
-    if allocated not in (8, 16, 32):
+    if allocated not in (1, 8, 16, 32):
         raise UndecodableError(f"pixel data cannot be cleaned (BitsAllocated {allocated})")
+    if allocated == 1 and syntax.is_compressed:
+        # 1-bit data is native in practice; an encapsulated one could not be written back
+        raise UndecodableError(f"1-bit pixel data cannot be cleaned ({name})")
     try:
         decoder = get_decoder(syntax)
     except (NotImplementedError, ValueError):
@@ -126,7 +131,8 @@ def decode(ds: Dataset) -> Decoded:
 
 def snapshot(ds: Dataset) -> dict[str, object]:
     """The elements write_back may change, to put back when an image is held."""
-    saved: dict[str, object] = {k: ds[k] for k in PIXEL_KEYWORDS if k in ds}
+    # copies: pydicom assigns a new value to the element already there, in place
+    saved: dict[str, object] = {k: copy.copy(ds[k]) for k in PIXEL_KEYWORDS if k in ds}
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "TransferSyntaxUID" in meta:
         saved["TransferSyntaxUID"] = meta.TransferSyntaxUID
@@ -164,6 +170,10 @@ def write_back(ds: Dataset, frames: np.ndarray, decoded: Decoded) -> UID:
         ds.SamplesPerPixel = 3
         ds.PlanarConfiguration = 0
     arr = frames if decoded.count > 1 else frames[0]
+    if allocated == 1:  # a segmentation or a bitmap: packed 8 pixels a byte, LSB first
+        ds.PixelData = pack_bits(np.ascontiguousarray(frames, dtype=np.uint8).ravel())
+        ds["PixelData"].VR = "OB"
+        return UID(str(ds.file_meta.TransferSyntaxUID))
     if not source.is_compressed:
         for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
             if keyword in ds:

@@ -19,6 +19,8 @@ from pydicom.pixels import apply_color_lut
 from sendit_ops.dicom.pixels.codec import Decoded
 
 _CHUNK = 16  # frames rendered at once for the max projection (bounded memory on long cines)
+# the screen's grey view clips this share of the values at each end (see Display.gray)
+ROBUST_TAIL = 0.0005
 
 
 def _scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -43,6 +45,39 @@ class Display:
             top = min(first + entries, int(np.iinfo(frames.dtype).max) + 1)
             indices = np.arange(first, top).astype(frames.dtype)
             self.palette_peak = max(255.0, float(apply_color_lut(indices, ds).max()))
+        self.robust = self._robust_range(frames)
+
+    def _robust_range(self, frames: np.ndarray) -> tuple[float, float]:
+        """The stored range without its extreme 0.05 % at each end (grey data over 8 bits).
+
+        A few outlier values (metal, a padding value, one hot pixel) stretch the linear
+        range so far that text at 4095 of a 65535 range renders 16 of 255: invisible to
+        the screen. Clipped at these quantiles, text is either inside the window or at its
+        end, and shows either way."""
+        palette = self.decoded.photometric == "PALETTE COLOR"
+        if frames.ndim == 4 or frames.dtype.itemsize == 1 or palette:
+            return self.lo, self.hi
+        sample = frames[:: max(1, frames.shape[0] // 8)]  # a few frames of a cine
+        offset = int(sample.min())
+        span = int(sample.max()) - offset
+        if span < 256 or span > (1 << 24):
+            return self.lo, self.hi
+        counts = np.bincount((sample.astype(np.int64) - offset).ravel(), minlength=span + 1)
+        cumulative = np.cumsum(counts) / counts.sum()
+        lo = offset + int(np.searchsorted(cumulative, ROBUST_TAIL))
+        hi = offset + int(np.searchsorted(cumulative, 1 - ROBUST_TAIL))
+        return (float(lo), float(hi)) if hi > lo else (self.lo, self.hi)
+
+    def gray(self, frame: np.ndarray) -> np.ndarray:
+        """One decoded frame as the text screen sees it: 8-bit grey, grey data over the
+        robust range (above), colour as the brightest of its channels (coloured text keeps
+        its contrast: pure blue text has a luminance of 29 of 255)."""
+        if frame.ndim == 3 or self.decoded.photometric == "PALETTE COLOR":
+            return self.render(frame[np.newaxis])[0].max(axis=-1)
+        if frame.dtype == np.uint8 and self.decoded.bits_stored > 1:
+            return frame
+        lo, hi = self.robust
+        return _scale(frame, lo, hi)
 
     def render(self, frames: np.ndarray) -> np.ndarray:
         """(n, rows, columns, 3) uint8 RGB for n decoded frames (same layout as decoded)."""
@@ -63,15 +98,20 @@ class Display:
         return np.repeat(gray[..., np.newaxis], 3, axis=-1)
 
     def views(self, frames: np.ndarray) -> Iterator[tuple[int | None, np.ndarray]]:
-        """What OCR reads: a single frame whole; of a cine the first, middle and last frames
-        and the max projection (burned-in text is static, moving anatomy blurs out of it).
-        Yields (frame index or None for the projection, RGB image)."""
+        """What full-frame OCR reads: a single frame whole; of a cine the first, middle and
+        last frames and the max and the min projections (static text stays sharp in them
+        while moving anatomy blurs out: bright text in the max, dark text in the min).
+        Every frame is also screened (``stage``), so text on other frames is found too.
+        Yields (frame index or None for a projection, RGB image)."""
         count = frames.shape[0]
         for index in sorted({0, count // 2, count - 1}):
             yield index, self.render(frames[index : index + 1])[0]
         if count > 1:
-            projection = None
+            high = low = None
             for start in range(0, count, _CHUNK):
-                chunk = self.render(frames[start : start + _CHUNK]).max(axis=0)
-                projection = chunk if projection is None else np.maximum(projection, chunk)
-            yield None, projection
+                chunk = self.render(frames[start : start + _CHUNK])
+                top, bottom = chunk.max(axis=0), chunk.min(axis=0)
+                high = top if high is None else np.maximum(high, top)
+                low = bottom if low is None else np.minimum(low, bottom)
+            yield None, high
+            yield None, low

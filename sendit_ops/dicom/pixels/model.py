@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 OCR = "ocr"
 GRAYLIST = "graylist"
 US_REGIONS = "outside-us-regions"
+SCREEN = "screen"  # a region the text screen found (read by OCR, never masked as such)
 
 
 @dataclass(frozen=True, order=True)
@@ -136,6 +137,10 @@ class PixelOutcome:
     transfer_syntax: str = ""  # the output's transfer syntax UID ("" when held)
     # delivered because a reviewer released it although OCR still read text after masking
     released: bool = False
+    # share of the image's area masked (held: the share the mask would have covered)
+    masked_share: float = 0.0
+    screened: int = 0  # frames the text screen looked at
+    read_whole: bool = False  # full-frame OCR too (the header gave a reason to look harder)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-able summary for the batch record (thumbnail left out: store it as a file)."""
@@ -147,4 +152,7 @@ class PixelOutcome:
             "seconds": round(self.seconds, 3),
             "transfer_syntax": self.transfer_syntax,
             "released": self.released,
+            "masked_share": round(self.masked_share, 5),
+            "screened": self.screened,
+            "read_whole": self.read_whole,
         }

@@ -1,13 +1,23 @@
-"""The pixel stage for one image: decode, find text, mask, re-encode, verify.
+"""The pixel stage for one image: decode, look for text, mask text lines, re-encode, verify.
 
-Runs on the header-anonymized dataset in memory, with the plan made from the original header.
-An image is delivered only when OCR, reading the re-encoded output again, finds nothing but
-allow-listed technical text; otherwise it is held with a PHI-free reason and its pixel data
-is put back as it was. No exception escapes: a codec or engine failure is a held image.
+Every image is looked at (issue 22): every frame goes through the text screen
+(``screen.candidates``, a few ms per frame) and each region it reports is read by OCR. An
+image whose header says it may carry text (``plan.risk``) is also read whole (full-frame
+OCR of its key views), the screen's regions on top. Only a recognised text line
+(``detect.fits_text``) is masked; an image whose text mask would cover more than
+``pixel_mask_max_share`` of its area is held (a mask that large is more likely anatomy
+than annotation, or a screen full of text a reviewer should see).
+
+An image with something masked is delivered only when the re-encoded output, looked at
+the same way (every frame screened, the same views read), shows nothing but allow-listed
+technical text; otherwise it is held with a PHI-free reason and its pixel data is put back
+as it was. An image in which nothing was found is delivered unchanged. No exception
+escapes: a codec or engine failure is a held image.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +26,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from sendit_ops.core.settings import Settings
-from sendit_ops.dicom.pixels import check, detect, mask, ocr, thumbnail
+from sendit_ops.dicom.pixels import check, detect, mask, ocr, screen, thumbnail
 from sendit_ops.dicom.pixels.codec import (
     Decoded,
     UndecodableError,
@@ -26,7 +36,7 @@ from sendit_ops.dicom.pixels.codec import (
     write_back,
 )
 from sendit_ops.dicom.pixels.display import Display
-from sendit_ops.dicom.pixels.model import Box, PixelOutcome, PixelPlan
+from sendit_ops.dicom.pixels.model import OCR, Box, PixelOutcome, PixelPlan
 
 log = logging.getLogger("sendit.pixels")
 RESIDUAL = "residual"  # source of a box where text was still read after masking
@@ -48,16 +58,84 @@ class FlatRenderingError(Exception):
     """The image renders (nearly) uniform although its data is not: OCR cannot vouch for it."""
 
 
-def _read(display: Display, frames: np.ndarray, engine: str) -> Hits:
-    """Every line OCR reads in the views of ``frames``, with the frame it was read on.
+class Looker:
+    """Looks at the frames of one image: the screen on every frame, OCR on what it finds
+    (and on the whole views when ``full``). Region reads are cached by the window's
+    position and content, so static text on a cine is read once, not once per frame."""
 
-    A rendering that hides the data (all views almost one grey while the stored values vary)
-    would let text through unread, so it raises FlatRenderingError instead."""
-    views = list(display.views(frames))
-    varies = bool(frames.min() < frames.max())
-    if varies and all(int(v.max()) - int(v.min()) < MIN_CONTRAST for _, v in views):
-        raise FlatRenderingError
-    return [(f, hit) for f, image in views for hit in ocr.read(image, engine)]
+    def __init__(self, display: Display, settings: Settings, full: bool):
+        self.display = display
+        self.full = full
+        self.engine = settings.ocr_engine
+        self.device = settings.pixel_device
+        self._cache: dict[tuple, list[ocr.TextHit]] = {}
+        self._gates: dict[tuple, bool] = {}
+        self.frames_screened = 0
+        self.regions = 0
+        self._frames: np.ndarray | None = None
+
+    def gray(self, frame: int | None) -> list[np.ndarray]:
+        """The screen's view of frame ``frame`` of the frames last looked at; for a
+        projection (None), the max and the min projections of those views."""
+        frames = self._frames
+        if frames is None:
+            return []
+        if frame is not None:
+            return [self.display.gray(frames[frame])]
+        high = low = None
+        for index in range(frames.shape[0]):
+            view = self.display.gray(frames[index])
+            high = view if high is None else np.maximum(high, view)
+            low = view if low is None else np.minimum(low, view)
+        return [high, low] if high is not None and low is not None else []
+
+    def look(self, frames: np.ndarray) -> Hits:
+        """Every line OCR reads in ``frames`` (with the frame it was read on).
+
+        A rendering that hides the data (all views almost one grey while the stored values
+        vary) would let text through unread, so it raises FlatRenderingError instead."""
+        self._frames = frames
+        self.frames_screened = max(self.frames_screened, int(frames.shape[0]))
+        hits: Hits = []
+        read_whole: set[int] = set()
+        if self.full:
+            views = list(self.display.views(frames))
+            varies = bool(frames.min() < frames.max())
+            if varies and all(int(v.max()) - int(v.min()) < MIN_CONTRAST for _, v in views):
+                raise FlatRenderingError
+            for index, image in views:
+                hits += [(index, h) for h in ocr.read(image, self.engine, self.device)]
+                if index is not None:
+                    read_whole.add(index)
+        for index in range(frames.shape[0]):
+            gray = self.display.gray(frames[index])
+            regions = screen.candidates(gray, index)
+            if not regions or index in read_whole:
+                continue
+            self.regions += len(regions)
+            rgb = self.display.render(frames[index : index + 1])[0]
+            passed = [r for r in regions if self._gate(rgb, r)]
+            for window in ocr.windows(passed, *rgb.shape[:2]):
+                hits += [(index, h) for h in self._read(rgb, window)]
+        return hits
+
+    def _gate(self, rgb: np.ndarray, region: Box) -> bool:
+        crop = np.ascontiguousarray(rgb[region.y0 : region.y1, region.x0 : region.x1])
+        key = (region.x0, region.y0, region.x1, region.y1, _digest(crop))
+        if key not in self._gates:
+            self._gates[key] = ocr.looks_like_text(rgb, region, self.engine, self.device)
+        return self._gates[key]
+
+    def _read(self, rgb: np.ndarray, window: ocr.Window) -> list[ocr.TextHit]:
+        crop = np.ascontiguousarray(rgb[window.y0 : window.y1, window.x0 : window.x1])
+        key = (window, _digest(crop))
+        if key not in self._cache:
+            self._cache[key] = ocr.read_window(rgb, window, self.engine, self.device)
+        return self._cache[key]
+
+
+def _digest(crop: np.ndarray) -> bytes:
+    return hashlib.blake2b(crop.tobytes(), digest_size=16).digest()
 
 
 def clean(
@@ -68,8 +146,9 @@ def clean(
     *,
     released: bool = False,
 ) -> PixelOutcome:
-    """Clean the burned-in text of ``ds`` (modified in place only when the outcome is
-    ``cleaned``). ``plan`` comes from :func:`plan_pixels` on the ORIGINAL header;
+    """Look for burned-in text in ``ds`` and clean it (``ds`` is modified in place only
+    when something was masked and verified). ``plan`` comes from :func:`plan_pixels` on the
+    ORIGINAL header (``plan.risk`` None: the header gives no reason, the image is screened);
     ``is_identifying`` tells whether OCR text names the study's identifiers (see
     :func:`identifier_matcher`).
 
@@ -78,8 +157,7 @@ def clean(
     saw is kept (``cleaned``, ``released`` set). An image that cannot be decoded or masked
     is held all the same: there is nothing a reviewer could have seen."""
     start = time.perf_counter()
-    mode = settings.pixel_cleaning
-    if mode == "off":
+    if settings.pixel_cleaning == "off" and plan.needed:
         return _held("pixel cleaning is off and the image may carry burned-in text", start)
     try:
         decoded = decode(ds)
@@ -92,6 +170,9 @@ def clean(
         restore(ds, saved)
         reason = "the image renders almost uniform: OCR cannot verify it"
         return _held(reason, start, frames=decoded.count)
+    except ocr.OCRUnavailableError as exc:
+        restore(ds, saved)
+        return _held(str(exc), start, frames=decoded.count)
     except Exception as exc:  # never let a codec or the engine stop the batch; never echo text
         restore(ds, saved)
         return _held(f"pixel stage failed ({type(exc).__name__})", start, frames=decoded.count)
@@ -107,14 +188,39 @@ def _clean(
     released: bool = False,
 ) -> PixelOutcome:
     rows, columns = decoded.frames.shape[1:3]
-    engine = settings.ocr_engine
+    mode = settings.pixel_cleaning
     boxes: list[Box] = [b for b in (x.clipped(rows, columns) for x in plan.boxes) if b]
     display = Display(decoded, ds)
-    if settings.pixel_cleaning == "ocr":
-        boxes = detect.unique_boxes(boxes + detect.ocr_boxes(display, decoded.frames, engine))
+    looker = Looker(display, settings, full=plan.needed)
+    seen = looker.look(decoded.frames)
+    allow = settings.pixel_allow_list
     value = mask.fill_value(decoded, ds)
+    if mode == "ocr":
+        text = detect.unique_boxes(detect.text_boxes(seen, rows, columns, looker.gray))
+        share = _text_share(text, rows, columns)
+        if share > settings.pixel_mask_max_share and not released:
+            return _too_much(share, settings, start, text, decoded, display, value)
+        boxes = detect.unique_boxes(boxes + text)
+    if not boxes:
+        left = check.residual([h for _, h in seen], allow, is_identifying)
+        if left and not released:
+            why = "pixel cleaning is off and " if mode == "off" else ""
+            return _held(
+                f"{why}OCR reads {len(left)} line(s) not on the allow-list or naming an "
+                "identifier, not shaped or read clearly enough to be masked as text",
+                start,
+                frames=decoded.count,
+                thumbnail_png=thumbnail.png(display.render(decoded.frames[:1])[0]),
+            )
+        if plan.needed:
+            ds.BurnedInAnnotation = "NO"  # read whole and found clean, as before
+        return _outcome(decoded, (), start, "", looker, masked=False, display=None)
+    if mode == "off":
+        return _held(
+            "pixel cleaning is off and OCR reads text in the image", start, frames=decoded.count
+        )
     saved = snapshot(ds)
-    rounds = EXTRA_ROUNDS if settings.pixel_cleaning == "ocr" else 0
+    rounds = EXTRA_ROUNDS if mode == "ocr" else 0
     while True:
         masked = mask.apply(decoded.frames, boxes, value)
         syntax = write_back(ds, masked, decoded)
@@ -123,12 +229,17 @@ def _clean(
             restore(ds, saved)
             return _held("re-encoded pixels differ from the masked pixels", start,
                          boxes=tuple(boxes), frames=decoded.count)  # fmt: skip
-        seen = _read(display, again.frames, engine)
-        left = check.residual([h for _, h in seen], settings.pixel_allow_list, is_identifying)
-        if not left or (released and rounds == 0):
+        seen = looker.look(again.frames)
+        left = check.residual([h for _, h in seen], allow, is_identifying)
+        if not left:
             break
-        if rounds == 0:
-            restore(ds, saved)
+        found = detect.text_boxes([(f, h) for f, h in seen if h in left], rows, columns)
+        # (not tightened: what is left after masking needs the detector's whole box)
+        grown = detect.unique_boxes(boxes + found) if mode == "ocr" else boxes
+        if released and (rounds == 0 or grown == boxes):
+            break
+        restore(ds, saved)
+        if rounds == 0 or grown == boxes:
             extra = [
                 Box(b.x0, b.y0, b.x1, b.y1, b.frame, RESIDUAL)
                 for f, h in seen
@@ -140,28 +251,85 @@ def _clean(
                 start,
                 boxes=(*boxes, *extra),
                 frames=decoded.count,
+                masked_share=detect.covered_share(boxes, rows, columns),
                 thumbnail_png=thumbnail.png(display.render(masked[:1])[0]),
             )  # fmt: skip
         rounds -= 1
-        restore(ds, saved)
-        found = [b for f, h in seen if (b := detect.hit_box(h, f, rows, columns)) is not None]
-        boxes = detect.unique_boxes(boxes + found)
+        boxes = grown
+        share = _text_share(boxes, rows, columns)
+        if share > settings.pixel_mask_max_share and not released:
+            return _too_much(share, settings, start, boxes, decoded, display, value)
     ds.BurnedInAnnotation = "NO"
-    preview = display.render(masked[:1])[0]
+    return _outcome(decoded, boxes, start, str(syntax), looker, masked=True,
+                    display=display, preview=masked, released=bool(left))  # fmt: skip
+
+
+def _text_share(boxes: list[Box], rows: int, columns: int) -> float:
+    """The share of the image the boxes of text read by OCR cover (the header plan's boxes,
+    e.g. everything outside the ultrasound regions, are the site's rule, not counted)."""
+    return detect.covered_share([b for b in boxes if b.source in (OCR, RESIDUAL)], rows, columns)
+
+
+def _too_much(
+    share: float,
+    settings: Settings,
+    start: float,
+    boxes: list[Box],
+    decoded: Decoded,
+    display: Display,
+    value: int | float,
+) -> PixelOutcome:
+    """Held: the text mask is larger than pixel_mask_max_share allows (the thumbnail shows
+    the image with that mask: what a reviewer's release would deliver)."""
+    preview = mask.apply(decoded.frames[:1], boxes, value)
+    return _held(
+        f"the text mask would cover {share:.1%} of the image, more than "
+        f"pixel_mask_max_share ({settings.pixel_mask_max_share:.1%}): anatomy read as "
+        "text, or a screen full of text, for a reviewer to decide",
+        start,
+        boxes=tuple(boxes),
+        frames=decoded.count,
+        masked_share=share,
+        thumbnail_png=thumbnail.png(display.render(preview)[0]),
+    )
+
+
+def _outcome(
+    decoded: Decoded,
+    boxes: list[Box] | tuple[Box, ...],
+    start: float,
+    syntax: str,
+    looker: Looker,
+    *,
+    masked: bool,
+    display: Display | None,
+    preview: np.ndarray | None = None,
+    released: bool = False,
+) -> PixelOutcome:
+    rows, columns = decoded.frames.shape[1:3]
+    thumb = b""
+    if display is not None and preview is not None:
+        thumb = thumbnail.png(display.render(preview[:1])[0])
     outcome = PixelOutcome(
         cleaned=True,
         held_reason=None,
         boxes=tuple(boxes),
         frames=decoded.count,
-        thumbnail_png=thumbnail.png(preview),
+        thumbnail_png=thumb,
         seconds=time.perf_counter() - start,
-        transfer_syntax=str(syntax),
-        released=bool(left),
+        transfer_syntax=syntax,
+        released=released,
+        masked_share=detect.covered_share(boxes, rows, columns) if masked else 0.0,
+        screened=looker.frames_screened,
+        read_whole=looker.full,
     )
     log.info(
-        "pixel stage: %d frame(s), %d box(es) masked, verified in %.2f s",
-        outcome.frames,
+        "pixel stage: %d frame(s) screened, %d region(s) read, %d box(es) masked (%.2f%%) "
+        "in %.2f s",
+        outcome.screened,
+        looker.regions,
         len(boxes),
+        100 * outcome.masked_share,
         outcome.seconds,
     )
     return outcome

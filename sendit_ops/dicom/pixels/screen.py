@@ -1,0 +1,163 @@
+"""The text screen: a fast look at every frame for regions shaped like lines of text.
+
+Why classical and not the OCR engine's detector: the screen runs on every frame of every
+image (a CT study is hundreds of 512x512 frames), so it must cost a few milliseconds; the
+detection model costs 100-300 ms per frame on one core. Its job is recall, not precision:
+every region it reports is read by OCR (``ocr.read_regions``) and only a recognised text
+line is ever masked, so a region of anatomy costs time, never pixels.
+
+How (OpenCV, on the 8-bit view of a frame):
+
+1. *strokes*: the white and the black top-hat with a square larger than a stroke of 40 px
+   text keep what is thinner than the square and brighter OR darker than its surroundings,
+   so text is found whatever its value (not only at the top of the range: a real CR carries
+   it at 1001 of 1023) and on either polarity (dark text on a bright field); a contrast
+   threshold keeps strokes, not noise;
+2. *glyphs*: connected components 3-48 px high (8-40 px text, with margin) and not wider
+   than a short word;
+3. *lines*: glyphs of similar height that overlap vertically and follow each other within
+   about one height (horizontal text), or the same across (text rotated by 90 degrees);
+   a line of at least two glyphs, 6-56 px high and longer than high, is a candidate region.
+
+Frames larger than ``MAX_SIDE`` are screened at a reduced scale (text on those is larger).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from sendit_ops.dicom.pixels.model import SCREEN, Box
+
+# grey levels (of 255) a stroke stands out from its surroundings: several levels, as MSER
+# does, so letters touching a fainter thin structure (a vessel, a fold) come apart at a
+# level between the two
+CONTRASTS = (14, 48, 120)
+_SQUARE = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
+GLYPH_MIN, GLYPH_MAX = 3, 48  # glyph heights (pixels)
+LINE_MIN, LINE_MAX = 6, 56  # line heights (pixels)
+MAX_SIDE = 1024  # larger frames are screened at a reduced scale
+# a stroke mask covering more than this share of the frame is texture (noise, speckle) at
+# that contrast level; text on it comes apart at a higher level, which is still screened
+MAX_DENSITY = 0.12
+MAX_GLYPHS = 1500  # glyph-sized components in one mask: more is texture, as above
+
+
+def strokes(gray: np.ndarray) -> list[np.ndarray]:
+    """1 where a thin structure is brighter or darker than its surroundings by each of
+    CONTRASTS. Bright and dark apart, not combined: the gaps between bright letters are
+    dark thin structures themselves, and together they would fill a word into one block."""
+    opened = cv2.morphologyEx(gray, cv2.MORPH_OPEN, _SQUARE)
+    closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _SQUARE)
+    out = []
+    for contrast in (cv2.subtract(gray, opened), cv2.subtract(closed, gray)):
+        peak = int(contrast.max())
+        for level in CONTRASTS:
+            if level < peak:
+                out.append((contrast > level).astype(np.uint8))
+    return out
+
+
+def _aligned(tall: np.ndarray, mid: np.ndarray) -> bool:
+    """Glyphs of one line look like letters on a baseline: most of similar height, their
+    middles on one line (lung vessels chained together are not)."""
+    median = float(np.median(tall))
+    similar = (tall >= 0.6 * median) & (tall <= 1.5 * median)
+    if similar.sum() < 2 or similar.mean() < 0.6:
+        return False
+    middles = mid[similar]
+    return float(middles.max() - middles.min()) <= max(2.0, 0.35 * median)
+
+
+def _chains(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> list[np.ndarray]:
+    """Glyphs (a: along the line, b: across it) chained into lines: each glyph is linked
+    to the glyphs starting after it within about one height along the line, that overlap
+    it across the line by half the smaller height. Returns index arrays of 2+ glyphs."""
+    n = len(a0)
+    tall = b1 - b0
+    order = np.argsort(a0, kind="stable")
+    reach = a1 + np.maximum(3, (0.9 * tall).astype(np.int64))
+    starts = a0[order]
+    first = np.searchsorted(starts, a0, side="left").tolist()
+    last = np.searchsorted(starts, reach, side="right").tolist()
+    order_l = order.tolist()
+    lo_b, hi_b, tall_l = b0.tolist(), b1.tolist(), tall.tolist()
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        bi0, bi1, ti = lo_b[i], hi_b[i], tall_l[i]
+        for j in order_l[first[i] : last[i]]:
+            if j == i:
+                continue
+            overlap = min(bi1, hi_b[j]) - max(bi0, lo_b[j])
+            if overlap >= 0.5 * min(ti, tall_l[j]):
+                ri, rj = root(i), root(j)
+                if ri != rj:
+                    parent[rj] = ri
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return [np.array(g) for g in groups.values()]
+
+
+def _lines(stats: np.ndarray, across: bool) -> list[tuple[int, ...]]:
+    """Glyph boxes chained along the reading direction into lines (x0, y0, x1, y1).
+
+    A chain is a line when it is 6-56 px high across the line and longer than high, and is
+    either one merged word (2.5 times longer than high) or glyphs that line up like letters
+    (``_aligned``)."""
+    x, y, w, h, area = (stats[:, i] for i in range(5))
+    if across:
+        x, y, w, h = y, x, h, w
+    glyph = (h >= GLYPH_MIN) & (h <= GLYPH_MAX) & (w <= 6 * GLYPH_MAX) & (area >= 4)
+    idx = np.flatnonzero(glyph)
+    if not len(idx) or len(idx) > MAX_GLYPHS:
+        return []
+    a0, b0 = x[idx], y[idx]
+    a1, b1 = a0 + w[idx], b0 + h[idx]
+    out = []
+    for chain in _chains(a0, b0, a1, b1):
+        if len(chain) == 1:  # one glyph: a line only as a merged word
+            i = int(chain[0])
+            tall, long_ = int(b1[i] - b0[i]), int(a1[i] - a0[i])
+            if LINE_MIN <= tall <= LINE_MAX and long_ >= 2.5 * tall:
+                box = (b0[i], a0[i], b1[i], a1[i]) if across else (a0[i], b0[i], a1[i], b1[i])
+                out.append(tuple(int(v) for v in box))
+            continue
+        la0, lb0, la1, lb1 = a0[chain].min(), b0[chain].min(), a1[chain].max(), b1[chain].max()
+        tall, long_ = lb1 - lb0, la1 - la0
+        if not LINE_MIN <= tall <= LINE_MAX or long_ < 1.2 * tall:
+            continue
+        if _aligned(b1[chain] - b0[chain], (b0[chain] + b1[chain]) / 2):
+            box = (lb0, la0, lb1, la1) if across else (la0, lb0, la1, lb1)
+            out.append(tuple(int(v) for v in box))
+    return out
+
+
+def candidates(gray: np.ndarray, frame: int | None = None) -> list[Box]:
+    """Regions of one 8-bit grey frame that may hold a line of text (see the module doc)."""
+    rows, columns = gray.shape
+    scale = 1.0
+    if max(rows, columns) > MAX_SIDE:
+        scale = MAX_SIDE / max(rows, columns)
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    found = []
+    limit = MAX_DENSITY * gray.size
+    for mask in strokes(gray):
+        if cv2.countNonZero(mask) > limit:
+            continue
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        stats = stats[1:count]
+        found += _lines(stats, across=False) + _lines(stats, across=True)
+    boxes = []
+    for x0, y0, x1, y1 in found:
+        box = Box(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale),
+                  frame, SCREEN)  # fmt: skip
+        boxes.append(box)
+    return boxes
