@@ -6,8 +6,9 @@ VENV := .venv
 DEMO := $(CURDIR)/.demo
 
 .PHONY: install demo demo-dasher test test-deps lint bench dasher-dev clean airflow
-# Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text
-DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium
+# Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text,
+# a real PACS (Orthanc + DICOMweb) and dcmtk (storescu sends studies to the receiver)
+DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium orthanc orthanc-dicomweb dcmtk
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9

@@ -1,0 +1,168 @@
+"""Query/retrieve against a real PACS (Debian's Orthanc): C-GET, C-MOVE to sendit's own
+storage SCP, DICOMweb; result caps; completeness; a PACS stopping mid-study; reruns."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import SECRET
+
+from sendit_ops.core.discovery import discover_input
+from sendit_ops.pacs.job import RetrieveJob
+from sendit_ops.pacs.keys import item_key
+from sendit_ops.pacs.model import RetrievePolicy, StudyRequest, StudyState
+from sendit_ops.pacs.request_ledger import RequestLedger
+
+pytestmark = pytest.mark.emulator
+
+METHODS = ["c-get", "c-move", "dicomweb"]
+FAST = RetrievePolicy(attempts=3, backoff_seconds=0.5, deadline_seconds=120)
+
+
+def job(pacs, method: str, tmp: Path, policy: RetrievePolicy = FAST, **conn) -> RetrieveJob:
+    return RetrieveJob(
+        pacs.connection(method, **conn),
+        tmp / "work",
+        tmp / "incoming",
+        SECRET,
+        policy,
+        run_id="test",
+    )
+
+
+def folders(incoming: Path) -> list[str]:
+    return sorted(p.name for p in incoming.iterdir()) if incoming.is_dir() else []
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ten_studies_by_accession_become_ten_folders_and_a_rerun_fetches_nothing(
+    pacs, tmp_path, method
+):
+    accessions = sorted(pacs.studies)
+    assert len(accessions) == 10
+    j = job(pacs, method, tmp_path)
+    found = j.find(StudyRequest(accessions=tuple(accessions)))
+    assert (found.items, found.not_found, found.studies) == (10, 0, 10)
+    results = j.retrieve(found.to_fetch)
+    assert [r.state for r in results] == [StudyState.RETRIEVED] * 10
+    assert all(r.received == r.expected == 6 and r.bytes > 0 for r in results)
+    names = folders(tmp_path / "incoming")
+    assert len(names) == 10 and not [n for n in names if ".tmp" in n]
+    # every instance arrived intact, in its study's folder; nothing names a patient value
+    for name in names:
+        files = list((tmp_path / "incoming" / name).iterdir())
+        uids = {str(pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID) for f in files}
+        assert len(files) == 6 and len(uids) == 1
+        assert not any(a in name for a in accessions)
+    # the folder DAG's discovery sees ten finished batches
+    seen = discover_input(tmp_path / "incoming", SECRET, "incoming")
+    assert len(seen.batches) == 10
+    # the ledger keeps every study, keyed, RETRIEVED
+    rows = RequestLedger(tmp_path / "work", "testpacs").studies()
+    assert sorted(r.state for r in rows) == ["RETRIEVED"] * 10
+    assert all(r.received == 6 and r.bytes > 0 and r.seconds >= 0 for r in rows)
+    # a second run of the same request finds everything and fetches nothing
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "incoming").rglob("*")}
+    again = job(pacs, method, tmp_path)
+    found2 = again.find(StudyRequest(accessions=tuple(accessions)))
+    assert found2.studies == 10 and found2.to_fetch == []
+    assert again.retrieve([r.key for r in results]) == []
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "incoming").rglob("*")} == before
+
+
+@pytest.mark.parametrize("method", ["c-get", "dicomweb"])
+def test_unknown_accession_is_not_found_and_makes_no_folder(pacs, tmp_path, method):
+    j = job(pacs, method, tmp_path)
+    found = j.find(StudyRequest(accessions=("NO-SUCH-ACC", sorted(pacs.studies)[0])))
+    assert (found.not_found, found.studies) == (1, 1)
+    j.retrieve(found.to_fetch)
+    assert len(folders(tmp_path / "incoming")) == 1
+    led = RequestLedger(tmp_path / "work", "testpacs")
+    assert led.item_counts() == {"NOT_FOUND": 1, "FOUND": 1}
+    # the item is known by its keyed hash only
+    from sqlalchemy import text
+
+    with led.engine.connect() as conn:
+        keys = [r[0] for r in conn.execute(text("SELECT item_key FROM pacs_items"))]
+    assert item_key(SECRET, "accession", "NO-SUCH-ACC") in keys
+    assert not [k for k in keys if "ACC" in k]
+
+
+@pytest.mark.parametrize("method", ["c-get", "c-move", "dicomweb"])
+def test_a_date_query_larger_than_the_result_cap_finds_every_study(pacs, tmp_path, method):
+    assert pacs.orthanc.limit_find_results == 4  # fewer than the 10 studies in January
+    found = job(pacs, method, tmp_path).find(StudyRequest(date_from="20240101", date_to="20240131"))
+    assert found.studies == 10 and found.splits >= 2
+    ct = job(pacs, method, tmp_path / "ct").find(
+        StudyRequest(date_from="20240101", date_to="20240131", modality="CT")
+    )
+    assert ct.studies == 5
+
+
+def test_a_study_missing_instances_ends_incomplete_with_both_counts(make_pacs, tmp_path):
+    server = make_pacs()
+    (acc,) = server.load(tmp_path / "corpus", 1)
+    j = job(server, "c-get", tmp_path)
+    found = j.find(StudyRequest(accessions=(acc,)))
+    # the PACS reported 6 instances; one goes missing before the retrieval
+    server.orthanc.delete_instance(
+        str(pydicom.dcmread(server.studies[acc][0], stop_before_pixels=True).SOPInstanceUID)
+    )
+    (result,) = j.retrieve(found.to_fetch)
+    assert result.state == StudyState.INCOMPLETE
+    assert (result.expected, result.received, result.attempts) == (6, 5, 3)
+    assert "5 of 6" in result.reason
+    # never handed on: the folder stays .tmp, which discovery skips
+    assert folders(tmp_path / "incoming") == [f"{result.key}.tmp"]
+    (row,) = RequestLedger(tmp_path / "work", "testpacs").studies()
+    assert (row.state, row.expected, row.received) == ("INCOMPLETE", 6, 5)
+    # unless a setting allows a short study to be handed on
+    allow = RetrievePolicy(attempts=1, backoff_seconds=0.1, allow_incomplete=True)
+    (handed,) = job(server, "c-get", tmp_path, allow).retrieve(found.to_fetch)
+    assert handed.state == StudyState.INCOMPLETE and "handed on" in handed.reason
+    assert folders(tmp_path / "incoming") == [result.key]
+
+
+@pytest.mark.parametrize("method", ["c-get", "dicomweb"])
+def test_pacs_stopped_mid_retrieval_is_retried_and_the_study_completes_once(
+    make_pacs, tmp_path, method
+):
+    server = make_pacs()
+    (acc,) = server.load(tmp_path / "corpus", 1, images=30, series=2, size=256)
+    policy = RetrievePolicy(attempts=5, backoff_seconds=1.0, deadline_seconds=120)
+    j = job(server, method, tmp_path, policy)
+    found = j.find(StudyRequest(accessions=(acc,)))
+    (key,) = found.to_fetch
+    tmp_folder = tmp_path / "incoming" / f"{key}.tmp"
+    seen: dict[str, object] = {}
+
+    def stop_in_the_middle():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            n = len(list(tmp_folder.glob("*.dcm"))) if tmp_folder.is_dir() else 0
+            if n >= 5:
+                server.orthanc.kill()
+                seen["at"] = n
+                # what the folder DAG would see while the PACS is down: nothing
+                seen["discovered"] = len(
+                    discover_input(tmp_path / "incoming", SECRET, "in").batches
+                )
+                time.sleep(1.5)
+                server.orthanc.start()
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=stop_in_the_middle)
+    killer.start()
+    (result,) = j.retrieve(found.to_fetch)
+    killer.join()
+    assert 5 <= seen["at"] < 60, seen  # it was stopped in the middle of the study
+    assert seen["discovered"] == 0
+    assert result.state == StudyState.RETRIEVED, result
+    assert result.attempts >= 2 and result.received == result.expected == 60
+    assert folders(tmp_path / "incoming") == [key]
+    assert len(list((tmp_path / "incoming" / key).iterdir())) == 60
