@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,10 +104,22 @@ class RetrieveJob:
             len(answers), not_found, failed, len(keys), to_fetch, stats.queries, stats.splits
         )
 
-    def retrieve(self, keys: list[str]) -> list[RetrievalResult]:
-        """Fetch these studies one after the other (one association at a time)."""
+    def retrieve(
+        self, keys: list[str], stop: Callable[[], bool] | None = None
+    ) -> list[RetrievalResult]:
+        """Fetch these studies one after the other (one association at a time). ``stop``
+        is asked before each study (a time window closing): the rest stay FOUND for the
+        next run."""
         results = []
-        for key in self.ledger.missing(keys):
+        todo = self.ledger.missing(keys)
+        for i, key in enumerate(todo):
+            if stop is not None and stop():
+                log.info(
+                    "PACS %s: stopping; %d stud(ies) left for the next run",
+                    self.conn.name,
+                    len(todo) - i,
+                )
+                break
             study = self.store.load(key)
             self.ledger.record_started(key, self.run_id)
             started = time.monotonic()
