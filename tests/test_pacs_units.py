@@ -124,3 +124,17 @@ def test_the_connection_types_are_registered():
     assert {"dasher", "dicom_pacs", "dicomweb"} <= set(types)
     assert "method" in types["dicom_pacs"]["conn-fields"]
     assert types["dicomweb"]["hook-class-name"].endswith("DicomwebHook")
+
+
+def test_the_receiver_is_a_compose_service_and_a_make_target():
+    import yaml
+    from conftest import ROOT
+
+    service = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["services"][
+        "sendit-receiver"
+    ]
+    assert service["entrypoint"] == ["sendit", "receive"]
+    assert service["restart"] == "always" and "11112" in service["ports"][0]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\nreceiver: " in makefile and "sendit receive" in makefile
+    assert "\ndemo-pacs: " in makefile
