@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import SECRET
+from conftest import SECRET, run_in_process
 
 from sendit_ops.core.discovery import discover_input
+from sendit_ops.delivery import outbox as box
 from sendit_ops.pacs.job import RetrieveJob
 from sendit_ops.pacs.keys import item_key
 from sendit_ops.pacs.model import RetrievePolicy, StudyRequest, StudyState
@@ -39,8 +40,8 @@ def folders(incoming: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_ten_studies_by_accession_become_ten_folders_and_a_rerun_fetches_nothing(
-    pacs, tmp_path, method
+def test_ten_studies_by_accession_become_ten_folders_delivered_and_a_rerun_fetches_nothing(
+    pacs, tmp_path, method, make_pipeline
 ):
     accessions = sorted(pacs.studies)
     assert len(accessions) == 10
@@ -72,6 +73,39 @@ def test_ten_studies_by_accession_become_ten_folders_and_a_rerun_fetches_nothing
     assert found2.studies == 10 and found2.to_fetch == []
     assert again.retrieve([r.key for r in results]) == []
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "incoming").rglob("*")} == before
+    # the folder's pipeline (what its DAG runs) delivers 10 archives and 10 rows
+    records = run_in_process(make_pipeline(), tmp_path / "incoming")
+    assert sorted(r.state for r in records.values()) == ["DONE"] * 10
+    assert len(list((tmp_path / "outbox").rglob("*.tar.gz"))) == 10
+    assert len(box.read_rows(box.table_path(tmp_path / "outbox", "DEMO", "dicom"))) == 10
+
+
+def test_a_request_resumes_after_a_crash_without_fetching_finished_studies(pacs, tmp_path):
+    accessions = tuple(sorted(pacs.studies))
+    first = job(pacs, "c-get", tmp_path)
+    found = first.find(StudyRequest(accessions=accessions))
+    done = iter(range(100))
+    # the worker dies after 4 studies (stop asked before each), and in the middle of the 5th
+    results = first.retrieve(found.to_fetch, stop=lambda: next(done) >= 4)
+    assert len(results) == 4
+    crashed = found.to_fetch[4]
+    first.ledger.record_started(crashed, "test")
+    half = tmp_path / "incoming" / f"{crashed}.tmp"
+    half.mkdir()
+    (half / "x.dcm.123.part").write_bytes(b"half an instance")
+    finished = {
+        p: p.stat().st_mtime_ns for p in (tmp_path / "incoming").rglob("*") if ".tmp" not in str(p)
+    }
+    # the rerun of the whole request
+    again = job(pacs, "c-get", tmp_path)
+    found2 = again.find(StudyRequest(accessions=accessions))
+    assert len(found2.to_fetch) == 6 and crashed in found2.to_fetch
+    rest = again.retrieve(found2.to_fetch)
+    assert [r.state for r in rest] == [StudyState.RETRIEVED] * 6
+    names = folders(tmp_path / "incoming")
+    assert len(names) == 10 and not [n for n in names if ".tmp" in n]
+    assert len(list((tmp_path / "incoming" / crashed).iterdir())) == 6
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # untouched
 
 
 @pytest.mark.parametrize("method", ["c-get", "dicomweb"])

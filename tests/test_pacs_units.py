@@ -138,3 +138,40 @@ def test_the_receiver_is_a_compose_service_and_a_make_target():
     makefile = (ROOT / "Makefile").read_text()
     assert "\nreceiver: " in makefile and "sendit receive" in makefile
     assert "\ndemo-pacs: " in makefile
+
+
+def test_a_scheduled_run_asks_for_its_data_interval():
+    from types import SimpleNamespace
+
+    import pendulum
+
+    from sendit_ops.airflow.retrieve_tasks import request_of
+    from sendit_ops.pacs.sources import PacsSource
+
+    source = PacsSource("rad", "c", "in", modality="CT")
+    context = {
+        "params": {"accession_numbers": [], "study_uids": [], "date_from": None},
+        "dag_run": SimpleNamespace(run_type="scheduled", run_id="scheduled__x"),
+        "data_interval_start": pendulum.datetime(2024, 3, 3, tz="UTC"),
+        "data_interval_end": pendulum.datetime(2024, 3, 4, tz="UTC"),
+    }
+    req = request_of(source, context)
+    assert (req.date_from, req.date_to, req.modality) == ("20240303", "20240303", "CT")
+    # a manual run with nothing asked is an error that says what to give
+    context["dag_run"] = SimpleNamespace(run_type="manual", run_id="manual__x")
+    with pytest.raises(ConfigError, match="empty"):
+        request_of(source, context)
+
+
+def test_outside_its_window_the_run_defers_until_it_opens(monkeypatch):
+    import pendulum
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from sendit_ops.airflow.retrieve_dag import WaitForWindow
+
+    now = pendulum.datetime(2024, 3, 3, 12, 0, tz="UTC")
+    monkeypatch.setattr(pendulum, "now", lambda tz=None: now)
+    with pytest.raises(TaskDeferred) as deferred:
+        WaitForWindow(task_id="w", window="19:00-07:00").execute({})
+    assert deferred.value.trigger.moment == pendulum.datetime(2024, 3, 3, 19, 0, tz="UTC")
+    assert WaitForWindow(task_id="w2", window="11:00-13:00").execute({}) is None
