@@ -3,6 +3,7 @@ storage SCP, DICOMweb; result caps; completeness; a PACS stopping mid-study; rer
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -109,9 +110,11 @@ def test_a_request_resumes_after_a_crash_without_fetching_finished_studies(pacs,
 
 
 @pytest.mark.parametrize("method", ["c-get", "dicomweb"])
-def test_unknown_accession_is_not_found_and_makes_no_folder(pacs, tmp_path, method):
+def test_unknown_accession_is_not_found_and_makes_no_folder(pacs, tmp_path, method, caplog):
+    caplog.set_level(logging.DEBUG)  # even at DEBUG, no library logs a patient value
     j = job(pacs, method, tmp_path)
-    found = j.find(StudyRequest(accessions=("NO-SUCH-ACC", sorted(pacs.studies)[0])))
+    known = sorted(pacs.studies)[0]
+    found = j.find(StudyRequest(accessions=("NO-SUCH-ACC", known)))
     assert (found.not_found, found.studies) == (1, 1)
     j.retrieve(found.to_fetch)
     assert len(folders(tmp_path / "incoming")) == 1
@@ -124,6 +127,8 @@ def test_unknown_accession_is_not_found_and_makes_no_folder(pacs, tmp_path, meth
         keys = [r[0] for r in conn.execute(text("SELECT item_key FROM pacs_items"))]
     assert item_key(SECRET, "accession", "NO-SUCH-ACC") in keys
     assert not [k for k in keys if "ACC" in k]
+    assert caplog.text and "NO-SUCH-ACC" not in caplog.text and known not in caplog.text
+    assert pacs.study_uid(known) not in caplog.text
 
 
 @pytest.mark.parametrize("method", ["c-get", "c-move", "dicomweb"])

@@ -12,7 +12,7 @@ from typing import Any
 from sendit_ops.airflow.config import task_secret_key, task_settings
 from sendit_ops.airflow.pacs_hook import PacsHook
 from sendit_ops.core.discovery import chunk
-from sendit_ops.core.errors import ConfigError, TransientError
+from sendit_ops.core.errors import ConfigError, RunNeedsAttention, TransientError
 from sendit_ops.core.settings import InputFolder
 from sendit_ops.pacs.job import RetrieveJob
 from sendit_ops.pacs.model import StudyRequest, StudyState, parse_request
@@ -117,7 +117,7 @@ def check(summary: dict) -> None:
         if s in (StudyState.INCOMPLETE, StudyState.FAILED, StudyState.RETRIEVING)
     }
     if bad:
-        raise ConfigError(
+        raise RunNeedsAttention(
             "studies need attention: "
             + ", ".join(f"{n} {s}" for s, n in sorted(bad.items()))
             + " (reasons on the dashboard's PACS section; a rerun fetches only what is missing)"

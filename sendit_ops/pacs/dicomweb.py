@@ -62,6 +62,8 @@ def _errors(conn: PacsConnection, what: str) -> Iterator[None]:
             f"DICOMweb {conn.name}: {what} did not complete (server unreachable, stopped or "
             "too slow)"
         ) from None
+    except requests.RequestException as exc:  # its message holds the URL, with the query
+        raise PacsError(f"DICOMweb {conn.name}: {what} failed ({type(exc).__name__})") from None
 
 
 def qido_studies(conn: PacsConnection, filters: dict[str, str]) -> list[Dataset]:
