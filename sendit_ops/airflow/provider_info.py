@@ -76,7 +76,7 @@ def get_provider_info() -> dict:
                         "label": "Move destination port",
                         "description": "C-MOVE only: the port sendit's storage SCP listens on "
                         "during a move (as registered in the PACS).",
-                        "schema": {"type": ["integer", "null"], "default": 11112},
+                        "schema": {"type": ["integer", "null"], "default": 11113},
                     },
                     "tls": {
                         "label": "TLS",

@@ -56,7 +56,7 @@ class PacsConnection:
     calling_ae: str = "SENDIT"
     method: str = "c-get"
     move_ae: str = ""  # default: calling_ae
-    move_port: int = 11112
+    move_port: int = 11113  # not 11112: the receiver service listens there by default
     dicomweb_url: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
