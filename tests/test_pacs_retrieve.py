@@ -205,3 +205,66 @@ def test_pacs_stopped_mid_retrieval_is_retried_and_the_study_completes_once(
     assert result.attempts >= 2 and result.received == result.expected == 60
     assert folders(tmp_path / "incoming") == [key]
     assert len(list((tmp_path / "incoming" / key).iterdir())) == 60
+
+
+def test_a_pacs_that_answers_pending_forever_times_out_and_the_study_fails_with_a_reason(
+    tmp_path,
+):
+    """A PACS (here a pynetdicom SCP) that keeps a C-FIND and a C-GET pending and never
+    finishes: the DIMSE timeout ends each attempt; the study ends FAILED, no folder handed on."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import (
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelGet,
+    )
+
+    from devtools.orthanc_server import free_port
+    from sendit_ops.core.errors import TransientError
+    from sendit_ops.pacs.dimse import FindSession
+    from sendit_ops.pacs.model import FoundStudy, PacsConnection
+    from sendit_ops.pacs.retrieve import retrieve_study
+
+    release = threading.Event()
+
+    def on_find(event):
+        match = Dataset()
+        match.QueryRetrieveLevel = "STUDY"
+        match.StudyInstanceUID = "1.2.3.4"
+        yield 0xFF00, match
+        release.wait(30)  # "pending" forever (until the test ends)
+
+    def on_get(event):
+        yield 3  # three sub-operations announced, none ever sent
+        release.wait(30)
+
+    scp = AE(ae_title="STUCK")
+    scp.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    scp.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+    port = free_port()
+    server = scp.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_GET, on_get)],
+    )
+    try:
+        conn = PacsConnection("stuck", port=port, called_ae="STUCK", timeout=2)
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="lost during a C-FIND"), FindSession(conn) as s:
+            s.find(AccessionNumber="X")
+        assert time.monotonic() - started < 15
+        study = FoundStudy("pstuck0000000000", "i0", "1.2.3.4", "", 3)
+        result = retrieve_study(
+            conn,
+            study,
+            tmp_path / "incoming",
+            SECRET,
+            RetrievePolicy(attempts=2, backoff_seconds=0.1, deadline_seconds=30),
+            tmp_path,
+        )
+        assert result.state == StudyState.FAILED and result.attempts == 2
+        assert "lost during a C-GET" in result.reason
+        assert folders(tmp_path / "incoming") == ["pstuck0000000000.tmp"]
+    finally:
+        release.set()
+        server.shutdown()
