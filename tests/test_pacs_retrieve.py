@@ -166,7 +166,7 @@ def test_a_study_missing_instances_ends_incomplete_with_both_counts(make_pacs, t
     assert folders(tmp_path / "incoming") == [result.key]
 
 
-@pytest.mark.parametrize("method", ["c-get", "dicomweb"])
+@pytest.mark.parametrize("method", METHODS)
 def test_pacs_stopped_mid_retrieval_is_retried_and_the_study_completes_once(
     make_pacs, tmp_path, method
 ):
