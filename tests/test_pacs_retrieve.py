@@ -164,6 +164,9 @@ def test_a_study_missing_instances_ends_incomplete_with_both_counts(make_pacs, t
     (handed,) = job(server, "c-get", tmp_path, allow).retrieve(found.to_fetch)
     assert handed.state == StudyState.INCOMPLETE and "handed on" in handed.reason
     assert folders(tmp_path / "incoming") == [result.key]
+    # asked again, it stays INCOMPLETE (the folder handed on is short), never RETRIEVED
+    (later,) = job(server, "c-get", tmp_path, allow).retrieve(found.to_fetch)
+    assert (later.state, later.received, later.expected) == (StudyState.INCOMPLETE, 5, 6)
 
 
 @pytest.mark.parametrize("method", METHODS)

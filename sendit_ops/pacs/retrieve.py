@@ -66,15 +66,21 @@ def retrieve_study(
     """Fetch, check, hand on. Never raises for a study's own failure (it is the result's
     state); raises ``ConfigError`` for setup mistakes, which retrying cannot fix."""
     folder = StudyFolder(incoming, study.key)
-    if folder.finished:
+    if folder.finished:  # handed on before (by another request, or short with allow_incomplete)
+        count = folder.count()
+        short = study.expected is not None and count < study.expected
         return RetrievalResult(
             study.key,
-            StudyState.RETRIEVED,
+            StudyState.INCOMPLETE if short else StudyState.RETRIEVED,
             study.expected,
-            folder.count(),
+            count,
             folder.size(),
             folder=folder.name,
-            reason="already in the input folder",
+            reason=(
+                f"handed on before with {count} of {study.expected} instances"
+                if short
+                else "already in the input folder"
+            ),
         )
     folder.open()
     fetch = fetcher(conn, lock_dir)
