@@ -3,6 +3,7 @@ connections (no PACS needed)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -175,3 +176,55 @@ def test_outside_its_window_the_run_defers_until_it_opens(monkeypatch):
         WaitForWindow(task_id="w", window="19:00-07:00").execute({})
     assert deferred.value.trigger.moment == pendulum.datetime(2024, 3, 3, 19, 0, tz="UTC")
     assert WaitForWindow(task_id="w2", window="11:00-13:00").execute({}) is None
+
+
+def test_the_hook_reads_both_connection_types(monkeypatch):
+    from sendit_ops.airflow.pacs_hook import PacsHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PACS_U1",
+        json.dumps(
+            {
+                "conn_type": "dicom_pacs",
+                "host": "pacs.example.org",
+                "port": 4242,
+                "schema": "PACSAE",
+                "login": "SENDIT",
+                "extra": {
+                    "extra__dicom_pacs__method": "c-move",
+                    "move_port": 11200,
+                    "tls": True,
+                    "timeout": "",
+                },
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PACS_U2",
+        json.dumps(
+            {
+                "conn_type": "dicomweb",
+                "host": "https://pacs.example.org/dicom-web",
+                "login": "u",
+                "password": "p",
+                "extra": {"max_find_results": 100},
+            }
+        ),
+    )
+    dimse = PacsHook("pacs_u1").get_pacs("a")
+    assert (dimse.host, dimse.port, dimse.called_ae, dimse.calling_ae) == (
+        "pacs.example.org",
+        4242,
+        "PACSAE",
+        "SENDIT",
+    )
+    assert (dimse.method, dimse.move_port, dimse.tls, dimse.timeout) == ("c-move", 11200, True, 60)
+    web = PacsHook("pacs_u2").get_pacs("b")
+    assert (web.method, web.dicomweb_url, web.username, web.max_find_results) == (
+        "dicomweb",
+        "https://pacs.example.org/dicom-web",
+        "u",
+        100,
+    )
+    with pytest.raises(ConfigError, match="does not exist"):
+        PacsHook("pacs_missing").get_pacs("c")

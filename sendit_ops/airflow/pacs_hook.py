@@ -70,7 +70,10 @@ class PacsHook(BaseHook):
     def get_pacs(self, name: str) -> PacsConnection:
         """The connection as a PacsConnection named ``name`` (validated: ConfigError)."""
         conn = self._connection()
-        extra = conn.extra_dejson or {}
+        raw = conn.extra_dejson or {}
+        # the form stores its fields by name; older forms prefixed them extra__<type>__
+        prefix = f"extra__{conn.conn_type}__"
+        extra = {k.removeprefix(prefix): v for k, v in raw.items() if v not in (None, "")}
         values: dict[str, Any] = {k: extra[k] for k in _EXTRAS if k in extra}
         if conn.conn_type == "dicomweb":
             host = conn.host or ""
