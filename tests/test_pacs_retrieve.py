@@ -271,3 +271,46 @@ def test_a_pacs_that_answers_pending_forever_times_out_and_the_study_fails_with_
     finally:
         release.set()
         server.shutdown()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_real_files_by_study_uid_arrive_as_stored_in_every_transfer_syntax(
+    make_pacs, tmp_path, method
+):
+    """Files of the test corpus (pydicom's: JPEG 2000, JPEG lossless and baseline, JPEG-LS,
+    RLE, big endian), asked for by Study Instance UID: each arrives in the transfer syntax it
+    was stored in, its pixel data byte for byte (no transcoding, nothing degraded)."""
+    from pydicom.data import get_testdata_file
+
+    names = [  # one SOP Instance UID each (some of pydicom's files share one)
+        "MR2_J2KR.dcm",
+        "JPGLosslessP14SV1_1s_1f_8b.dcm",
+        "OBXXXX1A_rle.dcm",
+        "emri_small_jpeg_ls_lossless.dcm",
+        "color3d_jpeg_baseline.dcm",
+        "SC_rgb_expb.dcm",
+        "CT_small.dcm",
+    ]
+    files = [Path(get_testdata_file(n)) for n in names]
+    originals = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        originals[str(ds.SOPInstanceUID)] = (ds.file_meta.TransferSyntaxUID, ds.PixelData)
+    server = make_pacs()
+    assert server.orthanc.upload(files) == len(files)
+    uids = sorted(
+        {str(pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID) for f in files}
+    )
+    j = job(server, method, tmp_path)
+    found = j.find(StudyRequest(study_uids=tuple(uids)))
+    assert found.not_found == 0 and found.studies == len(uids)
+    results = j.retrieve(found.to_fetch)
+    assert {r.state for r in results} == {StudyState.RETRIEVED}
+    got = {}
+    for f in (tmp_path / "incoming").rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        got[str(ds.SOPInstanceUID)] = (ds.file_meta.TransferSyntaxUID, ds.PixelData)
+    assert set(got) == set(originals)
+    for sop, (ts, pixels) in originals.items():
+        assert got[sop][0] == ts, f"{ts.name} arrived as {got[sop][0].name}"
+        assert got[sop][1] == pixels

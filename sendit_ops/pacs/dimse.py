@@ -56,7 +56,9 @@ STUDY_KEYS = (
     "StudyDate",
     "NumberOfStudyRelatedInstances",
     "ModalitiesInStudy",
+    "SOPClassesInStudy",
 )
+MAX_CONTEXTS = 128  # presentation contexts in one association (PS3.8)
 
 # status codes (PS3.4 C.4)
 _PENDING = (0xFF00, 0xFF01)
@@ -189,13 +191,32 @@ class FindSession:
         return FindAnswer(matches, truncated)
 
 
-def _storage_requests(ae: AE) -> list:
-    """Propose every storage SOP class with the SCP role (C-GET sends back on the same
-    association): 120 contexts + the Get context stay under the 128 limit."""
-    roles = []
-    for cx in StoragePresentationContexts:
-        ae.add_requested_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
-        roles.append(build_role(cx.abstract_syntax, scp_role=True))
+def _storage_requests(ae: AE, sop_classes: tuple[str, ...] = ()) -> list:
+    """The storage contexts of a C-GET (the PACS sends back on this association, so sendit
+    proposes what it accepts, with the SCP role).
+
+    A PACS picks one accepted context per image and transcodes to its transfer syntax when
+    that is not the stored one (measured with Orthanc: with one context per SOP class it
+    decompressed a JPEG baseline cine to 110 MB, and refused JPEG 2000 it could not
+    transcode). So for the SOP classes the study holds (C-FIND SOPClassesInStudy) each
+    transfer syntax gets a context of its own, and the PACS finds the stored one; the
+    classes beyond what 127 contexts hold, or every storage class when the PACS did not
+    say, get one context with all the transfer syntaxes.
+    """
+    roles, used = [], 1  # the Get context
+    per_class = len(TRANSFER_SYNTAXES)
+    exact = list(dict.fromkeys(sop_classes))[: (MAX_CONTEXTS - 1) // per_class]
+    for uid in exact:
+        for ts in TRANSFER_SYNTAXES:
+            ae.add_requested_context(uid, [ts])
+        roles.append(build_role(uid, scp_role=True))
+        used += per_class
+    rest = [uid for uid in dict.fromkeys(sop_classes) if uid not in exact]
+    if not sop_classes:
+        rest = [cx.abstract_syntax for cx in StoragePresentationContexts]
+    for uid in rest[: MAX_CONTEXTS - used]:
+        ae.add_requested_context(uid, TRANSFER_SYNTAXES)
+        roles.append(build_role(uid, scp_role=True))
     return roles
 
 
@@ -249,11 +270,13 @@ def _check_final(conn: PacsConnection, what: str, status: Dataset | None) -> Non
         raise PacsError(f"PACS {conn.name}: {what} failed with status 0x{code:04X}")
 
 
-def c_get(conn: PacsConnection, study_uid: str, sink: InstanceSink) -> dict:
+def c_get(
+    conn: PacsConnection, study_uid: str, sink: InstanceSink, sop_classes: tuple[str, ...] = ()
+) -> dict:
     """Fetch a study by C-GET; each instance goes to ``sink``. Returns counters."""
     ae = _ae(conn)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    roles = _storage_requests(ae)
+    roles = _storage_requests(ae, sop_classes)
     counter = {"stored": 0, "bytes": 0, "refused": 0, "errors": 0}
     handlers = [(evt.EVT_C_STORE, _store_handler(sink, counter))]
     with association(conn, ae, handlers=handlers, roles=roles) as assoc:

@@ -211,6 +211,7 @@ class FoundStudy:
     accession: str
     expected: int | None  # NumberOfStudyRelatedInstances (None: the PACS did not say)
     study_date: str = ""
+    sop_classes: tuple[str, ...] = ()  # SOPClassesInStudy, when the PACS says (C-GET uses it)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,13 @@ def _int(ds: Dataset, name: str) -> int | None:
         return None
 
 
+def _values(ds: Dataset, name: str) -> tuple[str, ...]:
+    value = ds.get(name)
+    if value in (None, ""):
+        return ()
+    return tuple(str(v) for v in ([value] if isinstance(value, str) else value) if v)
+
+
 class Finder:
     """Study-level queries over C-FIND or QIDO-RS, with the same answer shape."""
 
@@ -172,6 +179,7 @@ def find_request(
                         accession=str(ds.get("AccessionNumber", "") or ""),
                         expected=_int(ds, "NumberOfStudyRelatedInstances"),
                         study_date=str(ds.get("StudyDate", "") or ""),
+                        sop_classes=_values(ds, "SOPClassesInStudy"),
                     )
                 )
             answers.append(answer)

@@ -36,10 +36,11 @@ log = logging.getLogger("sendit")
 Fetch = Callable[[PacsConnection, str, dimse.InstanceSink], dict]
 
 
-def fetcher(conn: PacsConnection, lock_dir: Path) -> Fetch:
+def fetcher(conn: PacsConnection, lock_dir: Path, study: FoundStudy | None = None) -> Fetch:
     """The fetch function of the connection's method."""
     if conn.method == "c-get":
-        return dimse.c_get
+        classes = study.sop_classes if study is not None else ()
+        return lambda c, uid, sink: dimse.c_get(c, uid, sink, classes)
     if conn.method == "c-move":
         return lambda c, uid, sink: dimse.c_move(c, uid, sink, lock_dir)
     return dicomweb.wado_study
@@ -83,7 +84,7 @@ def retrieve_study(
             ),
         )
     folder.open()
-    fetch = fetcher(conn, lock_dir)
+    fetch = fetcher(conn, lock_dir, study)
     started = time.monotonic()
     attempts, wait, reason, complete = 0, policy.backoff_seconds, "", False
     transferred = 0

@@ -39,4 +39,5 @@ class StudyStore:
                 f"study {key}: its query answer is not in the work root any more; run the "
                 "request again"
             ) from None
+        data["sop_classes"] = tuple(data.get("sop_classes") or ())
         return FoundStudy(**data)
