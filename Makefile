@@ -5,9 +5,11 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 DEMO := $(CURDIR)/.demo
 
-.PHONY: install demo demo-dasher test test-deps lint bench dasher-dev clean airflow
-# Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text
-DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium
+.PHONY: install demo demo-dasher demo-pacs receiver test test-deps lint bench dasher-dev clean airflow
+# Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text,
+# a real PACS (Orthanc + DICOMweb) and dcmtk (storescu sends studies to the receiver)
+PACS_PACKAGES := orthanc orthanc-dicomweb dcmtk
+DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium $(PACS_PACKAGES)
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9
@@ -60,7 +62,22 @@ dasher-dev: install  ## start the DASHER-compatible development server on :$(DAS
 	$(DASHER_DEV) --port $(DASHER_PORT)
 
 clean:
-	rm -rf $(DEMO) .pytest_cache
+	rm -rf $(DEMO) $(DEMO)-pacs .pytest_cache
+
+demo-pacs: install  ## a local PACS (Orthanc) with the sample studies -> retrieve DAG -> folder DAG -> outbox
+	@$(MAKE) --no-print-directory test-deps DEBIAN_TEST_PACKAGES="$(PACS_PACKAGES)"
+	PYTHONPATH=. $(VENV)/bin/python -m devtools.demo_pacs $(DEMO)-pacs --method $(or $(METHOD),c-get)
+
+# the DICOM receiver (C-STORE SCP), in the foreground: studies from the allowed AE titles
+# land in RECEIVER_INPUT, each closed after RECEIVER_STABLE_AGE quiet seconds (docs/pacs.md)
+RECEIVER_INPUT ?= $(DEMO)/received
+RECEIVER_PORT ?= 11112
+RECEIVER_AES ?= STORESCU
+RECEIVER_STABLE_AGE ?= 60
+
+receiver: install  ## run the DICOM receiver on :$(RECEIVER_PORT) (Ctrl-C stops it)
+	$(VENV)/bin/sendit receive --input $(RECEIVER_INPUT) --port $(RECEIVER_PORT) \
+	  $(foreach ae,$(RECEIVER_AES),--allow-ae $(ae)) --stable-age $(RECEIVER_STABLE_AGE)
 
 demo-dasher: install  ## the demo with pseudonyms from the DASHER dev server
 	@$(DASHER_DEV) --port $(DASHER_PORT) --credentials-out $(DEMO)/dasher.json & pid=$$!; \

@@ -14,8 +14,10 @@ an id and a date burned in, which go through the pixel stage: OCR, mask, re-enco
 peak RSS of the pipeline on a small and a big study (memory must not grow with the number of
 files), two worker processes against one (scale-out), the parse time of the DAG file, a
 run's bookkeeping with 20,000 old records in the ledger's database (``history``), the pixel
-stage per 512x512 frame (``pixels``) and the overhead of Airflow. The last line printed is
-one JSON object with every figure.
+stage per 512x512 frame (``pixels``), the overhead of Airflow, and retrieval from a local
+PACS (``retrieval``: Debian's Orthanc loaded with the corpus; MB/s by C-GET, C-MOVE and
+DICOMweb, so a user sees whether the PACS step or the pipeline bounds a whole request). The
+last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -763,6 +765,48 @@ def screen_figures(root: Path, ct: Path, work: Path, rounds: int) -> dict[str, A
     return out
 
 
+def retrieval_mb_s(root: Path, input_dir: Path, rounds: int) -> dict[str, float]:
+    """MB/s of retrieving the corpus's studies from a local Orthanc by each method (best of
+    ``rounds``; the find step is not timed). The PACS and sendit share this machine's cores:
+    a PACS elsewhere adds the network, and frees the cores."""
+    from devtools.orthanc_server import free_port, start_orthanc
+    from sendit_ops.pacs.job import RetrieveJob
+    from sendit_ops.pacs.model import PacsConnection, RetrievePolicy, StudyRequest
+
+    shutil.rmtree(root, ignore_errors=True)
+    move_port = free_port()
+    pacs = start_orthanc(root / "orthanc", {"sendit": ("SENDIT", "127.0.0.1", move_port)})
+    try:
+        pacs.upload(sorted(input_dir.rglob("*.dcm")))
+        request = StudyRequest(date_from="19000101", date_to="21001231")
+        rates: dict[str, float] = {}
+        for _ in range(rounds):
+            for method in ("c-get", "c-move", "dicomweb"):
+                conn = PacsConnection(
+                    "bench",
+                    port=pacs.dicom_port,
+                    called_ae=pacs.aet,
+                    method=method,
+                    move_port=move_port,
+                    dicomweb_url=pacs.dicomweb_url,
+                    timeout=60,
+                )
+                work = root / method
+                shutil.rmtree(work, ignore_errors=True)
+                job = RetrieveJob(conn, work / "work", work / "in", KEY, RetrievePolicy(1))
+                keys = job.find(request).to_fetch
+                start = time.perf_counter()
+                results = job.retrieve(keys)
+                seconds = time.perf_counter() - start
+                if any(r.state != "RETRIEVED" for r in results):
+                    raise SystemExit(f"bench: retrieval by {method} did not complete")
+                rate = sum(r.bytes for r in results) / 1e6 / seconds
+                rates[method] = max(rates.get(method, 0.0), rate)
+        return rates
+    finally:
+        pacs.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -785,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
             "pixels",
             "mixed",
             "screen",
+            "retrieval",
         ],
     )
     parser.add_argument(
@@ -880,6 +925,18 @@ def main(argv: list[str] | None = None) -> int:
             ratio = round(pipeline / results[key], 2)
             results["pipeline_vs_" + key.removesuffix("_mb_s")] = ratio
             print(f"pipeline / {name} = {ratio}x")
+    if "retrieval" not in args.skip:
+        if shutil.which("Orthanc"):
+            rates = retrieval_mb_s(args.dir / "pacs", input_dir, args.rounds)
+            for method, rate in rates.items():
+                results[f"retrieval_{method.replace('-', '_')}_mb_s"] = round(rate, 2)
+            print(
+                "retrieval from a local Orthanc: "
+                + ", ".join(f"{m} {r:.1f} MB/s" for m, r in rates.items())
+                + f" (the pipeline: {pipeline:.1f} MB/s; the slower step bounds a request)"
+            )
+        else:
+            print("retrieval: skipped (apt-get install orthanc orthanc-dicomweb)")
     if "scaleout" not in args.skip:
         results["scaleout_2w_ratio"] = round(scaleout(input_dir, work), 2)
         print(f"scale-out: 2 workers are {results['scaleout_2w_ratio']}x one worker")

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["dasher_fixture"]  # the `dasher` fixture: the dev server as a process
+pytest_plugins = [
+    "dasher_fixture",  # the `dasher` fixture: the dev server as a process
+    "orthanc",  # `pacs`, `make_pacs`: Debian's Orthanc loaded with studies (a real PACS)
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION = Path(tempfile.mkdtemp(prefix="sendit-tests-"))

@@ -6,6 +6,8 @@ runs the folder's DAG with ``dag.test()`` and prints the run summary.
 ``sendit sample DIR`` writes the demo input folder.
 ``sendit db upgrade [--ledger-url URL | --work-root DIR]`` brings the ledger's schema to this
 version's revision (every run also does it at start, and says so in its log).
+``sendit receive --input DIR --allow-ae AE ...`` runs the DICOM receiver (C-STORE SCP),
+a long-lived service (docs/pacs.md).
 ``sendit import-stanford FILE --base-url URL`` prints sendit's ``.stanford`` credentials as
 the JSON of an Airflow connection (docs/dasher.md).
 """
@@ -256,6 +258,21 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_receive(args: argparse.Namespace) -> int:
+    """Run the DICOM receiver until SIGTERM / Ctrl-C."""
+    import logging
+
+    from sendit_ops.pacs.receiver import Receiver, config_from_args
+
+    config = config_from_args(args)
+    ensure_secret_key(default_home())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    key = os.environ[_env_var(SECRET_KEY_VARIABLE)].encode()
+    Receiver(config, key).serve_forever()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``sendit``."""
     parser = argparse.ArgumentParser(prog="sendit", description=__doc__.splitlines()[0])
@@ -333,6 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.add_argument("--ledger-url", help="the ledger's SQLAlchemy URL (PostgreSQL)")
     db_upgrade.add_argument("--work-root", help="work folder of an SQLite ledger")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+    from sendit_ops.pacs.receiver import add_arguments as receiver_arguments
+
+    receive = sub.add_parser(
+        "receive",
+        help="run the DICOM receiver (C-STORE SCP) that writes studies into an input folder",
+        description=(
+            "Receive studies from modalities or a PACS (C-STORE) into an input folder: only "
+            "the allowed calling AE titles (and hosts) may send; a study's folder is closed "
+            "after --stable-age seconds without a new instance (docs/pacs.md)."
+        ),
+    )
+    receiver_arguments(receive)
+    receive.set_defaults(func=cmd_receive)
     stanford = sub.add_parser(
         "import-stanford",
         help="print sendit's .stanford credentials as a DASHER connection (JSON)",

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sendit_ops.airflow.dashboard import view
+from sendit_ops.airflow.dashboard.pacs import router as pacs_router
 from sendit_ops.airflow.dashboard.queries import (
     BUCKET_MINUTES,
     THROUGHPUT_HOURS,
@@ -39,6 +40,7 @@ from sendit_ops.core.lifecycle import STATES
 
 may_view = requires_access_view(AccessView.WEBSITE)
 app = FastAPI(title="sendit batches", dependencies=[Depends(may_view)])
+app.include_router(pacs_router)  # the PACS section: /api/pacs and /pacs (dashboard/pacs.py)
 
 # the page's own scripts, styles and images only; no frame but Airflow's own UI
 PAGE_POLICY = (
