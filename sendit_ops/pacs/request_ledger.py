@@ -7,9 +7,9 @@ the dashboard and reports can show them as they are. A rerun reads them to fetch
 is missing: a study RETRIEVED before is skipped, everything else is tried again; a crash in
 the middle of a 3,000-study request therefore costs at most the studies in flight.
 
-MIGRATION NOTE for the merge: the ledger is becoming a package with Alembic migrations.
-``create_tables`` below is the one place that creates these two tables; turn it into a
-migration (``pacs_items``, ``pacs_studies``, columns as in ``metadata``) and drop the call.
+The tables are created by the ledger's migration ``0003_pacs_requests`` (run by
+``engine_for`` at a process's first use of a ledger, or ``sendit db upgrade``); the
+definitions below are what the queries use and must match it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Column,
-    Engine,
     Float,
     Integer,
     MetaData,
@@ -57,7 +57,7 @@ pacs_studies = Table(
     Column("state", String(16), nullable=False),
     Column("expected", Integer, nullable=True),
     Column("received", Integer, nullable=False, default=0),
-    Column("bytes", Integer, nullable=False, default=0),
+    Column("bytes", BigInteger, nullable=False, default=0),
     Column("seconds", Float, nullable=False, default=0.0),
     Column("attempts", Integer, nullable=False, default=0),
     Column("reason", String(500), nullable=False, default=""),
@@ -65,12 +65,6 @@ pacs_studies = Table(
     Column("run_id", String(250), nullable=False, default=""),
     Column("updated_at", Float, nullable=False),
 )
-
-
-def create_tables(engine: Engine) -> None:
-    """MIGRATION: create the query/retrieve tables (to become an Alembic migration)."""
-    with engine.begin() as conn:
-        metadata.create_all(conn)
 
 
 @dataclass(frozen=True)
@@ -97,8 +91,7 @@ class RequestLedger:
 
     def __init__(self, work_root: str | Path, pacs: str | None, ledger_url: str | None = None):
         self.pacs = pacs
-        self.engine = engine_for(database_url(work_root, ledger_url))
-        create_tables(self.engine)
+        self.engine = engine_for(database_url(work_root, ledger_url))  # migrated to head
 
     def _upsert(self, table: Table, keys: dict, values: dict) -> None:
         with self.engine.connect() as conn:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sendit_ops.core.errors import SenditError
-from sendit_ops.core.ledger import write_json
+from sendit_ops.core.atomic_files import write_json
 from sendit_ops.pacs.model import FoundStudy
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
 )
 
-HEAD_REVISION = "0002_pseudonym_source"
+HEAD_REVISION = "0003_pacs_requests"
 BASELINE_REVISION = "0001_baseline"  # the schema of sendit 0.1.0, before migrations
 # not Alembic's default name: a PostgreSQL ledger may share a database with Airflow's own
 VERSION_TABLE = "sendit_alembic_version"
