@@ -125,9 +125,7 @@ def test_migrations_build_exactly_the_schema_the_code_reads(tmp_path, old_ledger
         engine = engine_for(url)
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-            diff = [
-                d for d in compare_metadata(context, every) if "server_default" not in str(d)
-            ]
+            diff = [d for d in compare_metadata(context, every) if "server_default" not in str(d)]
         assert diff == [], url
     dispose_engines()
 
