@@ -252,7 +252,6 @@ def test_new_pseudonyms_replace_the_object_and_row_in_the_bucket_and_table(
     from sendit_ops.airflow.google_target import GoogleTarget
     from sendit_ops.core.errors import RunNeedsAttention
     from sendit_ops.core.settings import load_settings
-    from sendit_ops.delivery.loop import deliver
     from sendit_ops.pipeline.batch import Pipeline
     from sendit_ops.pipeline.run import RunRequest, run_folder
 
@@ -262,8 +261,8 @@ def test_new_pseudonyms_replace_the_object_and_row_in_the_bucket_and_table(
     write_study(inbox / "ACC2", PATIENTS[1], "ACC2", "20240116", "CT", 1, 2)
     settings = load_settings(google_settings(tmp_path, bucket, collection))
 
-    def to_google(pipe, keys):
-        deliver(pipe, GoogleTarget.open(pipe.settings), keys)
+    def to_google():
+        return GoogleTarget.open(settings)
 
     run_folder(Pipeline(settings, b"first-key-0123456789abcdef", "sendit_g"), inbox, to_google)
     first_objects, first_rows = objects(bucket), rows(bq, collection)
@@ -271,7 +270,7 @@ def test_new_pseudonyms_replace_the_object_and_row_in_the_bucket_and_table(
     other = Pipeline(settings, b"second-key-0123456789abcdef", "sendit_g")
     with pytest.raises(RunNeedsAttention):
         run_folder(other, inbox, to_google)
-    done = run_folder(other, inbox, to_google, RunRequest(redeliver=True))
+    done = run_folder(other, inbox, to_google, RunRequest(redeliver=True)).records
     assert {r.state for r in done.values()} == {"DONE"}
     now_objects, now_rows = objects(bucket), rows(bq, collection)
     assert len(now_objects) == 2 and not set(now_objects) & set(first_objects)

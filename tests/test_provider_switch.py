@@ -12,7 +12,6 @@ from conftest import SECRET
 from sendit_ops.core.errors import RunNeedsAttention
 from sendit_ops.core.settings import load_settings
 from sendit_ops.delivery import outbox as box
-from sendit_ops.delivery.loop import deliver
 from sendit_ops.delivery.outbox import OutboxTarget
 from sendit_ops.pipeline.batch import Pipeline
 from sendit_ops.pipeline.run import RunRequest, run_folder
@@ -22,8 +21,10 @@ from sendit_ops.sample_data import PATIENTS, write_study
 pytestmark = pytest.mark.emulator  # the DASHER dev server
 
 
-def outbox_delivery(pipe: Pipeline, keys: list[str]) -> None:
-    deliver(pipe, OutboxTarget.from_settings(pipe.settings), keys)
+def run(pipe: Pipeline, inbox: Path, request: RunRequest | None = None) -> dict:
+    """A whole run through the runner, to the outbox; records by folder name."""
+    target = lambda: OutboxTarget.from_settings(pipe.settings)  # noqa: E731
+    return run_folder(pipe, inbox, target, request).records
 
 
 def make(tmp_path: Path, provider: str = "local", secret: bytes = SECRET, dasher=None) -> Pipeline:
@@ -57,24 +58,19 @@ def inbox(tmp_path: Path) -> Path:
 
 
 def test_provider_switch_is_refused_then_redelivered_once(tmp_path, inbox, dasher) -> None:
-    first = run_folder(make(tmp_path), inbox, outbox_delivery)
+    first = run(make(tmp_path), inbox)
     assert {r.state for r in first.values()} == {"DONE"}
     archives, rows = outside(tmp_path)
     assert len(archives) == 2 and len(rows) == 2
 
     with pytest.raises(RunNeedsAttention) as refused:
-        run_folder(make(tmp_path, "dasher", dasher=dasher), inbox, outbox_delivery)
+        run(make(tmp_path, "dasher", dasher=dasher), inbox)
     message = str(refused.value)
     assert "2 delivered studies" in message and "redeliver" in message
     assert "DASHER" in message and "local keyed pseudonyms" in message
     assert outside(tmp_path) == (archives, rows)  # nothing touched
 
-    again = run_folder(
-        make(tmp_path, "dasher", dasher=dasher),
-        inbox,
-        outbox_delivery,
-        RunRequest(redeliver=True),
-    )
+    again = run(make(tmp_path, "dasher", dasher=dasher), inbox, RunRequest(redeliver=True))
     assert {r.state for r in again.values()} == {"DONE"}
     new_archives, new_rows = outside(tmp_path)
     assert len(new_archives) == 2 and len(new_rows) == 2  # replaced, not duplicated
@@ -83,21 +79,19 @@ def test_provider_switch_is_refused_then_redelivered_once(tmp_path, inbox, dashe
         r.outputs.item_suid for r in again.values()
     }
     # the folder is now DASHER's: a plain run has nothing to refuse and nothing to do
-    assert run_folder(make(tmp_path, "dasher", dasher=dasher), inbox, outbox_delivery) == {}
+    assert run(make(tmp_path, "dasher", dasher=dasher), inbox) == {}
 
 
 def test_a_new_secret_key_is_refused_then_redelivered_once(tmp_path, inbox) -> None:
-    run_folder(make(tmp_path), inbox, outbox_delivery)
+    run(make(tmp_path), inbox)
     archives, _ = outside(tmp_path)
     other = b"another-secret-key-0123456789abcdef"
     with pytest.raises(RunNeedsAttention, match="local keyed pseudonyms"):
-        run_folder(make(tmp_path, secret=other), inbox, outbox_delivery)
-    again = run_folder(
-        make(tmp_path, secret=other), inbox, outbox_delivery, RunRequest(redeliver=True)
-    )
+        run(make(tmp_path, secret=other), inbox)
+    again = run(make(tmp_path, secret=other), inbox, RunRequest(redeliver=True))
     assert {r.state for r in again.values()} == {"DONE"}
     new_archives, new_rows = outside(tmp_path)
     assert len(new_archives) == 2 and len(new_rows) == 2
     assert not set(new_archives) & set(archives)
     # the old records say what replaced them; the next run neither refuses nor redoes
-    assert run_folder(make(tmp_path, secret=other), inbox, outbox_delivery) == {}
+    assert run(make(tmp_path, secret=other), inbox) == {}

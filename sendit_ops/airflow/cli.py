@@ -142,9 +142,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
     from sendit_ops.airflow.dag_factory import build_dag
+    from sendit_ops.airflow.progress_display import ProgressDisplay
     from sendit_ops.airflow.tasks import IN_PROCESS_RUN_ENV
     from sendit_ops.core.ledger import Ledger
-    from sendit_ops.core.progress import ProgressDisplay
     from sendit_ops.core.report import format_summary, safe_name
 
     dag = build_dag(folder)

@@ -1,18 +1,17 @@
 """Progress of a run you can watch: batches and images done, MB/s, ETA.
 
-An hour-long request must not be silent between "running" and the summary. Two readers
-share this module: ``sendit run`` draws a bar from the ledger while its tasks work (a line
-every few seconds when not on a terminal), and each task logs a line at a steady pace
-(``ProgressLog``). Only counts, rates and batch ids appear: never names or paths.
+An hour-long request must not be silent between "running" and the summary. The figures of
+a run (``RunProgress``, read from the ledger) are shown by ``sendit run``'s display
+(``sendit_ops.airflow.progress_display``, a rich progress bar), and each task logs a line at
+a steady pace (``ProgressLog``). Only counts, rates and batch ids appear: never names or
+paths.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
 
 from sendit_ops.core.lifecycle import FINAL_STATES, State
 
@@ -61,10 +60,6 @@ class RunProgress:
             f"{self.images} images · {self.mb_per_s:.1f} MB/s · "
             f"ETA {'—' if eta is None else duration(eta)}"
         )
-
-    def bar(self, width: int = 24) -> str:
-        done = int(width * self.finished / self.batches) if self.batches else 0
-        return "[" + "#" * done + "." * (width - done) + "] " + self.line()
 
 
 def duration(seconds: float) -> str:
@@ -116,63 +111,3 @@ class ProgressLog:
             f"{self.done / elapsed * 3600:.0f} batches/h, "
             f"ETA {'—' if left is None else duration(left)}"
         )
-
-
-class ProgressDisplay:
-    """``sendit run``'s progress: a thread reads the run's batches from the ledger and
-    draws a bar on a terminal (redrawn in place twice a second), or prints a plain line
-    every ``plain_every`` seconds when the output is a file or a pipe (only when it
-    changed). Best effort: a ledger not created yet just shows nothing."""
-
-    def __init__(
-        self,
-        read: Callable[[], tuple[dict[str, int], int, int]],
-        stream: TextIO,
-        plain_every: float = 10.0,
-    ):
-        self.read, self.stream, self.plain_every = read, stream, plain_every
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="sendit-progress", daemon=True)
-        self._last = ""
-
-    def __enter__(self) -> ProgressDisplay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._draw(final=True)
-        if self.tty and self._last:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def snapshot(self) -> RunProgress | None:
-        try:
-            states, images, size = self.read()
-        except Exception:  # the ledger may not exist yet; progress is only a display
-            return None
-        if not states:
-            return None
-        return RunProgress.from_counts(states, images, size, time.monotonic() - self.started)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5 if self.tty else self.plain_every):
-            self._draw()
-
-    def _draw(self, final: bool = False) -> None:
-        progress = self.snapshot()
-        if progress is None:
-            return
-        if self.tty:
-            text = progress.bar()
-            self.stream.write("\r" + text.ljust(len(self._last)))
-        else:
-            text = progress.line()
-            if text == self._last:
-                return
-            self.stream.write("progress: " + text + "\n")
-        self._last = text
-        self.stream.flush()
