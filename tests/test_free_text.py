@@ -68,6 +68,16 @@ def test_precision_on_the_phi_free_descriptions_of_the_shipped_data():
     assert kept >= 0.95
 
 
+def test_precision_on_written_phi_free_descriptions():
+    """Protocol and series names, eponyms (Cobb, Colles, Hill-Sachs), vendors, doses, scores."""
+    lines = CORPUS.with_name("free_text_phi_free.txt").read_text(encoding="utf-8").splitlines()
+    texts = [t for t in lines if t.strip() and not t.startswith("#")]
+    changed = [t for t in texts if find_phi(t)]
+    kept = len(texts) - len(changed)
+    print(f"\nwritten PHI-free descriptions kept unchanged: {kept} / {len(texts)}")
+    assert len(texts) >= 100 and len(changed) / len(texts) <= 0.05, changed
+
+
 @pytest.mark.parametrize(
     "text",
     [

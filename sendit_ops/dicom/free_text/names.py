@@ -36,7 +36,7 @@ sig sigra signor signora κος κα κ δρ καθ γ-н г-н г-жа д-р д
 )
 # titles that are written in capitals in mixed-case text (SR, MR, MS there are structured
 # reporting, magnetic resonance, multiple sclerosis)
-_CAPS_TITLES = frozenset({"dr", "pa", "np", "oa", "ca", "mtra", "mta", "pd"})
+_CAPS_TITLES = frozenset({"dr", "np", "oa", "ca", "mtra", "mta", "pd"})  # not PA: a view
 # written after a name
 POST_NOMINALS = _split(
     """
@@ -257,6 +257,10 @@ class _Names:
                     and _gap(self.text, nxt, toks[k + 1])
                 ):
                     k += 1
+                while (
+                    k + 1 < n and toks[k].folded in TITLES and _gap(self.text, toks[k], toks[k + 1])
+                ):
+                    k += 1  # "relayed to PA Morgan": a title between the cue and the name
                 cand = toks[k]
                 if (
                     cand.folded not in TITLES | CUES | PARTICLES
