@@ -19,8 +19,8 @@ RECALL_FLOOR = 0.98
 GATED = ("name", "id", "phone", "address", "date")
 
 
-def _spans(text: str) -> list[tuple[int, int]]:
-    return [(f.start, f.end) for f in find_phi(text)]
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    return [(f.start, f.end, f.kind.value) for f in find_phi(text)]
 
 
 def test_corpus_is_big_enough_and_multilingual():
@@ -34,10 +34,14 @@ def test_corpus_is_big_enough_and_multilingual():
 
 def test_recall_per_kind_on_the_corpus():
     result = score(_spans, load_corpus())
-    print("\nfree-text detector, recall per kind (found / labelled):")
+    print("\nfree-text detector per kind: recall (found / labelled), precision (findings on PHI)")
     for kind in sorted(result.total):
         found, total = result.found[kind], result.total[kind]
-        print(f"  {kind:8s} {found:4d} / {total:4d}  {result.recall(kind):.3f}")
+        on, reported = result.on_phi[kind], result.reported[kind]
+        print(
+            f"  {kind:8s} recall {found:4d} / {total:4d} {result.recall(kind):.3f}   "
+            f"precision {on:4d} / {reported:4d} {result.precision(kind):.3f}"
+        )
     share = result.extra_chars / max(result.clean_chars, 1)
     print(f"  characters outside the labelled spans taken: {result.extra_chars} / "
           f"{result.clean_chars} ({share:.1%})")  # fmt: skip
