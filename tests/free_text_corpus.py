@@ -68,17 +68,30 @@ class Score:
     extra_chars: int = 0
     clean_chars: int = 0
     extra: list[str] = field(default_factory=list)
+    # findings per kind the detector reported, and those that overlap a labelled PHI span
+    reported: Counter = field(default_factory=Counter)
+    on_phi: Counter = field(default_factory=Counter)
 
     def recall(self, kind: str) -> float:
         return self.found[kind] / self.total[kind] if self.total[kind] else 1.0
 
+    def precision(self, kind: str) -> float:
+        """Share of the detector's findings of ``kind`` that lie on labelled PHI."""
+        return self.on_phi[kind] / self.reported[kind] if self.reported[kind] else 1.0
+
 
 def score(detect, examples: list[Example]) -> Score:
-    """Recall per kind of ``detect(text) -> [(start, end), ...]`` on the corpus, and how
-    much text outside the PHI spans it takes."""
+    """Recall per kind of ``detect(text) -> [(start, end) or (start, end, kind), ...]`` on
+    the corpus, how much text outside the PHI spans it takes, and (with kinds) precision."""
     s = Score()
     for ex in examples:
-        found = detect(ex.text)
+        reported = detect(ex.text)
+        found = [(f[0], f[1]) for f in reported]
+        for f in reported:
+            if len(f) > 2:
+                s.reported[f[2]] += 1
+                if any(f[0] < b and a < f[1] for a, b, _ in ex.spans):
+                    s.on_phi[f[2]] += 1
         for span in ex.spans:
             s.total[span[2]] += 1
             if span_found(ex.text, span, found):

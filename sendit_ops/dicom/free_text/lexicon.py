@@ -55,6 +55,14 @@ rosa mercedes paz luz sol cruz blanca amparo angeles consuelo
 """
 )
 # eponyms of radiology: named after people, but the name of a sign, a score, a fracture or a
+# imaging vendors and contrast makers, in protocol and series names ("Philips Ingenia")
+VENDORS = _split(
+    """
+philips siemens canon toshiba hitachi fujifilm fuji agfa carestream kodak hologic konica
+minolta esaote mindray samsung shimadzu varian elekta planmeca sirona vidar bracco bayer
+guerbet bruker mediso spectrum dynamics terarecon vital barco sectra visage nuance
+"""
+)
 # disease ("Cobb angle", "Fleischner criteria", "Bosniak IIF"), not a person in the record;
 # the eponyms that are common surnames (Smith, Baker, Wilson) are left out: a name wins
 EPONYMS = _split(
@@ -137,7 +145,7 @@ def lexicon() -> Lexicon:
     """The name lists, loaded on first use (~0.5 s) and kept for the process."""
     sets = _philter_sets()
     first, last = _faker_names()
-    common = set(sets.get("nonames", ())) | {fold(w) for w in (*_COMMON_OTHER, *EPONYMS)}
+    common = set(sets.get("nonames", ())) | {fold(w) for w in (*_COMMON_OTHER, *EPONYMS, *VENDORS)}
     # Faker's names are names in their language even when an English word ("Will" is not
     # English there): they count as names but an ordinary English word stays common
     return Lexicon(

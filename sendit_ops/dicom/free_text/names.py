@@ -36,7 +36,7 @@ sig sigra signor signora κος κα κ δρ καθ γ-н г-н г-жа д-р д
 )
 # titles that are written in capitals in mixed-case text (SR, MR, MS there are structured
 # reporting, magnetic resonance, multiple sclerosis)
-_CAPS_TITLES = frozenset({"dr", "pa", "np", "oa", "ca", "mtra", "mta", "pd"})
+_CAPS_TITLES = frozenset({"dr", "np", "oa", "ca", "mtra", "mta", "pd"})  # not PA: a view
 # written after a name
 POST_NOMINALS = _split(
     """
@@ -63,7 +63,8 @@ médico por con remitido remitida solicitado comentado moglie marito figlio figl
 padre fratello sorella vicino amico infermiera medico dal dalla inviato inviata σύζυγος
 γείτονας γείτονα γιος κόρη μητέρα πατέρας από жена муж сын дочь мать отец брат сестра
 сосед соседка врач консультация направлен направлена лечащий née né nee geb geborene
-nata nato nacida nacido
+nata nato nacida nacido daughter-in-law son-in-law mother-in-law father-in-law
+brother-in-law sister-in-law
 """
 )
 CUES = frozenset(fold(c) for c in _CUES)
@@ -96,7 +97,7 @@ _SLAVIC_GREEK_SURNAME = re.compile(
     r"ιάδης|άτος|ίου|όγλου|ιάννη|άννης|ίνης|ίδη|όπουλου)$"
 )
 _PN = re.compile(r"(?<![\w^])[^\W\d_][\w'’-]*\^[^\W\d_][\w'’-]*(?:\^[\w'’.-]*){0,3}")
-_CJK_NAME = r"[\u4e00-\u9fff\u3400-\u4dbf\u3040-\u309f\u30a0-\u30ff]"
+_CJK_NAME = r"[\u4e00-\u9fff\u3400-\u4dbf\u3040-\u309f\u30a0-\u30ff\u3005]"  # 々 repeats
 _HONORIFICS = "(?:様|さま|さん|先生|医師|氏|君|くん|ちゃん|殿|教授)"
 _CJK_SUFFIX = re.compile(
     rf"(?P<n>{_CJK_NAME}{{1,6}}(?:[ \u3000]{_CJK_NAME}{{1,5}})?)\s?{_HONORIFICS}"
@@ -173,7 +174,7 @@ class _Names:
         if not t.cap:
             return after_cue and self.lex.is_strong_name(t.folded)
         if _CYRILLIC_GREEK.search(t.word) and (
-            _SLAVIC_GREEK_SURNAME.search(t.folded) or self.lex.is_name(t.folded)
+            _SLAVIC_GREEK_SURNAME.search(t.word.lower()) or self.lex.is_name(t.folded)
         ):
             return True
         if after_cue:
@@ -245,6 +246,12 @@ class _Names:
                     k += 1  # Frau Dr., Prof. Dr., Dr. med.
                 if k < n and toks[k].folded == "med" and k + 1 < n:
                     k += 1
+                j = k
+                while j + 1 < n and toks[j].folded in PARTICLES and j - k < 3:
+                    j += 1  # Dr. van der Berg, Dr. de la Cruz
+                if j > k and toks[j].cap and _gap(self.text, toks[j - 1], toks[j]):
+                    self.add(k, self.grow(j, after_cue=True))
+                    continue
                 if k < n and _gap(self.text, toks[k - 1], toks[k]) and self.title_target(toks[k]):
                     self.add(k, self.grow(k, after_cue=True))
                     continue
@@ -257,6 +264,10 @@ class _Names:
                     and _gap(self.text, nxt, toks[k + 1])
                 ):
                     k += 1
+                while (
+                    k + 1 < n and toks[k].folded in TITLES and _gap(self.text, toks[k], toks[k + 1])
+                ):
+                    k += 1  # "relayed to PA Morgan": a title between the cue and the name
                 cand = toks[k]
                 if (
                     cand.folded not in TITLES | CUES | PARTICLES
@@ -295,7 +306,7 @@ class _Names:
                 and nxt.initial
                 and nxt.dot
                 and _gap(self.text, t, nxt, " ")
-                and (self.lex.is_name(t.folded) or _SLAVIC_GREEK_SURNAME.search(t.folded))
+                and (self.lex.is_name(t.folded) or _SLAVIC_GREEK_SURNAME.search(t.word.lower()))
                 and not self.common(t)
             ):
                 self.add(i, self.grow(i))
@@ -308,7 +319,7 @@ class _Names:
                 and not t.upper
                 and len(t.word) > 2
                 and _CYRILLIC_GREEK.search(t.word)
-                and _SLAVIC_GREEK_SURNAME.search(t.folded)
+                and _SLAVIC_GREEK_SURNAME.search(t.word.lower())
                 and not self.common(t)
             ):
                 self.add(i, self.grow(i))
