@@ -632,11 +632,16 @@ def screening_ratios(
 CINE = r"""
 import json, sys, time
 from sendit_ops.core.settings import Settings
-from sendit_ops.dicom.pixels import clean, header_identifiers, identifier_matcher, plan_pixels
+from sendit_ops.dicom.pixels import clean, plan_pixels
 from sendit_ops.sample_data import PATIENTS, make_burned_in_ultrasound
 ds = make_burned_in_ultrasound(PATIENTS[0], "CINE00001", "20240115", 1, frames=120,
                                rows=480, columns=640)
-matcher = identifier_matcher(*header_identifiers(ds))
+try:  # the study's one identifier source (issue 23)
+    from sendit_ops.dicom.identifiers import collect_needles, ocr_matcher
+    matcher = ocr_matcher(collect_needles(ds))
+except ImportError:  # an older checkout (the "before" column)
+    from sendit_ops.dicom.pixels import header_identifiers, identifier_matcher
+    matcher = identifier_matcher(*header_identifiers(ds))
 from sendit_ops.dicom.pixels import ocr
 ocr.engine()  # models loaded before the clock starts
 start, cpu = time.perf_counter(), time.process_time()

@@ -12,6 +12,7 @@ anatomy, come out with 0 masked pixels (or held, counted).
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -441,3 +442,63 @@ def test_one_bit_image_with_text_is_screened_and_masked():
     ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
     held = clean(ds, plan_for(ds), SETTINGS, IDENTIFIERS)
     assert held.held_reason.startswith("1-bit pixel data cannot be cleaned")
+
+
+# ---- the pipeline: the demo's localizer, and the weaker header-only setting ---------------
+
+
+def _localizer_study(root: Path) -> Path:
+    from sendit_ops.sample_data import PATIENTS, write_localizer, write_study
+
+    folder = root / "ACC30001"
+    write_study(folder, PATIENTS[1], "ACC30001", "20240308", "CT", 1, 2)
+    write_localizer(folder, PATIENTS[1], "ACC30001", "20240308")
+    return root
+
+
+def _delivered(outbox: Path) -> dict[str, Dataset]:
+    import tarfile
+
+    out = {}
+    for path in (outbox / "Collection").rglob("*.tar.gz"):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.name.endswith(".dcm"):
+                    ds = pydicom.dcmread(io.BytesIO(tar.extractfile(member).read()))
+                    out[member.name] = ds
+    return out
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("screening", ["all", "header"])
+def test_an_unflagged_localizer_with_text_is_masked_unless_screening_is_header_only(
+    tmp_path, make_pipeline, screening
+):
+    from conftest import run_in_process
+
+    from sendit_ops.pipeline.batch import HEADER_ONLY_METHOD
+
+    root = _localizer_study(tmp_path / "input")
+    pipe = make_pipeline(pixel_screening=screening)
+    (record,) = run_in_process(pipe, root).values()
+    assert record.state == "DONE", record.reasons
+    assert record.metrics["pixel_screening"] == screening
+    files = _delivered(Path(pipe.settings.outbox))
+    (scout,) = [ds for ds in files.values() if "LOCALIZER" in ds.ImageType]
+    read = readable(scout)
+    matcher = identifier_matcher(["ROE", "RICHARD"], ["19580712", "20240308"])
+    methods = [str(v) for v in np.atleast_1d(scout.DeidentificationMethod)]
+    if screening == "all":
+        assert record.metrics["images_pixel_cleaned"] == 1
+        assert record.metrics["images_pixel_screened"] == 3
+        (entry,) = record.outputs.masked
+        assert 0 < entry["masked_share"] < 0.1
+        assert not [t for t in read if matcher(t)]
+        assert HEADER_ONLY_METHOD not in methods
+    else:  # the weaker setting: delivered as it came, and every file says so
+        assert record.metrics["images_pixel_cleaned"] == 0
+        assert [t for t in read if matcher(t)]
+        assert all(
+            HEADER_ONLY_METHOD in [str(v) for v in np.atleast_1d(ds.DeidentificationMethod)]
+            for ds in files.values()
+        )

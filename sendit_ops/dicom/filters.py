@@ -11,9 +11,12 @@ Rules, in order (the first that skips decides):
 6. an image that may carry burned-in text by its header (ultrasound, secondary capture, camera
    and screen images, DERIVED/SECONDARY ImageType: ``sendit_ops.dicom.pixels.text_risk``) needs the
    pixel stage, whatever deid's whitelist says: a header flag never proves pixels text-free.
-"Needs the pixel stage" keeps the image, marked (``Verdict.pixels``), when ``pixel_cleaning``
-is ``ocr`` or ``recipe``; when it is ``off`` every such image is skipped, as before pixel
-cleaning existed. Reasons name rules and tags, never header values.
+"Needs the pixel stage" keeps the image, marked (``Verdict.pixels``: the stage reads it whole),
+when ``pixel_cleaning`` is ``ocr`` or ``recipe``; when it is ``off`` every such image is
+skipped, as before pixel cleaning existed. An image without such a verdict still goes
+through the pixel stage's screen when ``pixel_screening`` is ``all`` (the default; issue 22):
+a header can say an image is risky, never that it is clean. Reasons name rules and tags,
+never header values.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""The pixel stage: find, mask and verify burned-in text (issue 14).
+"""The pixel stage: find, mask and verify burned-in text (issues 14 and 22).
 
-Use, per image that may carry text::
+Use, per image (``Pipeline._pixel_plan`` in the pipeline)::
 
-    plan = plan_pixels(original_header, filter_recipe)        # before header anonymization
-    if plan.needed:
-        outcome = clean(anonymized_ds, plan, settings, ocr_matcher(needles))  # identifiers'
-        # outcome.cleaned -> deliver (BurnedInAnnotation is NO); else hold outcome.held_reason
+    plan = plan_pixels(original_header, filter_recipe)        # header risk: read whole
+    # or PixelPlan(None, (), rows, columns): no header risk, screened frame by frame
+    outcome = clean(anonymized_ds, plan, settings, ocr_matcher(needles))
+    # outcome.cleaned -> deliver (masked when outcome.boxes); else hold outcome.held_reason
 
-:func:`text_risk` alone says whether an image needs the stage (CT/MR without a flag do not).
+:func:`text_risk` says whether the header gives a reason to read an image whole; it never
+says an image is clean (``pixel_screening`` all screens every frame of every image).
 """
 
 from sendit_ops.dicom.pixels.check import identifier_matcher

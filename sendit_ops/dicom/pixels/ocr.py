@@ -225,6 +225,20 @@ def windows(regions: list[Box], rows: int, columns: int) -> list[Window]:
     return [Window(*(int(v) for v in i[:5]), bool(i[5])) for i in items]
 
 
+def transposed(window: Window, rows: int, columns: int) -> Window:
+    """The window read the other way: a line the screen found across a rotated line of
+    text (letters side by side in a column read as a short horizontal line) is read as a
+    column (or a row), three times its extent on each side."""
+    extent = max(window.x1 - window.x0, window.y1 - window.y0)
+    if window.across:
+        cx = (window.x0 + window.x1) // 2
+        x0, x1 = max(0, cx - extent - 3 * window.line), min(columns, cx + extent + 3 * window.line)
+        return Window(x0, window.y0, x1, window.y1, window.line, False)
+    cy = (window.y0 + window.y1) // 2
+    y0, y1 = max(0, cy - extent - 3 * window.line), min(rows, cy + extent + 3 * window.line)
+    return Window(window.x0, y0, window.x1, y1, window.line, True)
+
+
 def _widened(window: Window, rows: int, columns: int) -> Window:
     if window.across:
         return Window(window.x0, 0, window.x1, rows, window.line, True)

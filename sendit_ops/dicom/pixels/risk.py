@@ -2,8 +2,11 @@
 
 A header can say an image is risky, never that it is safe: ultrasound, screen captures and
 camera images carry text whatever their BurnedInAnnotation says (3 of 6 real ultrasound images
-with a name, an id or a date on screen were missed by deid's graylist, issue 14). CT and MR
-acquisitions without a flag stay out of the pixel stage, so they keep today's speed.
+with a name, an id or a date on screen were missed by deid's graylist, issue 14). A risk
+found here makes the pixel stage read an image whole by OCR; with ``pixel_screening`` all
+(the default) every other image is still screened frame by frame (issue 22: a CT localizer
+with the patient's name burned in had no flag). With ``header`` only images with a risk are
+looked at.
 Reasons name the rule and the tag, never a header value.
 """
 

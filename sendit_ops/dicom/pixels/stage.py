@@ -130,7 +130,11 @@ class Looker:
         crop = np.ascontiguousarray(rgb[window.y0 : window.y1, window.x0 : window.x1])
         key = (window, _digest(crop))
         if key not in self._cache:
-            self._cache[key] = ocr.read_window(rgb, window, self.engine, self.device)
+            hits = ocr.read_window(rgb, window, self.engine, self.device)
+            if not hits:  # it read as text at the gate: perhaps a line running the other way
+                other = ocr.transposed(window, *rgb.shape[:2])
+                hits = ocr.read_window(rgb, other, self.engine, self.device)
+            self._cache[key] = hits
         return self._cache[key]
 
 
