@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Connection
 
 from sendit_ops.core.errors import ConfigError, Failure, TransientError, classify
 from sendit_ops.pacs.model import PacsConnection
@@ -50,7 +50,7 @@ class PacsHook(BaseHook):
         super().__init__(**kwargs)
         self.pacs_conn_id = pacs_conn_id
 
-    def _connection(self):
+    def _connection(self) -> Connection:
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import DAG, BaseOperator, Param, get_current_context, task
+from airflow.sdk import DAG, BaseOperator, Context, Param, get_current_context, task
 
 from sendit_ops.airflow.config import env_variable, read_input_folders
 from sendit_ops.airflow.dag_factory import ONE_XCOM, RETRIES, _no_retry_on_config_errors
 from sendit_ops.core.errors import ConfigError
 from sendit_ops.core.settings import InputFolder
 from sendit_ops.pacs.sources import SOURCES_VARIABLE, PacsSource, parse_sources
+
+if TYPE_CHECKING:  # the task bodies' module is imported when a task runs, not at parse time
+    from sendit_ops.airflow.retrieve_tasks import RetrieveSummary, StudyChunk
 
 log = logging.getLogger("sendit")
 
@@ -46,12 +49,21 @@ stay in this run's configuration: use *request_file* to keep them out of Airflow
 
 def retrieve_params() -> dict[str, Param]:
     """The trigger form of a retrieve DAG."""
-    values = {"type": ["array", "null"], "items": {"type": "string"}}
     return {
         "accession_numbers": Param(
-            [], **values, title="Accession numbers", description="One per line."
+            [],
+            type=["array", "null"],
+            items={"type": "string"},
+            title="Accession numbers",
+            description="One per line.",
         ),
-        "study_uids": Param([], **values, title="Study Instance UIDs", description="One per line."),
+        "study_uids": Param(
+            [],
+            type=["array", "null"],
+            items={"type": "string"},
+            title="Study Instance UIDs",
+            description="One per line.",
+        ),
         "date_from": Param(
             None, type=["null", "string"], format="date", title="Studies from (date)"
         ),
@@ -76,7 +88,7 @@ class WaitForWindow(BaseOperator):
         super().__init__(**kwargs)
         self.window = window
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Context) -> None:
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
         from sendit_ops.pacs.sources import TimeWindow
@@ -89,7 +101,7 @@ class WaitForWindow(BaseOperator):
         log.info("outside the PACS's window %s (UTC): waiting until %s", self.window, opening)
         self.defer(trigger=DateTimeTrigger(moment=opening), method_name="execute_complete")
 
-    def execute_complete(self, context: Any, event: Any = None) -> None:
+    def execute_complete(self, context: Context, event: object = None) -> None:
         return None
 
 
@@ -141,7 +153,7 @@ def build_retrieve_dag(source: PacsSource, folder: InputFolder) -> DAG:
 
         @task(task_id="find", **RETRIES)
         @_no_retry_on_config_errors
-        def find_task() -> list[dict[str, Any]]:
+        def find_task() -> list[StudyChunk]:
             from sendit_ops.airflow import retrieve_tasks
 
             return retrieve_tasks.find(source, folder, get_current_context())
@@ -154,21 +166,21 @@ def build_retrieve_dag(source: PacsSource, folder: InputFolder) -> DAG:
             **RETRIES,
         )
         @_no_retry_on_config_errors
-        def retrieve_task(chunk: dict[str, Any]) -> dict[str, int]:
+        def retrieve_task(chunk: StudyChunk) -> dict[str, int]:
             from sendit_ops.airflow import retrieve_tasks
 
             return retrieve_tasks.retrieve(source, folder, chunk, get_current_context())
 
         @task(task_id="summarize", trigger_rule="all_done", retries=0, **ONE_XCOM)
         @_no_retry_on_config_errors
-        def summarize_task() -> dict[str, Any]:
+        def summarize_task() -> RetrieveSummary:
             from sendit_ops.airflow import retrieve_tasks
 
             return retrieve_tasks.summarize(source, folder, get_current_context())
 
         @task(task_id="check", retries=0)
         @_no_retry_on_config_errors
-        def check_task(summary: dict[str, Any]) -> None:
+        def check_task(summary: RetrieveSummary) -> None:
             from sendit_ops.airflow import retrieve_tasks
 
             retrieve_tasks.check(summary)

@@ -7,7 +7,9 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
+
+from airflow.sdk import Context
 
 from sendit_ops.airflow.config import task_secret_key, task_settings
 from sendit_ops.airflow.pacs_hook import PacsHook
@@ -22,7 +24,22 @@ log = logging.getLogger("sendit")
 _SCHEDULED = {"scheduled", "backfill"}
 
 
-def _job(source: PacsSource, folder: InputFolder, context: dict[str, Any]) -> RetrieveJob:
+class StudyChunk(TypedDict):
+    """The XCom of ``find``, one per mapped ``retrieve`` task: study keys (keyed hashes)."""
+
+    keys: list[str]
+
+
+class RetrieveSummary(TypedDict):
+    """The XCom of ``summarize``: this run's outcome, counts only."""
+
+    states: dict[str, int]  # studies by StudyState
+    items: dict[str, int]  # requested items by state (every run of this PACS)
+    images: int
+    megabytes: float
+
+
+def _job(source: PacsSource, folder: InputFolder, context: Context) -> RetrieveJob:
     settings = task_settings(folder, None)
     run = context.get("dag_run")
     return RetrieveJob(
@@ -36,7 +53,7 @@ def _job(source: PacsSource, folder: InputFolder, context: dict[str, Any]) -> Re
     )
 
 
-def request_of(source: PacsSource, context: dict[str, Any]) -> StudyRequest:
+def request_of(source: PacsSource, context: Context) -> StudyRequest:
     """The run's request: the trigger form / REST conf, a file, or (a scheduled run) the
     data interval's days with the source's modality."""
     params = dict(context.get("params") or {})
@@ -54,7 +71,12 @@ def request_of(source: PacsSource, context: dict[str, Any]) -> StudyRequest:
     run = context.get("dag_run")
     run_type = str(getattr(run, "run_type", "manual")).lower().rsplit(".", 1)[-1]
     if not given and not file_text and run_type in _SCHEDULED:
-        start, end = context["data_interval_start"], context["data_interval_end"]
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if start is None or end is None:
+            raise ConfigError(
+                "a scheduled run without a data interval cannot say which studies to ask "
+                "for: give the DAG a schedule with data intervals, or trigger it with config"
+            )
         last = end - timedelta(seconds=1) if end > start else end
         params.update(
             date_from=start.strftime("%Y%m%d"),
@@ -64,17 +86,18 @@ def request_of(source: PacsSource, context: dict[str, Any]) -> StudyRequest:
     return parse_request(params, file_text)
 
 
-def find(source: PacsSource, folder: InputFolder, context: dict[str, Any]) -> list[dict]:
+def find(source: PacsSource, folder: InputFolder, context: Context) -> list[StudyChunk]:
     """Resolve the request on the PACS; chunks of the study keys still to fetch."""
     job = _job(source, folder, context)
     summary = job.find(request_of(source, context))
     return [
-        {"keys": part} for part in chunk(summary.to_fetch, source.chunk_size, source.associations)
+        StudyChunk(keys=part)
+        for part in chunk(summary.to_fetch, source.chunk_size, source.associations)
     ]
 
 
 def retrieve(
-    source: PacsSource, folder: InputFolder, chunk_: dict[str, Any], context: dict[str, Any]
+    source: PacsSource, folder: InputFolder, chunk_: StudyChunk, context: Context
 ) -> dict[str, int]:
     """Fetch one chunk of studies, one association at a time; counts by state. A study
     that failed for a reason retrying may fix fails the task (Airflow retries it with
@@ -94,26 +117,27 @@ def retrieve(
     return dict(counts)
 
 
-def summarize(source: PacsSource, folder: InputFolder, context: dict[str, Any]) -> dict:
+def summarize(source: PacsSource, folder: InputFolder, context: Context) -> RetrieveSummary:
     """The request's outcome from the ledger (this run's rows), counts only."""
     job = _job(source, folder, context)
     rows = [r for r in job.ledger.studies(limit=1_000_000) if r.run_id == job.run_id]
     states = Counter(r.state for r in rows)
-    summary = {
-        "states": dict(states),
-        "items": job.ledger.item_counts(),
-        "images": sum(r.received for r in rows),
-        "megabytes": round(sum(r.bytes for r in rows) / 1e6, 1),
-    }
+    summary = RetrieveSummary(
+        states=dict(states),
+        items=job.ledger.item_counts(),
+        images=sum(r.received for r in rows),
+        megabytes=round(sum(r.bytes for r in rows) / 1e6, 1),
+    )
     log.info("PACS %s: this run: %s", source.name, summary)
     return summary
 
 
-def check(summary: dict) -> None:
+def check(summary: RetrieveSummary | None) -> None:
     """Fail the run (after the handing on) when a study ended INCOMPLETE or FAILED."""
+    states = summary.get("states", {}) if summary else {}
     bad = {
         s: n
-        for s, n in (summary or {}).get("states", {}).items()
+        for s, n in states.items()
         if s in (StudyState.INCOMPLETE, StudyState.FAILED, StudyState.RETRIEVING)
     }
     if bad:

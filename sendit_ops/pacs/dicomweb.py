@@ -21,7 +21,7 @@ from pydicom import Dataset
 from pydicom.filewriter import dcmwrite
 
 from sendit_ops.core.errors import ConfigError, TransientError
-from sendit_ops.pacs.dimse import InstanceSink, PacsError, _Refused
+from sendit_ops.pacs.dimse import InstanceSink, PacsError, TransferCounts, _Refused
 from sendit_ops.pacs.model import PacsConnection
 
 FIELDS = ["StudyInstanceUID", "AccessionNumber", "StudyDate", "NumberOfStudyRelatedInstances"]
@@ -81,17 +81,17 @@ def qido_studies(conn: PacsConnection, filters: dict[str, str]) -> list[Dataset]
                 return out
 
 
-def wado_study(conn: PacsConnection, study_uid: str, sink: InstanceSink) -> dict:
+def wado_study(conn: PacsConnection, study_uid: str, sink: InstanceSink) -> TransferCounts:
     """Fetch a study by WADO-RS (as stored: no transcoding); each instance goes to ``sink``."""
     web = client(conn)
-    counter = {"stored": 0, "bytes": 0, "refused": 0, "errors": 0}
+    counter = TransferCounts()
     with _errors(conn, "WADO-RS"):
         for ds in web.iter_study(study_uid, media_types=(("application/dicom", "*"),)):
             buf = BytesIO()
             dcmwrite(buf, ds, enforce_file_format=True)
             try:
-                counter["bytes"] += sink(ds, buf.getvalue())
-                counter["stored"] += 1
+                counter.bytes += sink(ds, buf.getvalue())
+                counter.stored += 1
             except _Refused:
-                counter["refused"] += 1
+                counter.refused += 1
     return counter

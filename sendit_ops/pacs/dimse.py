@@ -22,16 +22,28 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
-from pynetdicom.sop_class import (
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-)
+from pynetdicom.events import EventHandlerType
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import SOPClass, uid_to_sop_class
+from pynetdicom.transport import ThreadedAssociationServer
 
 from sendit_ops.core.errors import ConfigError, SenditError, TransientError
 from sendit_ops.pacs.model import PacsConnection
 
 log = logging.getLogger("sendit")
+
+# pynetdicom creates its SOP class names at import time (in its module's globals()), out of
+# a type checker's sight: the same objects, looked up by UID
+StudyRootQueryRetrieveInformationModelFind: SOPClass = uid_to_sop_class(
+    "1.2.840.10008.5.1.4.1.2.2.1"
+)
+StudyRootQueryRetrieveInformationModelGet: SOPClass = uid_to_sop_class(
+    "1.2.840.10008.5.1.4.1.2.2.3"
+)
+StudyRootQueryRetrieveInformationModelMove: SOPClass = uid_to_sop_class(
+    "1.2.840.10008.5.1.4.1.2.2.2"
+)
 
 # what sendit accepts on a C-GET or C-MOVE: uncompressed, and the common lossless and lossy
 # encodings as stored, so the PACS need not transcode (and cannot degrade) an image
@@ -82,6 +94,35 @@ class FindAnswer:
 InstanceSink = Callable[[Dataset, bytes], int]  # (dataset, Part-10 bytes) -> bytes written
 
 
+@dataclass
+class TransferCounts:
+    """What one retrieval (C-GET, C-MOVE or WADO-RS) of a study did, instance by instance:
+    counted by the storage handler while the PACS sends."""
+
+    stored: int = 0
+    bytes: int = 0
+    refused: int = 0  # not an instance of the requested study
+    errors: int = 0  # could not be written (a full disk, a bad file)
+    error: str = ""  # the type of the last such error (never its message: it may hold a path)
+
+
+def storage_syntaxes(contexts: list[PresentationContext]) -> list[str]:
+    """The abstract syntaxes (SOP class UIDs) of pynetdicom's storage context lists (always
+    set there; typed optional because a context being built has none yet)."""
+    return [cx.abstract_syntax for cx in contexts if cx.abstract_syntax is not None]
+
+
+def start_server(
+    ae: AE, address: tuple[str, int], handlers: list[EventHandlerType]
+) -> ThreadedAssociationServer:
+    """Start ``ae``'s SCP in the background (pynetdicom returns the server only when not
+    blocking, hence its optional type)."""
+    server = ae.start_server(address, block=False, evt_handlers=handlers)
+    if server is None:
+        raise RuntimeError("pynetdicom returned no server for a non-blocking start")
+    return server
+
+
 def _tls(conn: PacsConnection) -> tuple[ssl.SSLContext, str] | None:
     if not conn.tls:
         return None
@@ -100,14 +141,17 @@ def _ae(conn: PacsConnection) -> AE:
 
 @contextlib.contextmanager
 def association(
-    conn: PacsConnection, ae: AE, handlers: list | None = None, roles: list | None = None
+    conn: PacsConnection,
+    ae: AE,
+    handlers: list[EventHandlerType] | None = None,
+    roles: list[SCP_SCU_RoleSelectionNegotiation] | None = None,
 ) -> Iterator[Association]:
     """An association with the PACS, released (or aborted) on the way out."""
     assoc = ae.associate(
         conn.host,
         conn.port,
         ae_title=conn.called_ae,
-        ext_neg=roles or None,
+        ext_neg=list(roles) if roles else None,
         evt_handlers=handlers or None,
         tls_args=_tls(conn),
     )
@@ -191,7 +235,9 @@ class FindSession:
         return FindAnswer(matches, truncated)
 
 
-def _storage_requests(ae: AE, sop_classes: tuple[str, ...] = ()) -> list:
+def _storage_requests(
+    ae: AE, sop_classes: tuple[str, ...] = ()
+) -> list[SCP_SCU_RoleSelectionNegotiation]:
     """The storage contexts of a C-GET (the PACS sends back on this association, so sendit
     proposes what it accepts, with the SCP role).
 
@@ -203,7 +249,8 @@ def _storage_requests(ae: AE, sop_classes: tuple[str, ...] = ()) -> list:
     classes beyond what 127 contexts hold, or every storage class when the PACS did not
     say, get one context with all the transfer syntaxes.
     """
-    roles, used = [], 1  # the Get context
+    roles: list[SCP_SCU_RoleSelectionNegotiation] = []
+    used = 1  # the Get context
     per_class = len(TRANSFER_SYNTAXES)
     exact = list(dict.fromkeys(sop_classes))[: (MAX_CONTEXTS - 1) // per_class]
     for uid in exact:
@@ -213,27 +260,27 @@ def _storage_requests(ae: AE, sop_classes: tuple[str, ...] = ()) -> list:
         used += per_class
     rest = [uid for uid in dict.fromkeys(sop_classes) if uid not in exact]
     if not sop_classes:
-        rest = [cx.abstract_syntax for cx in StoragePresentationContexts]
+        rest = storage_syntaxes(StoragePresentationContexts)
     for uid in rest[: MAX_CONTEXTS - used]:
         ae.add_requested_context(uid, TRANSFER_SYNTAXES)
         roles.append(build_role(uid, scp_role=True))
     return roles
 
 
-def _store_handler(sink: InstanceSink, counter: dict) -> Callable:
+def _store_handler(sink: InstanceSink, counter: TransferCounts) -> Callable[[evt.Event], int]:
     def handle(event: evt.Event) -> int:
         try:
             ds = event.dataset
             ds.file_meta = event.file_meta
-            counter["bytes"] += sink(ds, event.encoded_dataset(include_meta=True))
-            counter["stored"] += 1
+            counter.bytes += sink(ds, event.encoded_dataset(include_meta=True))
+            counter.stored += 1
             return 0x0000
         except _Refused:
-            counter["refused"] += 1
+            counter.refused += 1
             return 0xA900  # not an instance of the requested study
         except Exception as exc:  # a full disk, a bad file: the PACS sees a failed sub-op
-            counter["errors"] += 1
-            counter["error"] = type(exc).__name__
+            counter.errors += 1
+            counter.error = type(exc).__name__
             return 0xA700
 
     return handle
@@ -272,15 +319,15 @@ def _check_final(conn: PacsConnection, what: str, status: Dataset | None) -> Non
 
 def c_get(
     conn: PacsConnection, study_uid: str, sink: InstanceSink, sop_classes: tuple[str, ...] = ()
-) -> dict:
+) -> TransferCounts:
     """Fetch a study by C-GET; each instance goes to ``sink``. Returns counters."""
     ae = _ae(conn)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     roles = _storage_requests(ae, sop_classes)
-    counter = {"stored": 0, "bytes": 0, "refused": 0, "errors": 0}
-    handlers = [(evt.EVT_C_STORE, _store_handler(sink, counter))]
+    counter = TransferCounts()
+    handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, _store_handler(sink, counter))]
     with association(conn, ae, handlers=handlers, roles=roles) as assoc:
-        last = None
+        last: Dataset | None = None
         for status, _ in assoc.send_c_get(
             _retrieve_identifier(study_uid), StudyRootQueryRetrieveInformationModelGet
         ):
@@ -313,22 +360,22 @@ def c_move(
     sink: InstanceSink,
     lock_dir: Path,
     bind: str = "",
-) -> dict:
+) -> TransferCounts:
     """Fetch a study by C-MOVE to sendit's storage SCP, started here on ``move_port`` for
     the length of the move."""
     from pynetdicom import AllStoragePresentationContexts
 
-    counter = {"stored": 0, "bytes": 0, "refused": 0, "errors": 0}
+    counter = TransferCounts()
     with _move_port_lock(lock_dir, conn.move_port):
         scp = AE(ae_title=conn.destination_ae)
         scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = conn.timeout
-        for cx in AllStoragePresentationContexts:
-            scp.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        for uid in storage_syntaxes(AllStoragePresentationContexts):
+            scp.add_supported_context(uid, TRANSFER_SYNTAXES)
         try:
-            server = scp.start_server(
+            server = start_server(
+                scp,
                 (bind, conn.move_port),
-                block=False,
-                evt_handlers=[(evt.EVT_C_STORE, _store_handler(sink, counter))],
+                [(evt.EVT_C_STORE, _store_handler(sink, counter))],
             )
         except OSError as exc:
             raise TransientError(
@@ -339,7 +386,7 @@ def c_move(
             ae = _ae(conn)
             ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
             with association(conn, ae) as assoc:
-                last = None
+                last: Dataset | None = None
                 for status, _ in assoc.send_c_move(
                     _retrieve_identifier(study_uid),
                     conn.destination_ae,

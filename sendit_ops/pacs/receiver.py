@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import uid_to_sop_class
+from pynetdicom.transport import ThreadedAssociationServer
 
 from sendit_ops.core.errors import ConfigError
-from sendit_ops.pacs.dimse import TRANSFER_SYNTAXES
+from sendit_ops.pacs.dimse import TRANSFER_SYNTAXES, start_server, storage_syntaxes
 from sendit_ops.pacs.keys import instance_name, received_study_key
 from sendit_ops.pacs.model import check_ae
 from sendit_ops.pacs.study_folder import TMP_SUFFIX, StudyFolder
@@ -42,6 +43,8 @@ from sendit_ops.pacs.study_folder import TMP_SUFFIX, StudyFolder
 log = logging.getLogger("sendit")
 
 RECEIVED_PREFIX = "r"  # the receiver owns the folders whose key starts with it
+# pynetdicom creates its SOP class names at import time, out of a type checker's sight
+Verification = uid_to_sop_class("1.2.840.10008.1.1")
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class Receiver:
         self.networks = [ipaddress.ip_network(h, strict=False) for h in config.allowed_hosts]
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._server = None
+        self._server: ThreadedAssociationServer | None = None
         self._closer: threading.Thread | None = None
         self.stored = 0
         self.closed = 0
@@ -183,12 +186,12 @@ class Receiver:
         ae.require_calling_aet = list(self.config.allowed_aes)
         ae.maximum_associations = 20
         ae.add_supported_context(Verification)
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
-        self._server = ae.start_server(
+        for uid in storage_syntaxes(AllStoragePresentationContexts):
+            ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+        self._server = start_server(
+            ae,
             (self.config.bind, self.config.port),
-            block=False,
-            evt_handlers=[
+            [
                 (evt.EVT_C_STORE, self._on_store),
                 (evt.EVT_REQUESTED, self._on_requested),
             ],

@@ -15,7 +15,7 @@ definitions below are what the queries use and must match it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +93,10 @@ class RequestLedger:
         self.pacs = pacs
         self.engine = engine_for(database_url(work_root, ledger_url))  # migrated to head
 
-    def _upsert(self, table: Table, keys: dict, values: dict) -> None:
+    def _upsert(
+        self, table: Table, keys: Mapping[str, object], values: Mapping[str, object]
+    ) -> None:
+        """Insert the row of ``keys`` (its primary key) with ``values``, or update them."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(sendit_write=True)
             with conn.begin():
@@ -120,7 +123,9 @@ class RequestLedger:
             },
         )
 
-    def record_found(self, study_key: str, item_key: str, expected: int | None, run_id: str):
+    def record_found(
+        self, study_key: str, item_key: str, expected: int | None, run_id: str
+    ) -> None:
         """A study the PACS holds: FOUND, unless it was retrieved before (then unchanged)."""
         current = self.states([study_key]).get(study_key)
         if current == StudyState.RETRIEVED:
@@ -195,8 +200,8 @@ class RequestLedger:
             query = query.where(pacs_items.c.pacs == self.pacs)
         out: dict[str, int] = {}
         with self.engine.connect() as conn:
-            for (state,) in conn.execute(query):
-                out[state] = out.get(state, 0) + 1
+            for (state,) in conn.execute(query):  # a String column: str (typed object)
+                out[str(state)] = out.get(str(state), 0) + 1
         return out
 
     def study_counts(self) -> dict[str, int]:

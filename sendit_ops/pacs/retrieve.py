@@ -33,7 +33,7 @@ from sendit_ops.pacs.study_folder import StudyFolder
 
 log = logging.getLogger("sendit")
 
-Fetch = Callable[[PacsConnection, str, dimse.InstanceSink], dict]
+Fetch = Callable[[PacsConnection, str, dimse.InstanceSink], dimse.TransferCounts]
 
 
 def fetcher(conn: PacsConnection, lock_dir: Path, study: FoundStudy | None = None) -> Fetch:
@@ -93,9 +93,9 @@ def retrieve_study(
         error = ""
         try:
             counter = fetch(conn, study.study_uid, _sink(folder, study, secret_key))
-            transferred += counter["bytes"]
-            if counter["errors"]:
-                error = f"{counter['errors']} instance(s) could not be written ({counter['error']})"
+            transferred += counter.bytes
+            if counter.errors:
+                error = f"{counter.errors} instance(s) could not be written ({counter.error})"
         except ConfigError:
             raise
         except (TransientError, dimse.PacsError) as exc:
@@ -118,30 +118,31 @@ def retrieve_study(
         wait *= 2
     seconds = time.monotonic() - started
     size = folder.size()
-    common = dict(
-        key=study.key,
-        expected=study.expected,
-        received=received,
-        bytes=size,
-        seconds=round(seconds, 3),
-        attempts=attempts,
-        folder=folder.name,
-    )
+
+    def result(state: StudyState, reason: str) -> RetrievalResult:
+        return RetrievalResult(
+            key=study.key,
+            state=state,
+            expected=study.expected,
+            received=received,
+            bytes=size,
+            seconds=round(seconds, 3),
+            attempts=attempts,
+            reason=reason,
+            folder=folder.name,
+        )
+
     if complete:
         note = "" if study.expected is not None else "the PACS reported no instance count"
         try:
             folder.finish()
         except SenditError as exc:
-            return RetrievalResult(state=StudyState.FAILED, reason=str(exc), **common)
-        return RetrievalResult(state=StudyState.RETRIEVED, reason=note, **common)
+            return result(StudyState.FAILED, str(exc))
+        return result(StudyState.RETRIEVED, note)
     if received and study.expected is not None and not error:
         why = f"received {received} of {study.expected} instances after {attempts} attempt(s)"
         if policy.allow_incomplete:
             folder.finish()
             why += "; handed on (allow_incomplete)"
-        return RetrievalResult(state=StudyState.INCOMPLETE, reason=why, **common)
-    return RetrievalResult(
-        state=StudyState.FAILED,
-        reason=f"{reason} (after {attempts} attempt(s), {seconds:.0f} s)",
-        **common,
-    )
+        return result(StudyState.INCOMPLETE, why)
+    return result(StudyState.FAILED, f"{reason} (after {attempts} attempt(s), {seconds:.0f} s)")

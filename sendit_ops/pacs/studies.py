@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from sendit_ops.core.errors import SenditError
 from sendit_ops.core.atomic_files import write_json
+from sendit_ops.core.errors import SenditError
 from sendit_ops.pacs.model import FoundStudy
 
 
