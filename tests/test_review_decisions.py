@@ -181,3 +181,9 @@ def test_sendit_run_refuses_bad_decisions_with_exit_2(tmp_path, monkeypatch, cap
     code, err = _cli(tmp_path, monkeypatch, capsys, "--release", UNKNOWN, "--reject", UNKNOWN)
     assert code == 2 and "named in both 'release' and 'reject'" in err, err
     assert json.loads(json.dumps(ledger.get(found[0].key).state)) == "DONE"
+
+
+def test_the_decision_words_are_the_pipelines():
+    from sendit_ops.pipeline import batch, decisions
+
+    assert (decisions.RELEASE, decisions.REJECT) == (batch.RELEASE, batch.REJECT)
