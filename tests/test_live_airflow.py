@@ -62,6 +62,38 @@ def test_rest_trigger_with_conf_runs_to_success(local_stack):
         json={"logical_date": None, "conf": {"provider": "oracle"}},
     )
     assert bad.status_code == 400 and "provider" in bad.text
+    _decisions_are_validated(stack, root)
+
+
+def _decisions_are_validated(stack: AirflowStack, root: Path) -> None:
+    """A release / reject that is not a HELD batch of the folder (issue 25): an id of the
+    wrong length is refused by the trigger endpoint (400, no run created); a well-formed id
+    no batch has fails the run's discover at once, with the reason in its log, and no batch
+    is touched."""
+    from sendit_ops.core.ledger import Ledger
+
+    runs = len(stack.runs("sendit_live"))
+    bad = stack.api(
+        "POST",
+        "/api/v2/dags/sendit_live/dagRuns",
+        json={"logical_date": None, "conf": {"release": ["bdeadbeefdeadbeef"]}},
+    )
+    assert bad.status_code == 400, bad.text
+    assert "release" in bad.text and "bdeadbeefdeadbeef" in bad.text, bad.text
+    assert len(stack.runs("sendit_live")) == runs  # no run was created
+    ledger = Ledger(root / "work", "sendit_live")
+    before = {r.key: (r.state, r.run_id) for r in ledger.all()}
+    run_id = stack.trigger("sendit_live", {"release": ["b0123456789abcde"]})
+    assert stack.wait_run("sendit_live", run_id) == "failed"
+    states = {t["task_id"]: t["state"] for t in stack.task_instances("sendit_live", run_id)}
+    assert states["discover"] == "failed", states
+    log = requests.get(
+        f"{stack.url}/api/v2/dags/sendit_live/dagRuns/{run_id}/taskInstances/discover/logs/1",
+        headers={"Accept": "application/json", "Authorization": f"Bearer {stack.token()}"},
+        timeout=30,
+    )
+    assert "release b0123456789abcde: no batch of input folder 'live' has this id" in log.text
+    assert {r.key: (r.state, r.run_id) for r in ledger.all()} == before
 
 
 # what every run does, in this order, whatever runs it (the runner's journal, reduced)

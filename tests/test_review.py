@@ -115,3 +115,33 @@ def test_rejected_held_images_stay_behind(held_folder):
     assert record.reasons[-1] == "every image was rejected by a reviewer (burned-in text)"
     assert not _delivered(root)
     assert not box.table_path(root / "outbox", "DEMO", "dicom").exists()
+
+
+def test_a_decision_on_what_is_not_held_fails_discover_and_touches_nothing(held_folder, capfd):
+    """Issue 25: a mistyped id, one batch both released and rejected, a release of a batch
+    that is no longer HELD: the run's discover fails at once with the reason; the batch is
+    not processed again."""
+    root = held_folder
+    _run({})
+    held = _record(root)
+    assert held.state == "HELD", held.reasons
+    capfd.readouterr()
+    refusals = [
+        ({"release": ["b0123456789abcde"]}, "no batch of input folder 'rev' has this id"),
+        ({"release": [held.key], "reject": ["ACC10009"]}, "named in both release and reject"),
+    ]
+    for conf, reason in refusals:
+        run = _run(conf)
+        assert str(run.state).endswith("failed"), conf
+        assert reason in "".join(capfd.readouterr()), conf
+        after = _record(root)
+        assert (after.state, after.history, after.outputs.review) == ("HELD", held.history, {})
+    _run({"reject": ["ACC10009"]})
+    rejected = _record(root)
+    assert rejected.state == "EMPTY", rejected.reasons
+    capfd.readouterr()
+    run = _run({"release": [held.key]})  # no longer HELD: refused, not reprocessed
+    assert str(run.state).endswith("failed")
+    assert f"release {held.key}: the batch is EMPTY, not HELD" in "".join(capfd.readouterr())
+    assert _record(root).history == rejected.history
+    assert not _delivered(root)

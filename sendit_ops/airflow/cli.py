@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sendit_ops.core.errors import SenditError
 from sendit_ops.core.settings import (
@@ -30,6 +31,7 @@ from sendit_ops.core.settings import (
     SECRET_KEY_VARIABLE,
     SETTINGS_VARIABLE,
     InputFolder,
+    Settings,
     default_home,
     parse_json_setting,
     resolve_settings,
@@ -137,6 +139,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             stanford_to_connection(creds, creds.get("base_url", ""))
         )
     ensure_secret_key(home)
+    conf = {
+        "batches": args.batch or [],
+        "reprocess": args.reprocess,
+        "dry_run": args.dry_run,
+        "redeliver": args.redeliver,
+        "release": args.release or [],
+        "reject": args.reject or [],
+    }
+    _check_decisions(folder, resolved, conf)  # before Airflow is prepared: an answer at once
     ensure_airflow_home(home)
     if not args.verbose:
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
@@ -149,14 +160,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     dag = build_dag(folder)
 
-    conf = {
-        "batches": args.batch or [],
-        "reprocess": args.reprocess,
-        "dry_run": args.dry_run,
-        "redeliver": args.redeliver,
-        "release": args.release or [],
-        "reject": args.reject or [],
-    }
     print(f"running DAG {dag.dag_id} on {input_dir} ...")
     ledger = Ledger(resolved.work_root, dag.dag_id, resolved.ledger_url)
     # the ledger opened (schema checked or upgraded) before the run: an unreachable or
@@ -198,6 +201,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary["states"].get("ERROR"):
         return EXIT_BATCH_ERRORS
     return EXIT_OK
+
+
+def _check_decisions(folder: InputFolder, settings: Settings, conf: dict[str, Any]) -> None:
+    """Refuse a --release / --reject that is not a HELD batch of this folder before the run
+    starts: a DecisionRefused (a ConfigError) is one line and exit status 2. The run's own
+    discover checks again under the folder's run lock (what Airflow runs rely on)."""
+    from sendit_ops.core.discovery import discover_input
+    from sendit_ops.core.ledger import Ledger
+    from sendit_ops.pipeline.decisions import named_decisions, resolve_decisions
+
+    decisions = named_decisions(conf)
+    if not decisions:
+        return
+    key = os.environ[_env_var(SECRET_KEY_VARIABLE)].encode()
+    seen = discover_input(folder.path, key, folder.name, settings.follow_external_symlinks)
+    ledger = Ledger(settings.work_root, folder.dag_id, settings.ledger_url)
+    resolve_decisions(ledger, seen.batches, decisions, folder.name)
 
 
 def _name(path: Path) -> str:

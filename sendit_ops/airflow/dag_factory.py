@@ -21,6 +21,7 @@ from sendit_ops.core.settings import (
     InputFolder,
     Settings,
 )
+from sendit_ops.pipeline.decisions import MALFORMED_ID_SCHEMA_PATTERN
 
 log = logging.getLogger("sendit")
 # a task returning a dict would otherwise push one XCom per key as well (Airflow infers
@@ -80,11 +81,21 @@ def _no_retry_on_config_errors(fn):
     return wrapper
 
 
-def _batch_list(title: str, description: str) -> Param:
-    """A run parameter naming batches (folder names or batch ids)."""
-    return Param(
-        [], type=["array", "null"], items={"type": "string"}, title=title, description=description
-    )
+def _batch_list(title: str, description: str, pattern: str | None = None) -> Param:
+    """A run parameter naming batches (folder names or batch ids). ``pattern``: a JSON-schema
+    pattern each name must match, checked by Airflow before the run is created (the trigger
+    form shows the error, REST answers 400)."""
+    items = {"type": "string", **({"pattern": pattern} if pattern else {})}
+    return Param([], type=["array", "null"], items=items, title=title, description=description)
+
+
+# a decision naming what is not a HELD batch of the folder is refused by the run's discover
+# (sendit_ops.pipeline.decisions); an id of the wrong length already by the form / REST
+_HELD_ONLY = (
+    " Only HELD batches of this folder: an unknown id, a batch that is not HELD or one named "
+    "in both lists fails the run at once, before any batch is touched. An id is 'b' and 15 "
+    "hex digits."
+)
 
 
 def trigger_params() -> dict[str, Param]:
@@ -119,12 +130,14 @@ def trigger_params() -> dict[str, Param]:
             "Release held batches",
             "Batches HELD for review (pixels not verified free of burned-in text) that a "
             "reviewer checked on the dashboard's masked thumbnails: processed again and "
-            "delivered with their held images, masked as shown.",
+            "delivered with their held images, masked as shown." + _HELD_ONLY,
+            MALFORMED_ID_SCHEMA_PATTERN,
         ),
         "reject": _batch_list(
             "Reject held images",
             "Batches HELD for review whose held images must not leave: processed again and "
-            "delivered without them.",
+            "delivered without them." + _HELD_ONLY,
+            MALFORMED_ID_SCHEMA_PATTERN,
         ),
         "provider": Param(
             "settings",

@@ -29,7 +29,8 @@ from sendit_ops.core.records import BatchRecord
 from sendit_ops.core.report import format_summary, safe_name, summarize, write_run_report
 from sendit_ops.delivery import loop as delivery
 from sendit_ops.delivery.target import Target
-from sendit_ops.pipeline.batch import REJECT, RELEASE, Pipeline
+from sendit_ops.pipeline.batch import Pipeline
+from sendit_ops.pipeline.decisions import named_decisions, resolve_decisions
 
 log = logging.getLogger("sendit")
 
@@ -52,11 +53,7 @@ class RunRequest:
     ) -> RunRequest:
         """A request from a run's params (trigger form, REST conf, CLI)."""
         params = params or {}
-        decisions: dict[str, str] = {}
-        for decision in (RELEASE, REJECT):  # named in both: rejected, the safer reading
-            for name in params.get(decision) or []:
-                if str(name).strip():
-                    decisions[str(name).strip()] = decision
+        decisions = named_decisions(params)  # a name in both lists: DecisionRefused
         return cls(
             batches=tuple(str(b).strip() for b in params.get("batches") or [] if str(b).strip()),
             reprocess=bool(params.get("reprocess")),
@@ -127,11 +124,8 @@ def choose_batches(pipe: Pipeline, input_dir: str | Path, name: str, request: Ru
     switch unless re-delivery was asked, and queue the chosen batches in the ledger."""
     seen = discover_input(input_dir, pipe.secret_key, name, pipe.settings.follow_external_symlinks)
     found: list[FoundBatch] = seen.batches
-    decisions = {
-        b.key: request.decisions.get(b.key) or request.decisions[b.folder_name]
-        for b in found
-        if b.key in request.decisions or b.folder_name in request.decisions
-    }
+    # every decision names a HELD batch of this folder, else the run stops here, untouched
+    decisions = resolve_decisions(pipe.ledger, found, request.decisions, name)
     # held batches wait for a reviewer: with unchanged content they are not processed again
     # (a changed folder is a new study to check), unless a decision on them is given now
     settled = pipe.ledger.fingerprints((b.key for b in found), (State.DONE, State.HELD))
