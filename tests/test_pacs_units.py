@@ -162,6 +162,11 @@ def test_a_scheduled_run_asks_for_its_data_interval():
     context["dag_run"] = SimpleNamespace(run_type="manual", run_id="manual__x")
     with pytest.raises(ConfigError, match="empty"):
         request_of(source, context)
+    # a scheduled run without a data interval (a timetable without one) says what to do
+    context["dag_run"] = SimpleNamespace(run_type="scheduled", run_id="scheduled__x")
+    context["data_interval_start"] = context["data_interval_end"] = None
+    with pytest.raises(ConfigError, match="data interval"):
+        request_of(source, context)
 
 
 def test_outside_its_window_the_run_defers_until_it_opens(monkeypatch):

@@ -151,7 +151,7 @@ def association(
         conn.host,
         conn.port,
         ae_title=conn.called_ae,
-        ext_neg=list(roles) if roles else None,
+        ext_neg=list(roles) if roles else None,  # a list of its wider item type (_UI)
         evt_handlers=handlers or None,
         tls_args=_tls(conn),
     )
