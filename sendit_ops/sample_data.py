@@ -44,7 +44,7 @@ PATIENTS = (
 )
 
 
-def _uid(*parts: object) -> str:
+def _uid(*parts: object) -> UID:
     return generate_uid(entropy_srcs=[str(p) for p in parts])
 
 
@@ -316,9 +316,9 @@ def anatomy_slice(size: int = 512, seed: int = 0, modality: str = "CT") -> np.nd
         cv2.ellipse(img, (int(c), int(c + 200 * s)), (int(240 * s), int(30 * s)), 0, 180,
                     360, 600.0, max(1, int(4 * s)))  # table  # fmt: skip
         noise = 12
-    img = cv2.GaussianBlur(img, (0, 0), 1.0)
-    img += rng.normal(0, noise, img.shape).astype(np.float32)
-    return np.clip(img, 0, 4095).astype(np.uint16)
+    blurred: np.ndarray = cv2.GaussianBlur(img, (0, 0), 1.0)
+    blurred += rng.normal(0, noise, img.shape).astype(np.float32)
+    return np.clip(blurred, 0, 4095).astype(np.uint16)
 
 
 def burn_text(

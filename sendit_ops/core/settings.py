@@ -204,13 +204,13 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
     if name in _FLOAT:
         lo, hi = _FLOAT[name]
         try:
-            number = float(value)
+            real = float(value)
         except (TypeError, ValueError):
             problems.append(f"'{name}' must be a number (got {value!r})")
             return None
-        if not lo <= number <= hi:
-            problems.append(f"'{name}' must be between {lo} and {hi} (got {number})")
-        return number
+        if not lo <= real <= hi:
+            problems.append(f"'{name}' must be between {lo} and {hi} (got {real})")
+        return real
     if name in _TUPLE:
         if value is None:
             return ()

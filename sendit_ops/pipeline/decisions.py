@@ -87,8 +87,8 @@ def resolve_decisions(
     problems: list[str] = []
     resolved: dict[str, str] = {}
     for name, decision in decisions.items():
-        batch = by_name.get(name)
-        if batch is None:
+        named = by_name.get(name)
+        if named is None:
             if BATCH_ID.fullmatch(name):
                 problems.append(
                     f"{decision} {name}: no batch of input folder '{input_name}' has this id"
@@ -104,6 +104,7 @@ def resolve_decisions(
                     f"folder '{input_name}' (nor a batch id)"
                 )
             continue
+        batch = named
         if resolved.get(batch.key, decision) != decision:
             problems.append(f"batch {batch.key} is named in both release and reject")
             continue
