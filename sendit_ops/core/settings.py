@@ -202,14 +202,14 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
             problems.append(f"'{name}' must be between {lo} and {hi} (got {number})")
         return number
     if name in _FLOAT:
-        lo, hi = _FLOAT[name]
+        low, high = _FLOAT[name]
         try:
             real = float(value)
         except (TypeError, ValueError):
             problems.append(f"'{name}' must be a number (got {value!r})")
             return None
-        if not lo <= real <= hi:
-            problems.append(f"'{name}' must be between {lo} and {hi} (got {real})")
+        if not low <= real <= high:
+            problems.append(f"'{name}' must be between {low} and {high} (got {real})")
         return real
     if name in _TUPLE:
         if value is None:
