@@ -218,7 +218,7 @@ def start(pipe: Pipeline, input_dir: str | Path, name: str, request: RunRequest)
 def process(pipe: Pipeline, step: Step, keys: list[str]) -> None:
     """Run one batch step over ``keys`` (``Step.PROCESS``: the four in order)."""
     pipe.run(step, keys)
-    note(pipe, str(step.value), batches=len(keys))
+    note(pipe, str(step), batches=len(keys))  # a Step (StrEnum) or its value
 
 
 def deliver_batches(

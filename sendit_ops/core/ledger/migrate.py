@@ -76,10 +76,18 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
                 "newer sendit; run that version (or restore the ledger's backup)"
             )
         config = _config(conn)
-        if before is None and inspect(conn).has_table("sendit_batches"):
-            command.stamp(config, BASELINE_REVISION)  # written by 0.1.0, before migrations
-            before = BASELINE_REVISION
-        command.upgrade(config, HEAD_REVISION)
+        # Alembic's own lines ("Context impl SQLiteImpl", one per revision) are noise in a
+        # run's output: the caller says what was upgraded, in one line
+        alembic_log = logging.getLogger("alembic")
+        level = alembic_log.level
+        alembic_log.setLevel(logging.WARNING)
+        try:
+            if before is None and inspect(conn).has_table("sendit_batches"):
+                command.stamp(config, BASELINE_REVISION)  # written by 0.1.0, before migrations
+                before = BASELINE_REVISION
+            command.upgrade(config, HEAD_REVISION)
+        finally:
+            alembic_log.setLevel(level)
     return before, HEAD_REVISION
 
 
