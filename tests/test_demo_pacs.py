@@ -21,7 +21,7 @@ def test_make_demo_pacs(tmp_path):
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    assert "loaded 14 images of 4 studies" in out
+    assert "loaded 15 images of 4 studies" in out  # ACC10001 carries a localizer (issue 22)
     assert "studies {'RETRIEVED': 4}" in out and "'NOT_FOUND': 1" in out
     assert "4 batch(es): DONE 4" in out
     assert "4. outbox: 4 archives, 4 rows" in out
