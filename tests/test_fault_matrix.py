@@ -554,11 +554,13 @@ def test_kill_9_at_several_points_then_rerun_converges(tmp_path, caplog, capfd):
 
 
 def lose_ledger(work: Path) -> None:
-    """The ledger is gone: the SQLite file deleted, or the PostgreSQL tables dropped."""
+    """The ledger is gone: the SQLite file deleted, or the PostgreSQL tables dropped (every
+    table the migrations make, the query/retrieve ones too)."""
     from sqlalchemy import create_engine
 
     from sendit_ops.core.ledger import dispose_engines
     from sendit_ops.core.ledger.schema import VERSION_TABLE, metadata
+    from sendit_ops.pacs import request_ledger
 
     dispose_engines()
     if not LEDGER_URL:
@@ -567,7 +569,8 @@ def lose_ledger(work: Path) -> None:
         return
     engine = create_engine(LEDGER_URL[0])
     with engine.begin() as conn:
-        for name in [t.name for t in metadata.sorted_tables] + [VERSION_TABLE]:
+        tables = [*metadata.sorted_tables, *request_ledger.metadata.sorted_tables]
+        for name in [t.name for t in tables] + [VERSION_TABLE]:
             conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}" CASCADE')
     engine.dispose()
 
