@@ -147,8 +147,8 @@ def restore(ds: Dataset, saved: dict[str, object]) -> None:
     for keyword, elem in saved.items():
         if keyword == "TransferSyntaxUID":
             ds.file_meta.TransferSyntaxUID = elem
-        else:
-            ds[keyword] = elem
+        else:  # a copy again: a later write_back must not change what was saved
+            ds[keyword] = copy.copy(elem)
 
 
 def _native_bytes(frames: np.ndarray, little_endian: bool) -> bytes:
