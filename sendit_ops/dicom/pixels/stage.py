@@ -21,6 +21,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -44,9 +45,20 @@ RESIDUAL = "residual"  # source of a box where text was still read after masking
 EXTRA_ROUNDS = 1  # in "ocr" mode, text read at verification is masked once more, then verified
 
 
-def _held(reason: str, start: float, **kw: object) -> PixelOutcome:
+class _HeldDetails(TypedDict, total=False):
+    """What a held outcome may carry besides its reason (fields of PixelOutcome)."""
+
+    boxes: tuple[Box, ...]
+    frames: int
+    thumbnail_png: bytes
+    masked_share: float
+    screened: int
+    read_whole: bool
+
+
+def _held(reason: str, start: float, **kw: Unpack[_HeldDetails]) -> PixelOutcome:
     log.info("pixel stage: image held (%s)", reason)
-    return PixelOutcome(False, reason, seconds=time.perf_counter() - start, **kw)  # type: ignore[arg-type]
+    return PixelOutcome(False, reason, seconds=time.perf_counter() - start, **kw)
 
 
 Hits = list[tuple[int | None, ocr.TextHit]]
