@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import deid.dicom.actions.jitter as deid_jitter
 import deid.dicom.fields as deid_fields
@@ -43,19 +43,22 @@ from deid.logger import bot as deid_bot
 from deid.logger.message import ABORT
 from deid.version import __version__ as deid_version
 from pydicom.datadict import DicomDictionary, keyword_dict
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from sendit_ops.dicom import io as dicom_io
 
 TESTED_DEID_VERSION = "0.4.13"
 log = logging.getLogger("sendit")
 
+# deid's manifest of a keyword: tag (a BaseTag), VR, VM, keyword, name (strings)
+Manifest = dict[str, BaseTag | str]
+
 _original_get_tag = deid_tags.get_tag
 _original_get_timestamp = deid_jitter.get_timestamp
 
 
 @lru_cache(maxsize=4096)
-def _manifest(field: str) -> tuple[tuple[str, Any], ...] | None:
+def _manifest(field: str) -> tuple[tuple[str, BaseTag | str], ...] | None:
     number = keyword_dict.get(field)
     if number is None:
         # not a keyword: deid's scan also matches nothing else (it compares keywords only)
@@ -64,10 +67,10 @@ def _manifest(field: str) -> tuple[tuple[str, Any], ...] | None:
     return (("tag", Tag(number)), ("VR", vr), ("VM", vm), ("keyword", keyword), ("name", name))
 
 
-def fast_get_tag(field: Any) -> dict[str, Any] | None:
+def fast_get_tag(field: object) -> Manifest | None:
     """Same result as deid's get_tag, via pydicom's keyword index."""
     if not isinstance(field, str):
-        return _original_get_tag(field)
+        return cast("Manifest | None", _original_get_tag(field))  # deid is untyped
     manifest = _manifest(field)
     return dict(manifest) if manifest else None
 
@@ -93,7 +96,8 @@ def fast_get_timestamp(
             if jitter_days is not None:
                 stamp += timedelta(days=int(float(jitter_days)))
             return stamp.strftime(format)
-    return _original_get_timestamp(item_date, item_time, jitter_days, format)
+    # deid is untyped: its get_timestamp returns the formatted date or None
+    return cast("str | None", _original_get_timestamp(item_date, item_time, jitter_days, format))
 
 
 def release_caches() -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import deid
 from deid.config import DeidRecipe
 from deid.dicom.pixels.detect import has_burned_pixels
 from pydicom.datadict import tag_for_keyword
@@ -37,7 +38,7 @@ from sendit_ops.dicom.pixels.risk import text_risk
 
 deid_patches.install()  # before any deid call: deid's logger prints header values
 
-DEID_DATA = Path(__import__("deid").__file__).parent / "data"
+DEID_DATA = Path(deid.__file__).parent / "data"
 
 
 def resolve_study_deid(study_deid: str | None) -> list[str]:
@@ -67,6 +68,10 @@ def load_filter_recipe(study_deid: str | None) -> DeidRecipe:
     return DeidRecipe(paths if len(paths) > 1 else paths[0], base=False)
 
 
+# (present, str(value)) of each field the filter recipes name: what deid's rules can see
+Signature = tuple[tuple[bool, str], ...]
+
+
 @dataclass(frozen=True)
 class FilterRules:
     """The configured image filters, parsed once per task.
@@ -82,7 +87,7 @@ class FilterRules:
     # Settings.pixel_cleaning; "off" (the safe default until a caller runs the pixel stage)
     # refuses every image that may carry burned-in text
     pixel_cleaning: str = "off"
-    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+    _memo: dict[Signature, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def fields(self) -> tuple[str, ...]:
@@ -109,15 +114,17 @@ class FilterRules:
                 keys.append(name if tag_for_keyword(name) is not None else None)
         return tuple(keys)
 
-    def signature(self, ds: Dataset) -> tuple:
+    def signature(self, ds: Dataset) -> Signature:
         """The values of the named fields (presence included): what deid's rules can see."""
-        out = []
+        out: list[tuple[bool, str]] = []
         for key in self._keys:
-            try:
-                present = key is not None and key in ds
-                value = ds[key].value if present else None
-            except (KeyError, ValueError, TypeError):
-                present, value = False, None
+            present, value = False, None
+            if key is not None:
+                try:
+                    if key in ds:
+                        present, value = True, ds[key].value
+                except (KeyError, ValueError, TypeError):
+                    present, value = False, None
             out.append((present, str(value)))
         return tuple(out)
 

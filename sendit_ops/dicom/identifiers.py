@@ -29,10 +29,11 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypedDict
 
 from pydicom.charset import convert_encodings
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -56,8 +57,10 @@ INSTITUTION_KEYWORDS = (
 DATE_VRS = ("DA", "DT")
 # UN (an explicit VR of "unknown"): pydicom gives the element its dictionary VR on access
 _NEEDLE_VRS = frozenset({"SQ", "PN", "DA", "DT", "UI", "UN", None})
-_ID_TAGS = {tag_for_keyword(k) for k in ID_KEYWORDS}
-_INSTITUTION_TAGS = {tag_for_keyword(k) for k in INSTITUTION_KEYWORDS}
+_ID_TAGS = frozenset(t for k in ID_KEYWORDS if (t := tag_for_keyword(k)) is not None)
+_INSTITUTION_TAGS = frozenset(
+    t for k in INSTITUTION_KEYWORDS if (t := tag_for_keyword(k)) is not None
+)
 _CHARSET_TAG = 0x00080005
 BIRTH_DATE_TAG = 0x00100030
 STANDARD_UID_ROOT = "1.2.840.10008."
@@ -134,6 +137,20 @@ def fold_with_offsets(text: str) -> tuple[str, list[int]]:
 # ---- needles ---------------------------------------------------------------------------------
 
 
+class NeedlesDict(TypedDict, total=False):
+    """``Needles`` as JSON (``identifiers.json``); a file written before names and dates were
+    split holds only words, dates and uids."""
+
+    words: list[str]
+    dates: list[str]
+    uids: list[str]
+    names: list[str]
+    institutions: list[str]
+    birth_dates: list[str]
+    element_dates: dict[str, list[str]]
+    charsets: list[str]
+
+
 @dataclass
 class Needles:
     """Original values of a study, as found (folding happens when they are compiled).
@@ -168,7 +185,7 @@ class Needles:
         for path, values in other.element_dates.items():
             self.element_dates.setdefault(path, set()).update(values)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> NeedlesDict:
         """JSON-able form (sorted, so the file is deterministic)."""
         return {
             "words": sorted(self.words),
@@ -182,7 +199,7 @@ class Needles:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Needles:
+    def from_dict(cls, data: NeedlesDict) -> Needles:
         """Inverse of as_dict; a file written before names/dates were split (words, dates,
         uids only) still loads: its names are among its words."""
         return cls(
@@ -221,8 +238,11 @@ def path_key(path: str) -> str:
 
 
 def _walk(
-    ds: Dataset, prefix: str = "", vrs: frozenset[str | None] | None = None, tags: frozenset = ()
-) -> Iterator[tuple[str, object]]:
+    ds: Dataset,
+    prefix: str = "",
+    vrs: frozenset[str | None] | None = None,
+    tags: frozenset[int] = frozenset(),
+) -> Iterator[tuple[str, DataElement]]:
     """(path, element) of every element, sequences entered, pixel data left out; elements
     whose explicit VR is not in ``vrs`` (default: those that can hold a needle) and whose
     tag is not in ``tags`` are skipped without being decoded."""

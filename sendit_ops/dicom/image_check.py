@@ -31,6 +31,7 @@ from typing import BinaryIO
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from sendit_ops.dicom.io import NotDicomError, head_looks_like_dicom
@@ -191,7 +192,7 @@ def check_file(ds: Dataset, fp: BinaryIO, size: int, part10: bool = True) -> Non
 
 def _raw_text(ds: Dataset, tag: int) -> str:
     """A UID element's text without pydicom's conversion ('' when absent or unreadable)."""
-    elem = ds._dict.get(tag)
+    elem = ds._dict.get(BaseTag(tag))
     value = elem.value if elem is not None else None
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").strip(" \0")
@@ -259,13 +260,13 @@ def _pixel_span(ds: Dataset, fp: BinaryIO, pos: int, size: int) -> PixelSpan | N
 
 
 # the image attributes, by tag: looked up in the dataset's dict, no keyword translation
-TAGS = {
-    "Rows": 0x00280010,
-    "Columns": 0x00280011,
-    "BitsAllocated": 0x00280100,
-    "SamplesPerPixel": 0x00280002,
-    "PhotometricInterpretation": 0x00280004,
-    "NumberOfFrames": 0x00280008,
+TAGS: dict[str, BaseTag] = {
+    "Rows": BaseTag(0x00280010),
+    "Columns": BaseTag(0x00280011),
+    "BitsAllocated": BaseTag(0x00280100),
+    "SamplesPerPixel": BaseTag(0x00280002),
+    "PhotometricInterpretation": BaseTag(0x00280004),
+    "NumberOfFrames": BaseTag(0x00280008),
 }
 
 
@@ -275,7 +276,8 @@ def _raw_value(ds: Dataset, keyword: str) -> bytes | object | None:
     elem = ds._dict.get(TAGS[keyword])
     if elem is None:
         return None
-    return elem.value
+    value: object = elem.value  # raw bytes, or whatever pydicom holds
+    return value
 
 
 def _int_attr(ds: Dataset, keyword: str, default: int | None = None) -> int:

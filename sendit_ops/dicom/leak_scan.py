@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -237,7 +237,7 @@ class LeakScanner:
 
     # ---- rows --------------------------------------------------------------------------------
 
-    def scan_mapping(self, row: dict, label: str) -> list[str]:
+    def scan_mapping(self, row: Mapping[str, object], label: str) -> list[str]:
         """Fields of a metadata row (or any mapping) holding an original value. Only values
         are searched; a string holding JSON (``DicomHeader``) is parsed and its values
         searched, each with the rule of the DICOM element its key names."""

@@ -27,7 +27,7 @@ import json
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import deid.dicom.parser as deid_parser
 from deid.dicom.fields import (
@@ -38,6 +38,7 @@ from deid.dicom.fields import (
     expand_field_expression,
 )
 from deid.dicom.parser import DicomParser
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from sendit_ops.dicom import deid_patches
@@ -54,15 +55,16 @@ def _deid_config_text() -> str:
 
 def deid_config() -> dict[str, Any]:
     """deid's default parser config (skip list, default actions), read once per process."""
-    return json.loads(_deid_config_text())
+    config: dict[str, Any] = json.loads(_deid_config_text())  # a JSON object: deid's to read
+    return config
 
 
 # the lookup keys of a field depend only on its nested name, uid, tag and private creator;
 # the files of a batch share their header layout, so most fields are seen before
-_LOOKUP_KEYS: dict[tuple, dict[str, list[str]]] = {}
+_LOOKUP_KEYS: dict[tuple[str, str, int, str | None], dict[str, list[str]]] = {}
 
 
-class IndexedFields(FieldsWithLookups):
+class IndexedFields(FieldsWithLookups):  # type: ignore[misc]  # deid ships no type information
     """deid's field table plus ordered indexes by VR and by tag group."""
 
     def __init__(self, fields: dict[str, DicomField]) -> None:
@@ -72,14 +74,14 @@ class IndexedFields(FieldsWithLookups):
 
     def _get_field_lookup_keys(self, field: Any) -> dict[str, list[str]]:
         if not isinstance(field, DicomField):
-            return super()._get_field_lookup_keys(field)
+            return _deid_lookup_keys(super()._get_field_lookup_keys(field))
         element = field.element
         tag = int(element.tag)
         creator = element.private_creator if element.tag.is_private else None
         key = (field.name, field.uid, tag, creator)
         keys = _LOOKUP_KEYS.get(key)
         if keys is None:
-            keys = super()._get_field_lookup_keys(field)
+            keys = _deid_lookup_keys(super()._get_field_lookup_keys(field))
             if len(_LOOKUP_KEYS) > 100_000:  # bounded: layouts of many batches
                 _LOOKUP_KEYS.clear()
             _LOOKUP_KEYS[key] = keys
@@ -99,13 +101,19 @@ class IndexedFields(FieldsWithLookups):
             self.by_group[field.element.tag.group].pop(uid, None)
 
 
+def _deid_lookup_keys(keys: Any) -> dict[str, list[str]]:
+    """deid's (untyped) lookup keys of a field: lookup table name -> keys in that table."""
+    return cast("dict[str, list[str]]", keys)
+
+
 class FieldMatcher:
     """One field expression of a recipe, parsed once."""
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
         self.kind = "deid"  # resolved by deid's own expansion
-        self.key: Any = None
+        self.key = ""  # kind "exact": the lower-case name; kind "vr": the VR
+        self.group = 0  # kind "group": the tag group
         if expression.lower() == "all":
             return
         parts = _split_expander_expression(expression)
@@ -120,7 +128,7 @@ class FieldMatcher:
             self.kind, self.key = "vr", value[0:2].upper()
         elif attribute.upper() == "GROUP":
             try:
-                self.kind, self.key = "group", int(value, 16)
+                self.kind, self.group = "group", int(value, 16)
             except ValueError:
                 self.kind = "deid"  # deid would raise; let it
 
@@ -129,10 +137,14 @@ class FieldMatcher:
         fields: IndexedFields = parser.fields
         if self.kind == "exact":
             return {f.uid: f for f in fields.get_exact_matches(self.key)}
-        if self.kind in ("vr", "group"):
-            index = fields.by_vr if self.kind == "vr" else fields.by_group
-            return {uid: fields.fields[uid] for uid in index.get(self.key, ())}
-        return expand_field_expression(field=self.expression, dicom=parser.dicom, contenders=fields)
+        if self.kind == "vr":
+            return {uid: fields.fields[uid] for uid in fields.by_vr.get(self.key, ())}
+        if self.kind == "group":
+            return {uid: fields.fields[uid] for uid in fields.by_group.get(self.group, ())}
+        expanded = expand_field_expression(
+            field=self.expression, dicom=parser.dicom, contenders=fields
+        )
+        return cast("dict[str, DicomField]", expanded)  # deid is untyped: uid -> field
 
     def selects(self, parser: IndexedDicomParser, uid: str) -> bool:
         """Whether the field ``uid`` (currently in the header) is selected by this expression."""
@@ -142,10 +154,11 @@ class FieldMatcher:
         if self.kind == "exact":
             tables = parser.fields.lookup_tables.values()
             return any(f.uid == uid for table in tables for f in table.get(self.key, ()))
+        element: DataElement = field.element  # deid's field wraps a pydicom element
         if self.kind == "vr":
-            return self.key == field.element.VR
+            return self.key == element.VR
         if self.kind == "group":
-            return field.element.tag.group == self.key
+            return self.group == element.tag.group
         return uid in self.expand(parser)
 
 
@@ -173,12 +186,13 @@ class CompiledRecipe:
         return self.matchers[expression]
 
 
-class IndexedDicomParser(DicomParser):
+class IndexedDicomParser(DicomParser):  # type: ignore[misc]  # deid ships no type information
     """deid's DicomParser with indexed field lookup (same actions, same results)."""
 
     def __init__(self, dataset: Dataset, compiled: CompiledRecipe) -> None:
         # not super().__init__: it re-reads deid's config file for every file
         self.lookup: dict[str, Any] = {}
+        # deid's own code reads and replaces it: {} until get_fields builds the IndexedFields
         self.fields: Any = {}
         self.disable_skip = False
         self.config = deid_config()
@@ -198,7 +212,7 @@ class IndexedDicomParser(DicomParser):
                 seen=tuple(self.seen) if self.seen else None,
             )
             self.fields = IndexedFields(fields)
-        return self.fields
+        return cast(IndexedFields, self.fields)
 
     def perform_action(self, field: Any, value: Any, action: str, filemeta: bool = False) -> None:
         """As deid's, with the expression resolved through the indexes."""
@@ -235,4 +249,4 @@ def apply_recipe(ds: Dataset, compiled: CompiledRecipe, variables: dict[str, Any
     parser = IndexedDicomParser(ds, compiled)
     parser.lookup.update(variables)
     parser.parse()
-    return parser.dicom
+    return cast(Dataset, parser.dicom)  # deid is untyped: the dataset it loaded, edited

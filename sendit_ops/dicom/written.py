@@ -27,17 +27,18 @@ from collections.abc import Iterable
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 _ATTRIBUTE = "_sendit_written"
 # the elements the record writes, by keyword (a dict lookup instead of pydicom's keyword search)
-_TAGS = {
-    "CodeValue": 0x00080100,
-    "CodingSchemeDesignator": 0x00080102,
-    "CodeMeaning": 0x00080104,
-    "DeidentificationMethod": 0x00120063,
-    "PatientIdentityRemoved": 0x00120062,
-    "LongitudinalTemporalInformationModified": 0x00280303,
-    "ImplementationVersionName": 0x00020013,
+_TAGS: dict[str, BaseTag] = {
+    "CodeValue": BaseTag(0x00080100),
+    "CodingSchemeDesignator": BaseTag(0x00080102),
+    "CodeMeaning": BaseTag(0x00080104),
+    "DeidentificationMethod": BaseTag(0x00120063),
+    "PatientIdentityRemoved": BaseTag(0x00120062),
+    "LongitudinalTemporalInformationModified": BaseTag(0x00280303),
+    "ImplementationVersionName": BaseTag(0x00020013),
 }
 # what may be blanked out of bytes and rows: words (a written value with a letter: method
 # text, code meanings, ANONYMIZED, [name]) and the YYYY-MM-DD dates written into cleaned text;
@@ -71,7 +72,9 @@ class Written:
         self._elements[id(elem)] = (elem, written)
         self.values.update(v for v in written if v)
 
-    def dataset_element(self, ds: Dataset, keyword: str, values: Iterable[str] | None = None):
+    def dataset_element(
+        self, ds: Dataset, keyword: str, values: Iterable[str] | None = None
+    ) -> None:
         """``element`` for ``ds``'s element ``keyword`` (nothing if it is absent)."""
         elem = ds._dict.get(_TAGS[keyword]) if keyword in _TAGS else None
         if elem is None and keyword in ds:

@@ -19,6 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
+
 from sendit_ops import __version__
 from sendit_ops.core.atomic_files import read_json, write_atomic, write_json
 from sendit_ops.core.discovery import FoundBatch, batch_problem, list_entries
@@ -43,8 +45,6 @@ from sendit_ops.dicom.anonymize import (
     load_profile,
     load_recipe,
     recipe_checksum,
-    recipe_variables,
-    uid_remapper,
 )
 from sendit_ops.dicom.filters import FilterRules, load_filter_recipe
 from sendit_ops.dicom.identifiers import Needles, ocr_matcher
@@ -56,6 +56,8 @@ from sendit_ops.dicom.pixels import (
     plan_pixels,
 )
 from sendit_ops.dicom.pixels import clean as clean_pixels
+from sendit_ops.dicom.recipe_engine import CompiledRecipe
+from sendit_ops.dicom.recipe_variables import recipe_variables, uid_remapper
 from sendit_ops.packaging.archive import (
     archive_name,
     header_bytes,
@@ -81,6 +83,9 @@ from sendit_ops.pseudonyms.providers import (
 )
 
 log = logging.getLogger("sendit")
+
+# the batches a step takes: a state (any stage), or a state at a given stage
+Wanted = tuple[State | tuple[State, Stage], ...]
 
 # stages inside PROCESSING, in order
 
@@ -112,7 +117,7 @@ class Pipeline:
         )
 
     @cached_property
-    def recipe(self):
+    def recipe(self) -> CompiledRecipe:
         """The site's header recipe (deid syntax), parsed once; applied after the profile."""
         return load_recipe(self.settings.recipe)
 
@@ -192,7 +197,9 @@ class Pipeline:
             record.warnings.append(f"reviewer's decision on held images: {decision}")
             self.ledger.save(record)
 
-    def _each(self, keys: Iterable[str], step: Step, want: tuple, fn: Callable) -> None:
+    def _each(
+        self, keys: Iterable[str], step: Step, want: Wanted, fn: Callable[[BatchRecord], None]
+    ) -> None:
         keys = list(keys)
         progress = ProgressLog(step, len(keys), log.info)
         for key in keys:
@@ -201,7 +208,9 @@ class Pipeline:
             progress.batch_done(metrics.get("images_accepted", 0), metrics.get("bytes_in", 0))
         progress.close()
 
-    def _one(self, key: str, step: str, want: tuple[str, ...], fn: Callable) -> BatchRecord | None:
+    def _one(
+        self, key: str, step: Step, want: Wanted, fn: Callable[[BatchRecord], None]
+    ) -> BatchRecord | None:
         """One step of one batch: the record's state and reasons say how it went; an
         exception never leaves the batch (or stops the others)."""
         record = self.ledger.get(key)
@@ -402,12 +411,12 @@ class Pipeline:
             name = _file_name(image.series, image.instance, names)
             if plan is not None:
                 fuzzy = ocr_matcher(needles)
+
+                def identifying(t: str, fuzzy: Callable[[str], bool] = fuzzy) -> bool:
+                    return scanner.hits(t) or fuzzy(t)
+
                 outcome = clean_pixels(
-                    ds,
-                    plan,
-                    self.settings,
-                    lambda t, fuzzy=fuzzy: scanner.hits(t) or fuzzy(t),
-                    released=decision == RELEASE,
+                    ds, plan, self.settings, identifying, released=decision == RELEASE
                 )
                 if not outcome.cleaned:
                     held.append(_held_entry(name, risk, outcome, review_dir))
@@ -469,7 +478,7 @@ class Pipeline:
             record.warnings.append(f"{len(held)} image(s) {why}, delivered without them")
         record.outputs.stage = Stage.ANONYMIZED
 
-    def _pixel_plan(self, original: Any, risk: str | None) -> PixelPlan | None:
+    def _pixel_plan(self, original: Dataset, risk: str | None) -> PixelPlan | None:
         """The pixel stage's plan for one image: the header's (graylist boxes, ultrasound
         regions) when the filters found a risk; else, with ``pixel_screening`` all (the
         default), a plan to screen every frame of any image with pixel data; else none."""
@@ -570,7 +579,8 @@ class Pipeline:
 
     def row_of(self, record: BatchRecord) -> dict[str, str]:
         """The metadata row of a packaged batch."""
-        return read_json(self._work(record) / "archive" / "row.json")
+        row: dict[str, str] = read_json(self._work(record) / "archive" / "row.json")
+        return row
 
     def mark_delivered(self, record: BatchRecord, where: dict[str, Any]) -> Delivery | None:
         """DONEPROCESSING -> DONE and "what sendit delivered" in one transaction; then
@@ -646,7 +656,9 @@ def _masked_entry(name: str, outcome: PixelOutcome) -> dict[str, Any]:
     }
 
 
-def _held_entry(name: str, risk: str | None, outcome: PixelOutcome, review_dir: Path) -> dict:
+def _held_entry(
+    name: str, risk: str | None, outcome: PixelOutcome, review_dir: Path
+) -> dict[str, Any]:
     """What a reviewer needs about one held image: why, where the masks are, and a thumbnail
     of the masked output (never the text OCR read)."""
     entry = {"file": name, "risk": risk or "", **outcome.as_dict()}

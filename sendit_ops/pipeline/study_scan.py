@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sendit_ops.core.discovery import Listing
@@ -99,7 +100,7 @@ def item_timestamp(ds: Any) -> str | None:
 
 
 def scan_study(
-    listing: Listing, paths: Iterable[str], folder_name: str, rules: FilterRules, s: Settings
+    listing: Listing, paths: Iterable[Path], folder_name: str, rules: FilterRules, s: Settings
 ) -> StudyScan:
     """Read every header of a batch folder once, judge it by the filters and tally what
     the study decision needs. Never raises for one file: a file that is not DICOM is

@@ -61,9 +61,10 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from sendit_ops.core.errors import ConfigError
-from sendit_ops.dicom.annex_e.table import OPTION_CODES, Entry, load_table
+from sendit_ops.dicom.annex_e.table import OPTION_CODES, Entry, Table, load_table
 from sendit_ops.dicom.written import Written
 
 # what is done to an element (compiled from the table and the options)
@@ -120,7 +121,7 @@ SAFE_PRIVATE: frozenset[tuple[str, int, int]] = frozenset(
 )
 
 _DUMMY_TEXT = "ANONYMIZED"
-_DUMMY: dict[str, Any] = {
+_DUMMY: dict[str, str | int | bytes] = {
     "AE": _DUMMY_TEXT,
     "AS": "000D",
     "CS": _DUMMY_TEXT,
@@ -299,11 +300,11 @@ class _Walker:
             return self.profile.overlay_actions.get(element)
         return None
 
-    def vr(self, ds: Dataset, tag: int) -> str:
+    def vr(self, ds: Dataset, tag: BaseTag) -> str:
         raw_vr = ds._dict[tag].VR
         return raw_vr if raw_vr and raw_vr != "UN" else _vr(tag)
 
-    def unlisted(self, ds: Dataset, tag: int, path: str, mode: str | None) -> None:
+    def unlisted(self, ds: Dataset, tag: BaseTag, path: str, mode: str | None) -> None:
         vr = self.vr(ds, tag)
         if vr == "SQ":
             self.items(ds, tag, path, mode)
@@ -316,7 +317,7 @@ class _Walker:
             else:
                 self.dummy(ds, tag, path, vr)
 
-    def act(self, ds: Dataset, tag: int, action: str, path: str) -> None:
+    def act(self, ds: Dataset, tag: BaseTag, action: str, path: str) -> None:
         if action == KEEP:
             self.note(path, tag, KEEP)
             if self.vr(ds, tag) == "SQ":
@@ -358,20 +359,20 @@ class _Walker:
             if action == CLEAN_ITEMS:
                 self.done.cleaned = True
 
-    def items(self, ds: Dataset, tag: int, path: str, mode: str | None) -> None:
+    def items(self, ds: Dataset, tag: BaseTag, path: str, mode: str | None) -> None:
         for i, item in enumerate(ds[tag].value or ()):
             self.walk(item, f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})[{i}]>", mode)
 
-    def dummy(self, ds: Dataset, tag: int, path: str, vr: str) -> None:
+    def dummy(self, ds: Dataset, tag: BaseTag, path: str, vr: str) -> None:
         if vr == "UI":
             self.uids(ds, tag, path, only_outside_root=False)
             return
-        ds._dict[tag] = DataElement(tag, vr, _DUMMY.get(vr, b"\0\0"))
+        ds._dict[tag] = elem = DataElement(tag, vr, _DUMMY.get(vr, b"\0\0"))
         if self.context.written is not None:
-            self.context.written.element(ds._dict[tag])
+            self.context.written.element(elem)
         self.note(path, tag, DUMMY)
 
-    def uids(self, ds: Dataset, tag: int, path: str, only_outside_root: bool) -> None:
+    def uids(self, ds: Dataset, tag: BaseTag, path: str, only_outside_root: bool) -> None:
         elem = ds[tag]
         value = elem.value
         if not value:
@@ -387,7 +388,7 @@ class _Walker:
             elem.value = remap(value)
         self.note(path, tag, UID)
 
-    def shift(self, ds: Dataset, tag: int, path: str, vr: str) -> None:
+    def shift(self, ds: Dataset, tag: BaseTag, path: str, vr: str) -> None:
         elem = ds[tag]
         value = elem.value
         if not value:
@@ -403,7 +404,7 @@ class _Walker:
         self.done.shifted = True
         self.note(path, tag, SHIFT)
 
-    def clean(self, ds: Dataset, tag: int, path: str) -> None:
+    def clean(self, ds: Dataset, tag: BaseTag, path: str) -> None:
         clean = self.context.clean
         assert clean is not None  # rules_without_cleaner has no CLEAN
         elem = ds[tag]
@@ -442,7 +443,7 @@ class _Walker:
                 self.note(path, tag, REMOVE)
 
 
-def _has_value(ds: Dataset, tag: int) -> bool:
+def _has_value(ds: Dataset, tag: BaseTag) -> bool:
     raw = ds._dict[tag]
     value = raw.value
     if isinstance(value, bytes):
@@ -450,7 +451,7 @@ def _has_value(ds: Dataset, tag: int) -> bool:
     return value not in (None, "", [], ())
 
 
-def _safe_private(ds: Dataset, private: list[int]) -> set[int]:
+def _safe_private(ds: Dataset, private: list[BaseTag]) -> set[int]:
     """Private tags of SAFE_PRIVATE present in ``ds``, with their creators."""
     keep: set[int] = set()
     creators = {}
@@ -496,7 +497,11 @@ def compile_profile(
 
 
 def _restrict_descriptors(
-    options: frozenset[str], descriptors: frozenset[str], table: Any, rules: dict, without: dict
+    options: frozenset[str],
+    descriptors: frozenset[str],
+    table: Table,
+    rules: dict[int, str],
+    without: dict[int, str],
 ) -> None:
     """Clean Descriptors keeps only ``descriptors``: every other attribute that only this
     option cleans gets the action it has without a cleaner (the Basic Profile's)."""

@@ -22,6 +22,7 @@ import functools
 import importlib
 import importlib.util
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +131,10 @@ def _faker_names() -> tuple[set[str], set[str]]:
     return first, last
 
 
-def _words(names: object) -> set[str]:
+def _words(names: Iterable[object]) -> set[str]:
     """Folded words of a Faker name list (a tuple, or a dict of name -> weight)."""
     out: set[str] = set()
-    for name in names:  # type: ignore[attr-defined]
+    for name in names:
         for word in re.split(r"[\s-]+", str(name)):
             if len(word) >= 2 or (word and not word.isascii()):
                 out.add(fold(word))

@@ -11,7 +11,7 @@ Use, per image (``Pipeline._pixel_plan`` in the pipeline)::
 says an image is clean (``pixel_screening`` all screens every frame of every image).
 """
 
-from sendit_ops.dicom.pixels.check import identifier_matcher
+from sendit_ops.dicom.identifiers import identifier_matcher
 from sendit_ops.dicom.pixels.model import Box, PixelOutcome, PixelPlan
 from sendit_ops.dicom.pixels.plan import plan_pixels
 from sendit_ops.dicom.pixels.risk import text_risk

@@ -25,7 +25,7 @@ def token_allowed(token: str, allow: frozenset[str]) -> bool:
     if len(t) <= 1 or t in allow:
         return True
     match = _MEASURE.fullmatch(t)
-    return bool(match) and (match["unit"] is None or match["unit"] in allow)
+    return match is not None and (match["unit"] is None or match["unit"] in allow)
 
 
 def line_allowed(text: str, allow: frozenset[str]) -> bool:

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import Decoder
 from pydicom.pixels.utils import pack_bits
 from pydicom.uid import (
     UID,
@@ -51,6 +54,11 @@ PIXEL_KEYWORDS = (
 )
 
 
+# an image's stored values as pydicom decodes them: unsigned or signed integers of the
+# image's depth (1-bit data comes back one pixel a uint8; float pixel data is not decoded)
+Frames = NDArray[np.integer[Any]]
+
+
 class UndecodableError(Exception):
     """The pixel data cannot be decoded; the message names the problem, never a value."""
 
@@ -59,7 +67,7 @@ class UndecodableError(Exception):
 class Decoded:
     """An image's pixels as frames: (frames, rows, columns) or (frames, rows, columns, 3)."""
 
-    frames: np.ndarray
+    frames: Frames
     photometric: str  # after decoding: YBR_* is returned as RGB
     bits_stored: int
     source_syntax: UID
@@ -75,15 +83,17 @@ class Decoded:
         return self.frames.ndim == 4
 
 
-def _frames(decoder: Any, ds: Dataset) -> tuple[np.ndarray, dict[str, Any]]:
+def _frames(decoder: Decoder, ds: Dataset) -> tuple[Frames, dict[str, str | int]]:
     """Decode frame by frame into one array: pydicom converts YBR to RGB in float64 over
     the whole array at once (about 1 GB for a 120-frame 640x480 cine), one frame at a time
     it needs a 120th of that."""
     count = int(ds.get("NumberOfFrames") or 1)
     if count <= 1:
-        return decoder.as_array(ds, as_rgb=True)
-    out: np.ndarray | None = None
-    info: dict[str, Any] = {}
+        # pydicom 3.0.2 annotates as_array's **kwargs as DecodeOptions, not
+        # Unpack[DecodeOptions]: as_rgb (a key of DecodeOptions) is a bool
+        return decoder.as_array(ds, as_rgb=True)  # type: ignore[arg-type]
+    out: Frames | None = None
+    info: dict[str, str | int] = {}
     for index, (frame, frame_info) in enumerate(decoder.iter_array(ds, as_rgb=True)):
         if out is None:
             out = np.empty((count, *frame.shape), dtype=frame.dtype)
@@ -129,34 +139,45 @@ def decode(ds: Dataset) -> Decoded:
     return Decoded(arr, photometric, bits, syntax)
 
 
-def snapshot(ds: Dataset) -> dict[str, object]:
+@dataclass(frozen=True)
+class Snapshot:
+    """The elements write_back may change, as they were, to put back when an image is held:
+    copies of those of ``PIXEL_KEYWORDS`` present, by keyword, and the file meta's transfer
+    syntax (None: it has none)."""
+
+    elements: dict[str, DataElement]
+    transfer_syntax: UID | None
+
+
+def snapshot(ds: Dataset) -> Snapshot:
     """The elements write_back may change, to put back when an image is held."""
     # copies: pydicom assigns a new value to the element already there, in place
-    saved: dict[str, object] = {k: copy.copy(ds[k]) for k in PIXEL_KEYWORDS if k in ds}
+    elements = {k: copy.copy(ds[k]) for k in PIXEL_KEYWORDS if k in ds}
     meta = getattr(ds, "file_meta", None)
+    syntax: UID | None = None
     if meta is not None and "TransferSyntaxUID" in meta:
-        saved["TransferSyntaxUID"] = meta.TransferSyntaxUID
-    return saved
+        syntax = meta.TransferSyntaxUID
+    return Snapshot(elements, syntax)
 
 
-def restore(ds: Dataset, saved: dict[str, object]) -> None:
+def restore(ds: Dataset, saved: Snapshot) -> None:
     """Undo write_back (see :func:`snapshot`)."""
     for keyword in PIXEL_KEYWORDS:
         if keyword in ds:
             del ds[keyword]
-    for keyword, elem in saved.items():
-        if keyword == "TransferSyntaxUID":
-            ds.file_meta.TransferSyntaxUID = elem
-        else:  # a copy again: a later write_back must not change what was saved
-            ds[keyword] = copy.copy(elem)
+    for keyword, elem in saved.elements.items():
+        # a copy again: a later write_back must not change what was saved
+        ds[keyword] = copy.copy(elem)
+    if saved.transfer_syntax is not None:
+        ds.file_meta.TransferSyntaxUID = saved.transfer_syntax
 
 
-def _native_bytes(frames: np.ndarray, little_endian: bool) -> bytes:
+def _native_bytes(frames: Frames, little_endian: bool) -> bytes:
     dtype = frames.dtype.newbyteorder("<" if little_endian else ">")
     return np.ascontiguousarray(frames, dtype=dtype).tobytes()
 
 
-def write_back(ds: Dataset, frames: np.ndarray, decoded: Decoded) -> UID:
+def write_back(ds: Dataset, frames: Frames, decoded: Decoded) -> UID:
     """Store ``frames`` (same shape as decoded) in ``ds``; return the new transfer syntax.
 
     Rows, columns, frame count and bit depth stay; colour is RGB, PlanarConfiguration 0.

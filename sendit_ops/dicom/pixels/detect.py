@@ -15,8 +15,10 @@ import re
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from sendit_ops.dicom.pixels import ocr
+from sendit_ops.dicom.pixels.display import Picture
 from sendit_ops.dicom.pixels.model import OCR, Box
 
 MIN_CHARACTERS = 2  # letters or digits in a line that is masked
@@ -55,7 +57,7 @@ def hit_box(hit: ocr.TextHit, frame: int | None, rows: int, columns: int) -> Box
 INK = 28  # grey levels a glyph pixel differs from the line's background
 
 
-def _run_around(profile: np.ndarray) -> tuple[int, int] | None:
+def _run_around(profile: NDArray[np.bool_]) -> tuple[int, int] | None:
     """The run of non-zero entries holding (or nearest to) the middle of ``profile``."""
     nonzero = np.flatnonzero(profile)
     if not len(nonzero):
@@ -70,7 +72,7 @@ def _run_around(profile: np.ndarray) -> tuple[int, int] | None:
     return lo, hi + 1
 
 
-def tighten(box: Box, gray: np.ndarray) -> Box:
+def tighten(box: Box, gray: Picture) -> Box:
     """``box`` shrunk to the ink of its own line, padded again (never grown).
 
     The detector's boxes are generous (its text regions are unclipped by 1.6, then padded):
@@ -84,7 +86,9 @@ def tighten(box: Box, gray: np.ndarray) -> Box:
     border = np.concatenate((crop[0], crop[-1], crop[:, 0], crop[:, -1]))
     ink = np.abs(crop - int(np.median(border))) > INK
     vertical = crop.shape[0] > crop.shape[1]  # a line rotated by 90 degrees
-    run = _run_around(ink.any(axis=0 if vertical else 1))
+    # inked rows (columns when vertical); np.any with an axis gives an array
+    inked: NDArray[np.bool_] = np.any(ink, axis=0 if vertical else 1)
+    run = _run_around(inked)
     if run is None:
         return box
     if vertical:
@@ -110,7 +114,7 @@ def text_boxes(
     hits: list[tuple[int | None, ocr.TextHit]],
     rows: int,
     columns: int,
-    gray: Callable[[int | None], list[np.ndarray]] | None = None,
+    gray: Callable[[int | None], list[Picture]] | None = None,
 ) -> list[Box]:
     """The padded boxes of the reads that fit text; with ``gray`` (the screen's views of a
     frame; for a projection, both projections) each is tightened to its ink (the union of

@@ -13,7 +13,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
 
-from sendit_ops.dicom.pixels.codec import Decoded
+from sendit_ops.dicom.pixels.codec import Decoded, Frames
 from sendit_ops.dicom.pixels.model import Box
 
 
@@ -36,12 +36,14 @@ def fill_value(decoded: Decoded, ds: Dataset) -> int | float:
         return darkest_palette_index(ds, frames.dtype)
     if decoded.color:
         return 0
-    if decoded.photometric == "MONOCHROME1":
-        return frames.max().item()
-    return frames.min().item()
+    # item(): the numpy scalar as a Python number of the frames' kind
+    extreme: int | float = (
+        frames.max().item() if decoded.photometric == "MONOCHROME1" else frames.min().item()
+    )
+    return extreme
 
 
-def apply(frames: np.ndarray, boxes: Iterable[Box], value: int | float) -> np.ndarray:
+def apply(frames: Frames, boxes: Iterable[Box], value: int | float) -> Frames:
     """A copy of ``frames`` with every box filled on every frame (outside: untouched)."""
     out = frames.copy()
     for box in boxes:

@@ -8,12 +8,33 @@ record, pushed to XCom and shown on the dashboard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
 
 # where a box came from
 OCR = "ocr"
 GRAYLIST = "graylist"
 US_REGIONS = "outside-us-regions"
 SCREEN = "screen"  # a region the text screen found (read by OCR, never masked as such)
+
+
+class BoxDict(TypedDict):
+    """``Box`` as JSON (the batch record, the images list)."""
+
+    frame: int | None
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    source: NotRequired[str]  # written always; absent: OCR
+
+
+class PixelPlanDict(TypedDict, total=False):
+    """``PixelPlan`` as JSON (carried from the filter step to the header step)."""
+
+    risk: str | None
+    boxes: list[BoxDict]
+    rows: int
+    columns: int
 
 
 @dataclass(frozen=True, order=True)
@@ -51,7 +72,7 @@ class Box:
             self.x0 - pad, self.y0 - pad, self.x1 + pad, self.y1 + pad, self.frame, self.source
         )
 
-    def as_dict(self) -> dict[str, int | str | None]:
+    def as_dict(self) -> BoxDict:
         """JSON-able form for the batch record."""
         return {
             "frame": self.frame,
@@ -63,7 +84,7 @@ class Box:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Box:
+    def from_dict(cls, data: BoxDict) -> Box:
         """Inverse of :meth:`as_dict`."""
         frame = data.get("frame")
         return cls(
@@ -96,7 +117,7 @@ class PixelPlan:
         """True when the pixel stage must run on this image."""
         return self.risk is not None
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> PixelPlanDict:
         """JSON-able form, to carry the plan from the filter step to the header step."""
         return {
             "risk": self.risk,
@@ -106,7 +127,7 @@ class PixelPlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> PixelPlan:
+    def from_dict(cls, data: PixelPlanDict) -> PixelPlan:
         """Inverse of :meth:`as_dict`."""
         return cls(
             data.get("risk"),

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from sendit_ops.dicom.pixels.display import Picture
 from sendit_ops.dicom.pixels.model import Box
 
 MAX_THREADS = 1
@@ -106,7 +108,7 @@ def engine(name: str = "rapidocr", device: str = "cpu") -> Any:
         return _engines[device]
 
 
-def read(rgb: np.ndarray, name: str = "rapidocr", device: str = "cpu") -> list[TextHit]:
+def read(rgb: Picture, name: str = "rapidocr", device: str = "cpu") -> list[TextHit]:
     """Text lines in one 8-bit RGB frame (rows, columns, 3)."""
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     ocr = engine(name, device)
@@ -136,7 +138,7 @@ def read(rgb: np.ndarray, name: str = "rapidocr", device: str = "cpu") -> list[T
     return hits
 
 
-def looks_like_text(rgb: np.ndarray, box: Box, name: str = "rapidocr", device: str = "cpu"):
+def looks_like_text(rgb: Picture, box: Box, name: str = "rapidocr", device: str = "cpu") -> bool:
     """A quick read of one candidate region by the recognition model alone (no detection):
     True when it reads at least two letters or digits with some confidence.
 
@@ -163,7 +165,9 @@ def looks_like_text(rgb: np.ndarray, box: Box, name: str = "rapidocr", device: s
     return False
 
 
-def region_window(box: Box, rows: int, columns: int, wide: bool = False) -> tuple[int, ...]:
+def region_window(
+    box: Box, rows: int, columns: int, wide: bool = False
+) -> tuple[int, int, int, int]:
     """The part of the frame read for a candidate region: the region with a margin of one
     line height across and three along the line (the whole band along it when ``wide``),
     so a line the screen found only in part is read whole."""
@@ -196,33 +200,38 @@ class Window:
 def windows(regions: list[Box], rows: int, columns: int) -> list[Window]:
     """The windows to read for a frame's candidate regions (overlapping ones merged, so a
     line split into several regions is read once)."""
-    items = []
+    items: list[Window] = []
     for box in regions:
         across = (box.y1 - box.y0) > (box.x1 - box.x0)
         line = max(1, min(box.x1 - box.x0, box.y1 - box.y0))
-        items.append([*region_window(box, rows, columns), line, across])
+        items.append(Window(*region_window(box, rows, columns), line, across))
     merged = True
     while merged:
         merged = False
-        out: list[list] = []
+        out: list[Window] = []
         for item in items:
-            for other in out:
+            for i, other in enumerate(out):
                 if (
-                    other[5] == item[5]
-                    and item[0] < other[2]
-                    and other[0] < item[2]
-                    and item[1] < other[3]
-                    and other[1] < item[3]
+                    other.across == item.across
+                    and item.x0 < other.x1
+                    and other.x0 < item.x1
+                    and item.y0 < other.y1
+                    and other.y0 < item.y1
                 ):
-                    other[0], other[1] = min(other[0], item[0]), min(other[1], item[1])
-                    other[2], other[3] = max(other[2], item[2]), max(other[3], item[3])
-                    other[4] = min(other[4], item[4])
+                    out[i] = Window(
+                        min(other.x0, item.x0),
+                        min(other.y0, item.y0),
+                        max(other.x1, item.x1),
+                        max(other.y1, item.y1),
+                        min(other.line, item.line),
+                        other.across,
+                    )
                     merged = True
                     break
             else:
                 out.append(item)
         items = out
-    return [Window(*(int(v) for v in i[:5]), bool(i[5])) for i in items]
+    return items
 
 
 def transposed(window: Window, rows: int, columns: int) -> Window:
@@ -245,18 +254,19 @@ def _widened(window: Window, rows: int, columns: int) -> Window:
     return Window(0, window.y0, columns, window.y1, window.line, False)
 
 
-def _stretched(crop: np.ndarray) -> np.ndarray:
+def _stretched(crop: Picture) -> Picture:
     """A window's crop over its own range of values: text a few grey levels from its
     background (dark text on dark tissue) shows as clearly as it would on a black field."""
     lo, hi = int(crop.min()), int(crop.max())
     if hi - lo < 8 or (lo == 0 and hi == 255):
         return crop
     scaled = (crop.astype(np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    clipped: NDArray[np.floating[Any]] = np.clip(scaled + 0.5, 0, 255)
+    return clipped.astype(np.uint8)
 
 
 def read_window(
-    rgb: np.ndarray, window: Window, name: str = "rapidocr", device: str = "cpu"
+    rgb: Picture, window: Window, name: str = "rapidocr", device: str = "cpu"
 ) -> list[TextHit]:
     """Text lines in one window of a frame (frame coordinates).
 
@@ -274,7 +284,9 @@ def read_window(
         scale = float(min(4.0, LINE_HEIGHT / window.line, (MAX_WINDOW_PIXELS / area) ** 0.5))
         scale = max(1.0, scale)
         if scale != 1.0:
-            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+            resized = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+            # cv2's stubs leave the dtype open: resizing uint8 gives uint8 (no copy here)
+            crop = np.asarray(resized, dtype=np.uint8)
         found = read(crop, name, device)
         if window.across:
             # text rotated by 90 degrees: read it turned level (the angle classifier turns

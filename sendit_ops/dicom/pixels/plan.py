@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 from deid.config import DeidRecipe
+from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from sendit_ops.dicom.pixels.model import GRAYLIST, US_REGIONS, Box, PixelPlan
 from sendit_ops.dicom.pixels.risk import NOT_CLEANING, deid_reason, graylist_results, text_risk
 
 
-def _paint(rows: int, columns: int, coordinates: list[tuple[int, str]]) -> np.ndarray:
+def _paint(rows: int, columns: int, coordinates: list[tuple[int, str]]) -> NDArray[np.bool_]:
     """deid's semantics: start keeping everything; each coordinate, in recipe order, marks its
     rectangle to clean (0) or to keep (1); ``all`` is the whole image. True = mask."""
     mask = np.zeros((rows, columns), dtype=bool)
@@ -33,7 +34,7 @@ def _paint(rows: int, columns: int, coordinates: list[tuple[int, str]]) -> np.nd
     return mask
 
 
-def mask_to_boxes(mask: np.ndarray, source: str) -> tuple[Box, ...]:
+def mask_to_boxes(mask: NDArray[np.bool_], source: str) -> tuple[Box, ...]:
     """Rectangles covering exactly the True pixels: runs per row, merged down while equal."""
     boxes: list[Box] = []
     open_runs: dict[tuple[int, int], int] = {}  # (x0, x1) -> first row

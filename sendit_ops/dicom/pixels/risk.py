@@ -13,6 +13,7 @@ Reasons name the rule and the tag, never a header value.
 from __future__ import annotations
 
 import copy
+from typing import Any, TypedDict
 
 from deid.config import DeidRecipe
 from deid.dicom.pixels.detect import has_burned_pixels
@@ -70,13 +71,22 @@ def _private_recipe(recipe: DeidRecipe) -> DeidRecipe:
     return clone
 
 
-def graylist_results(ds: Dataset, recipe: DeidRecipe) -> list[dict]:
+class DeidFilterResult(TypedDict):
+    """One flagged result of deid's ``has_burned_pixels`` (deid ships no types)."""
+
+    reason: str
+    group: str  # the filter group: whitelist, blacklist, graylist, ...
+    # each a 2-item list: [keep (0/1), "x0,y0,x1,y1" | "all" | a list of those]
+    coordinates: list[list[Any]]
+
+
+def graylist_results(ds: Dataset, recipe: DeidRecipe) -> list[DeidFilterResult]:
     """deid's flagged filter results for this header, judged on a private recipe copy."""
     result = has_burned_pixels(as_file_dataset(ds), force=True, deid=_private_recipe(recipe))
     return list(result.get("results") or [])
 
 
-def deid_reason(results: list[dict]) -> str | None:
+def deid_reason(results: list[DeidFilterResult]) -> str | None:
     """The reason deid's filter results give for pixel cleaning: a match in a group other
     than whitelist/blacklist (the graylist), unless the whitelist matched too."""
     groups = [str(r.get("group")) for r in results]

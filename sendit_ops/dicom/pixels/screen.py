@@ -24,10 +24,17 @@ Frames larger than ``MAX_SIDE`` are screened at a reduced scale (text on those i
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
+from sendit_ops.dicom.pixels.display import Picture
 from sendit_ops.dicom.pixels.model import SCREEN, Box
+
+# per-glyph numbers (coordinates, sizes: integers; middles: floats)
+Column = NDArray[np.integer[Any]]
 
 # grey levels (of 255) a stroke stands out from its surroundings: several levels, as MSER
 # does, so letters touching a fainter thin structure (a vessel, a fold) come apart at a
@@ -43,7 +50,7 @@ MAX_DENSITY = 0.12
 MAX_GLYPHS = 1500  # glyph-sized components in one mask: more is texture, as above
 
 
-def strokes(gray: np.ndarray) -> list[np.ndarray]:
+def strokes(gray: Picture) -> list[Picture]:
     """1 where a thin structure is brighter or darker than its surroundings by each of
     CONTRASTS. Bright and dark apart, not combined: the gaps between bright letters are
     dark thin structures themselves, and together they would fill a word into one block."""
@@ -58,7 +65,7 @@ def strokes(gray: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _aligned(tall: np.ndarray, mid: np.ndarray) -> bool:
+def _aligned(tall: Column, mid: NDArray[np.floating[Any]]) -> bool:
     """Glyphs of one line look like letters on a baseline: most of similar height, their
     middles on one line (lung vessels chained together are not)."""
     median = float(np.median(tall))
@@ -69,7 +76,7 @@ def _aligned(tall: np.ndarray, mid: np.ndarray) -> bool:
     return float(middles.max() - middles.min()) <= max(2.0, 0.35 * median)
 
 
-def _chains(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> list[np.ndarray]:
+def _chains(a0: Column, b0: Column, a1: Column, b1: Column) -> list[NDArray[np.int_]]:
     """Glyphs (a: along the line, b: across it) chained into lines: each glyph is linked
     to the glyphs starting after it within about one height along the line, that overlap
     it across the line by half the smaller height. Returns index arrays of 2+ glyphs."""
@@ -106,7 +113,7 @@ def _chains(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> l
     return [np.array(g) for g in groups.values()]
 
 
-def _lines(stats: np.ndarray, across: bool) -> list[tuple[int, ...]]:
+def _lines(stats: NDArray[np.int32], across: bool) -> list[tuple[int, ...]]:
     """Glyph boxes chained along the reading direction into lines (x0, y0, x1, y1).
 
     A chain is a line when it is 6-56 px high across the line and longer than high, and is
@@ -140,20 +147,23 @@ def _lines(stats: np.ndarray, across: bool) -> list[tuple[int, ...]]:
     return out
 
 
-def candidates(gray: np.ndarray, frame: int | None = None) -> list[Box]:
+def candidates(gray: Picture, frame: int | None = None) -> list[Box]:
     """Regions of one 8-bit grey frame that may hold a line of text (see the module doc)."""
     rows, columns = gray.shape
     scale = 1.0
     if max(rows, columns) > MAX_SIDE:
         scale = MAX_SIDE / max(rows, columns)
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        # cv2's stubs leave the dtype open: resizing uint8 gives uint8 (no copy here)
+        gray = np.asarray(resized, dtype=np.uint8)
     found = []
     limit = MAX_DENSITY * gray.size
     for mask in strokes(gray):
         if cv2.countNonZero(mask) > limit:
             continue
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        stats = stats[1:count]
+        count, _, all_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        # cv2's stubs leave the dtype open: the stats are int32 (CV_32S; no copy here)
+        stats = np.asarray(all_stats[1:count], dtype=np.int32)
         found += _lines(stats, across=False) + _lines(stats, across=True)
     boxes = []
     for x0, y0, x1, y1 in found:

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -29,13 +30,14 @@ from sendit_ops.core.settings import Settings
 from sendit_ops.dicom.pixels import check, detect, mask, ocr, screen, thumbnail
 from sendit_ops.dicom.pixels.codec import (
     Decoded,
+    Frames,
     UndecodableError,
     decode,
     restore,
     snapshot,
     write_back,
 )
-from sendit_ops.dicom.pixels.display import Display
+from sendit_ops.dicom.pixels.display import Display, Picture
 from sendit_ops.dicom.pixels.model import OCR, Box, PixelOutcome, PixelPlan
 
 log = logging.getLogger("sendit.pixels")
@@ -43,9 +45,20 @@ RESIDUAL = "residual"  # source of a box where text was still read after masking
 EXTRA_ROUNDS = 1  # in "ocr" mode, text read at verification is masked once more, then verified
 
 
-def _held(reason: str, start: float, **kw: object) -> PixelOutcome:
+class _HeldDetails(TypedDict, total=False):
+    """What a held outcome may carry besides its reason (fields of PixelOutcome)."""
+
+    boxes: tuple[Box, ...]
+    frames: int
+    thumbnail_png: bytes
+    masked_share: float
+    screened: int
+    read_whole: bool
+
+
+def _held(reason: str, start: float, **kw: Unpack[_HeldDetails]) -> PixelOutcome:
     log.info("pixel stage: image held (%s)", reason)
-    return PixelOutcome(False, reason, seconds=time.perf_counter() - start, **kw)  # type: ignore[arg-type]
+    return PixelOutcome(False, reason, seconds=time.perf_counter() - start, **kw)
 
 
 Hits = list[tuple[int | None, ocr.TextHit]]
@@ -68,13 +81,15 @@ class Looker:
         self.full = full
         self.engine = settings.ocr_engine
         self.device = settings.pixel_device
-        self._cache: dict[tuple, list[ocr.TextHit]] = {}
-        self._gates: dict[tuple, bool] = {}
+        # (window, digest of its pixels) -> what OCR read there
+        self._cache: dict[tuple[ocr.Window, bytes], list[ocr.TextHit]] = {}
+        # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text
+        self._gates: dict[tuple[int, int, int, int, bytes], bool] = {}
         self.frames_screened = 0
         self.regions = 0
-        self._frames: np.ndarray | None = None
+        self._frames: Frames | None = None
 
-    def gray(self, frame: int | None) -> list[np.ndarray]:
+    def gray(self, frame: int | None) -> list[Picture]:
         """The screen's view of frame ``frame`` of the frames last looked at; for a
         projection (None), the max and the min projections of those views."""
         frames = self._frames
@@ -89,7 +104,7 @@ class Looker:
             low = view if low is None else np.minimum(low, view)
         return [high, low] if high is not None and low is not None else []
 
-    def look(self, frames: np.ndarray) -> Hits:
+    def look(self, frames: Frames) -> Hits:
         """Every line OCR reads in ``frames`` (with the frame it was read on).
 
         A rendering that hides the data (all views almost one grey while the stored values
@@ -119,14 +134,14 @@ class Looker:
                 hits += [(index, h) for h in self._read(rgb, window)]
         return hits
 
-    def _gate(self, rgb: np.ndarray, region: Box) -> bool:
+    def _gate(self, rgb: Picture, region: Box) -> bool:
         crop = np.ascontiguousarray(rgb[region.y0 : region.y1, region.x0 : region.x1])
         key = (region.x0, region.y0, region.x1, region.y1, _digest(crop))
         if key not in self._gates:
             self._gates[key] = ocr.looks_like_text(rgb, region, self.engine, self.device)
         return self._gates[key]
 
-    def _read(self, rgb: np.ndarray, window: ocr.Window) -> list[ocr.TextHit]:
+    def _read(self, rgb: Picture, window: ocr.Window) -> list[ocr.TextHit]:
         crop = np.ascontiguousarray(rgb[window.y0 : window.y1, window.x0 : window.x1])
         key = (window, _digest(crop))
         if key not in self._cache:
@@ -138,7 +153,7 @@ class Looker:
         return self._cache[key]
 
 
-def _digest(crop: np.ndarray) -> bytes:
+def _digest(crop: Picture) -> bytes:
     return hashlib.blake2b(crop.tobytes(), digest_size=16).digest()
 
 
@@ -307,7 +322,7 @@ def _outcome(
     *,
     masked: bool,
     display: Display | None,
-    preview: np.ndarray | None = None,
+    preview: Frames | None = None,
     released: bool = False,
 ) -> PixelOutcome:
     rows, columns = decoded.frames.shape[1:3]
