@@ -21,8 +21,8 @@ from sendit_ops.core.errors import ConfigError
 from sendit_ops.core.lifecycle import State
 from sendit_ops.core.records import BatchRecord
 
-# the same words as sendit_ops.pipeline.batch.RELEASE / REJECT (not imported from there: the
-# DAG file imports this module at parse time, the pipeline only in its tasks)
+# the same words as sendit_ops.pipeline.steps.anonymize.RELEASE / REJECT (not imported from
+# there: the DAG file imports this module at parse time, the pipeline only in its tasks)
 RELEASE, REJECT = "release", "reject"
 DECISIONS = (RELEASE, REJECT)
 

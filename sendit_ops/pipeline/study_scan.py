@@ -26,7 +26,8 @@ from sendit_ops.pseudonyms.providers import StudyIdentity, sanitize_id
 
 @dataclass(frozen=True)
 class AcceptedImage:
-    """An image that passed the filters, as the later steps need it (``images.json``)."""
+    """An image that passed the filters, as the later steps need it (``images.json``,
+    written and read by ``pipeline.work_files``)."""
 
     file: str
     series: str
@@ -34,11 +35,6 @@ class AcceptedImage:
     item_time: str | None  # the study's (else series', content's...) date and time, ISO
     birth: str | None  # the patient's birth date, ISO
     pixels: str | None  # why it must go through the pixel stage (None: it need not)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AcceptedImage:
-        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
-        return cls(**values)
 
 
 @dataclass
@@ -202,7 +198,3 @@ def study_identity(scan: StudyScan, s: Settings) -> StudyIdentity:
         entity_timestamp=first.birth,
         item_timestamp=first.item_time,
     )
-
-
-def accepted_json(scan: StudyScan) -> list[dict[str, Any]]:
-    return [asdict(image) for image in scan.accepted]
