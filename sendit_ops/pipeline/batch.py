@@ -14,7 +14,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,9 @@ class Pipeline:
     dag_id: str
     run_id: str = ""
     provider: PseudonymProvider | None = None
+    map_index: int = -1  # the Airflow map index of the running task (-1: not mapped)
+    # the running step's progress log (a long batch reports its images to it)
+    progress: ProgressLog | None = field(default=None, init=False, repr=False, compare=False)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -201,11 +204,18 @@ class Pipeline:
         self, keys: Iterable[str], step: Step, want: Wanted, fn: Callable[[BatchRecord], None]
     ) -> None:
         keys = list(keys)
-        progress = ProgressLog(step, len(keys), log.info)
-        for key in keys:
-            record = self._one(key, step, want, fn)
-            metrics = record.metrics if record else {}
-            progress.batch_done(metrics.get("images_accepted", 0), metrics.get("bytes_in", 0))
+        progress = self.progress = ProgressLog(step, len(keys), log.info)
+        try:
+            with progress.heartbeat():  # a long batch logs a line at least every 30 s
+                for key in keys:
+                    progress.begin(key)
+                    record = self._one(key, step, want, fn)
+                    metrics = record.metrics if record else {}
+                    progress.batch_done(
+                        metrics.get("images_accepted", 0), metrics.get("bytes_in", 0)
+                    )
+        finally:
+            self.progress = None
         progress.close()
 
     def _one(
@@ -221,7 +231,7 @@ class Pipeline:
         if (record.state, stage) not in want and record.state not in want:
             return record
         record.run_id = self.run_id or record.run_id
-        record.start(step)
+        record.start(step, self.map_index)
         try:
             fn(record)
         except (ConfigError, TransientError):
@@ -401,7 +411,9 @@ class Pipeline:
         cleaned = released = 0
         masked: list[dict[str, Any]] = []
         screened = 0
-        for image in images:
+        for done, image in enumerate(images):
+            if self.progress is not None:
+                self.progress.images_done(done, len(images))
             original = read_full(image.file)
             risk = image.pixels  # the filter step's verdict on this image
             plan = self._pixel_plan(original, risk)
@@ -595,6 +607,7 @@ class Pipeline:
             (work / name).unlink(missing_ok=True)
         record.outputs = replace(record.outputs, **where)
         record.finish(Step.DELIVER)
+        record.note_chunk(Step.DELIVER, self.map_index)
         record.set_state(State.DONE)
         outbox = where.get("delivered_to") == "outbox"
         location = str(where.get("bucket") or (self.settings.outbox if outbox else ""))
