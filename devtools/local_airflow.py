@@ -10,7 +10,8 @@ chooses another database. Everything it keeps lives in the sendit home (``--home
 - ``input/demo``: the demo input folder, written by ``sendit sample`` if missing;
 - ``work/``, ``outbox/``: the work root and the local delivery target;
 - ``airflow/``: AIRFLOW_HOME (the admin's password in ``passwords.json``, generated once;
-  the SQLite database; ``component-logs/``).
+  the SQLite database; ``component-logs/``; ``airflow.cfg`` with the stack's settings, so
+  that the ``airflow`` command with this AIRFLOW_HOME talks to the running stack).
 
 It sets the Variables ``sendit_input_folders``, ``sendit_settings`` (created if missing, so
 edits in the UI stay) and ``sendit_secret_key`` (from the key file), prints the URL and the
@@ -20,6 +21,7 @@ login, and runs in the foreground until Ctrl-C, which stops every component.
 from __future__ import annotations
 
 import argparse
+import configparser
 import hashlib
 import json
 import os
@@ -108,6 +110,55 @@ def set_variables(stack: AirflowStack, home: Path, key: str) -> None:
             raise RuntimeError(f"cannot set Variable {name}: {created.status_code} {created.text}")
 
 
+# settings of the components that the airflow.cfg of the home leaves out: the hostname
+# callable lives in devtools/ (not importable by a plain `airflow` command)
+NOT_IN_CFG = {"AIRFLOW__CORE__HOSTNAME_CALLABLE"}
+
+
+def write_airflow_cfg(airflow_home: Path, env: dict[str, str]) -> Path:
+    """Write the stack's settings (every ``AIRFLOW__<SECTION>__<KEY>`` it starts its
+    components with) into ``airflow.cfg`` of its AIRFLOW_HOME, keeping what else the file
+    holds (the Fernet key that encrypts the connections above all; one is generated when
+    missing). The components take their settings from the environment; a shell's
+    ``airflow`` command with only ``AIRFLOW_HOME`` set reads this file, so it reaches the
+    same metadata database (no ``no such table: variable`` from a default SQLite file)."""
+    path = airflow_home / "airflow.cfg"
+    cfg = configparser.ConfigParser(interpolation=None)
+    if path.exists():
+        cfg.read(path)
+    for name, value in sorted(env.items()):
+        if not name.startswith("AIRFLOW__") or name in NOT_IN_CFG or name.endswith("_CMD"):
+            continue
+        section, _, key = name.removeprefix("AIRFLOW__").partition("__")
+        if not key:
+            continue
+        section, key = section.lower(), key.lower()
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        cfg.set(section, key, value.replace("%", "%%"))  # Airflow's parser interpolates
+    if not cfg.has_section("core"):
+        cfg.add_section("core")
+    if not cfg.get("core", "fernet_key", fallback=""):
+        from cryptography.fernet import Fernet
+
+        cfg.set("core", "fernet_key", Fernet.generate_key().decode())
+    fd = os.open(path.with_suffix(".cfg.new"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(
+            "# written by `make airflow` (devtools/local_airflow.py) at every start: the\n"
+            "# settings its components run with, for the `airflow` command of this home\n"
+        )
+        cfg.write(out)
+    os.replace(path.with_suffix(".cfg.new"), path)
+    return path
+
+
+def shell_setup(airflow_home: Path) -> str:
+    """The one line that points a shell's ``airflow`` command at this stack."""
+    venv_bin = Path(sys.executable).parent
+    return f'export AIRFLOW_HOME={airflow_home} PATH="{venv_bin}:$PATH"'
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -158,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             "SENDIT_PARSE_CACHE_SECONDS": os.environ.get("SENDIT_PARSE_CACHE_SECONDS", "10"),
         },
     )
+    write_airflow_cfg(airflow_home, stack.env)
     print(f"metadata database: {db_url}")
     print(f"starting Airflow on port {args.port} (logs: {airflow_home / 'component-logs'})...")
     # Ctrl-C (even when the shell started us with SIGINT ignored), kill, a supervisor
@@ -184,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  DAG {DEMO_DAG} watches {demo} (Variable {INPUT_FOLDERS_VARIABLE})\n"
             f"  batches dashboard: {stack.url}/sendit/\n"
             f"  outbox: {home / 'outbox'}   work root: {home / 'work'}\n"
+            f"  the airflow command, in another shell: {shell_setup(airflow_home)}\n"
+            f"    then e.g. `airflow variables list` (settings: {airflow_home}/airflow.cfg)\n"
             "  DAGs are unpaused at creation here (dags_are_paused_at_creation = False)\n"
             "Ctrl-C stops it."
         )

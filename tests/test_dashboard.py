@@ -65,7 +65,14 @@ def dags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Ledger]:
     _save(a, "b00000000000a001", "DONE", T0 + 10 * m, images=10, bytes_in=5_000_000)
     _save(a, "b00000000000a002", "DONE", T0 + 20 * m, images=20, bytes_in=15_000_000)
     _save(a, "b00000000000a003", "DONE", T0 + 70 * m, images=6, bytes_in=3_000_000)
-    _save(a, "b00000000000a004", "ERROR", T0 + 30 * m, reasons=["filter: two study dates"])
+    _save(
+        a,
+        "b00000000000a004",
+        "ERROR",
+        T0 + 30 * m,
+        reasons=["filter: two study dates"],
+        map_index={"filter": 1},  # the chunk (mapped task instance) that ran its filter step
+    )
     held = [
         {
             "file": "US_0001.dcm",
@@ -251,10 +258,11 @@ def test_batches_filtered_by_state_and_dag_with_links_to_runs_and_logs(client):
     run = "dags/sendit_a/runs/manual__2024-03-01T10%3A00%3A00%2B00%3A00"
     a = rows["b00000000000a004"]
     assert a["run_path"] == run and a["run_id"] == RUN
-    # the ERROR came from the filter step: its (mapped) task, one instance per chunk
+    # the ERROR came from the filter step: its (mapped) task's instance that ran the batch
     assert a["log_task"] == "filter_images"
-    assert a["log_path"] == f"{run}/tasks/filter_images/mapped"
+    assert a["log_path"] == f"{run}/tasks/filter_images/mapped/1"
     b = rows["b00000000000b002"]  # fused layout: the step ran in process_and_deliver
+    # a record without map_index (written before it was kept): the list of the chunks
     assert b["log_path"].endswith("/tasks/process_and_deliver/mapped")
     # times to the second, plus the instant for scripts
     assert a["changed"] == "2024-03-01T10:30:00Z" and a["changed_ts"] == T0 + 1800
@@ -310,7 +318,7 @@ def test_the_page_shows_totals_chart_running_held_and_batches(client):
     # links into the Airflow UI: into the frame's parent, with the path for the script
     run = "dags/sendit_a/runs/manual__2024-03-01T10%3A00%3A00%2B00%3A00"
     assert f"href='/{run}' target='_top' data-airflow-path='{run}'" in text
-    assert f"href='/{run}/tasks/filter_images/mapped'" in text
+    assert f"href='/{run}/tasks/filter_images/mapped/1'" in text
     # UTC to the second until the script shows the reader's time; never microseconds
     assert "data-ts='1709289000'>2024-03-01 10:30:00 UTC</time>" in text
     assert not re.search(r"\d\d:\d\d:\d\d\.\d", text)

@@ -1,4 +1,4 @@
-"""The shell commands of docs/operations.md and docs/dasher.md, run verbatim.
+"""The shell commands of docs/operations.md, docs/dasher.md and docs/storage.md, run verbatim.
 
 A fenced ``bash`` block preceded by the line ``<!-- runnable: live -->`` is run as it stands,
 with ``bash -euo pipefail``, against a live Airflow (api-server, scheduler, dag-processor,
@@ -17,9 +17,11 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,7 @@ from sendit_ops.sample_data import PATIENTS, write_study
 
 pytestmark = pytest.mark.live
 
-DOCS = {name: ROOT / "docs" / name for name in ("operations.md", "dasher.md")}
+DOCS = {name: ROOT / "docs" / name for name in ("operations.md", "dasher.md", "storage.md")}
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console", "zsh"}
 LIVE = "runnable: live"
 MARK = re.compile(r"^<!--\s*(runnable:\s*\S+|not-runnable:.*?)\s*-->\s*$")
@@ -291,9 +293,15 @@ def test_operations_commands(docs_stack, tmp_path):
 
     backfills = wait_for(backfills_done, timeout=900, step=3)
     assert backfills and backfills["total_entries"] == 2, backfills
+    # as the page says: each backfill ran its runs one at a time
+    assert [b["max_active_runs"] for b in backfills["backfills"]] == [1, 1], backfills
     runs = [r for r in stack.runs("sendit_nightly") if r["run_type"] == "backfill"]
     assert len(runs) == 7 and all(r["state"] == "success" for r in runs), runs
     assert all(r["conf"].get("reprocess") is True for r in runs)
+    ordered = sorted(runs, key=lambda r: r["start_date"])
+    assert all(  # one after the other (ISO 8601 UTC times of one format compare as text)
+        later["start_date"] >= earlier["end_date"] for earlier, later in pairwise(ordered)
+    ), [(r["logical_date"], r["start_date"], r["end_date"]) for r in ordered]
     third = next(r for r in runs if r["logical_date"].startswith("2024-03-03"))
     assert stack.xcom("sendit_nightly", third["dag_run_id"], "report")["states"] == {"DONE": 1}
     assert len(box.read_rows(nightly)) == 1
@@ -345,16 +353,13 @@ def test_dasher_commands(docs_stack, dasher, tmp_path):
             # the REST API masks the values of extras named *token*
             assert {"refresh_token", "token_uri"} <= set(json.loads(conn["extra"]))
         if "connections get" in text:
-            listed = [line for line in done.stdout.splitlines() if line.startswith("[{")]
-            assert len(listed) == 1, done.stdout
-            got = json.loads(listed[0])[0]
-            assert got["conn_id"] == "dasher_default" and got["host"] == dasher.url, got
-            assert got["password"] == creds["accessToken"]
-            assert got["extra_dejson"]["refresh_token"] == creds["refreshToken"]
-            assert got["extra_dejson"]["token_uri"] == creds["token_uri"]
-        if text.startswith("sendit import-stanford"):
-            printed = json.loads(done.stdout.splitlines()[0])
-            assert "conn_id" not in printed and printed["host"] == dasher.url
+            # what Airflow reads (the environment variable), without a secret on the screen
+            assert done.stdout.splitlines()[-1] == (
+                f"dasher_default dasher {dasher.url} access token set: True "
+                "extras: refresh_token token_uri"
+            ), done.stdout
+        for secret in (creds["accessToken"], creds["refreshToken"]):
+            assert secret not in done.stdout + done.stderr, f"{block} printed a DASHER token"
         if "--conn-json" in text:
             conn = stored()
             assert conn["conn_type"] == "dasher" and conn["host"] == dasher.url
@@ -375,3 +380,32 @@ def test_dasher_commands(docs_stack, dasher, tmp_path):
         if t["task_id"] == "fetch_pseudonyms"
     ]
     assert fetch and {t["pool"] for t in fetch} == {"sendit_dasher"}
+
+
+@pytest.mark.timeout(600)
+def test_storage_commands(docs_stack, tmp_path):
+    """The Google connection of docs/storage.md, as the Google provider's hook reads it."""
+    stack, _ = docs_stack
+    shell = DocShell(tmp_path / "shell", dict(stack.env))
+    blocks = live_blocks("storage.md")
+    for block in blocks:
+        shell.run(block)
+    assert re.search(r"google_cloud_default\s*\|\s*google_cloud_platform", shell.stdout)
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json\n"
+            "from airflow.providers.google.common.hooks.base_google import GoogleBaseHook\n"
+            "hook = GoogleBaseHook(gcp_conn_id='google_cloud_default')\n"
+            "print(json.dumps([hook._get_field('key_path'), hook.project_id, hook.scopes]))",
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert read.returncode == 0, read.stderr[-3000:]
+    key_path, project, scopes = json.loads(read.stdout.strip().splitlines()[-1])
+    assert key_path == "/opt/airflow/secrets/sendit-sa.json" and project == "my-project"
+    assert scopes == ["https://www.googleapis.com/auth/cloud-platform"]

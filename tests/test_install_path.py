@@ -127,14 +127,27 @@ def run_documented_install(tmp_path: Path, venv: Path) -> dict:
     text = "".join(blocks)
     for needed in ("uv build", "uv export", "--no-hashes", "uv pip install", "cp dags/"):
         assert needed in text, f"the install blocks of docs/setup.md lost `{needed}`"
+    for needed in ('airflow" db migrate', "dags list --local"):
+        assert needed in text, f"the install blocks of docs/setup.md lost `{needed}`"
     checkout = clone(tmp_path / "sendit")
     airflow_home = tmp_path / "airflow-home"
+    folders = [tmp_path / "data" / "ct_1", tmp_path / "data" / "mr_2"]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    # the Variables of step 5, as environment variables (the check lists their DAGs)
+    variables = {
+        "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS": json.dumps(
+            [{"path": str(folders[0]), "name": "ct"}, {"path": str(folders[1])}]
+        ),
+        "AIRFLOW_VAR_SENDIT_SETTINGS": json.dumps({"work_root": str(tmp_path / "work")}),
+        "SENDIT_HOME": str(tmp_path / "sendit-home"),
+    }
     script = tmp_path / "install.sh"
     script.write_text("".join(blocks))
     done = subprocess.run(
         ["bash", "-euo", "pipefail", str(script)],
         cwd=checkout,
-        env=clean_env(VENV=str(venv), AIRFLOW_HOME=str(airflow_home)),
+        env=clean_env(VENV=str(venv), AIRFLOW_HOME=str(airflow_home), **variables),
         capture_output=True,
         text=True,
         timeout=1200,
@@ -143,10 +156,10 @@ def run_documented_install(tmp_path: Path, venv: Path) -> dict:
         f"the install blocks of docs/setup.md exited {done.returncode}\n--- script\n"
         f"{script.read_text()}--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-5000:]}"
     )
-
-    folders = [tmp_path / "data" / "ct_1", tmp_path / "data" / "mr_2"]
-    for folder in folders:
-        folder.mkdir(parents=True)
+    # the check of step 6: the DAGs of the Variables, listed without a DAG processor
+    listed = re.findall(r"^(sendit_\w+)\s*\|", done.stdout, re.MULTILINE)
+    assert listed == ["sendit_ct", "sendit_mr_2"], done.stdout[-3000:]
+    assert "No data found" not in done.stdout
     elsewhere = tmp_path / "elsewhere"  # not the checkout: sendit_ops must come from the venv
     elsewhere.mkdir()
     check = subprocess.run(

@@ -3,6 +3,7 @@ login it prints, then stopped with Ctrl-C (SIGINT to its process group)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -116,6 +117,24 @@ def test_make_airflow_serves_sendit_and_stops_on_ctrl_c(tmp_path):
         assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) >= 32
         page = requests.get(f"{url}/sendit/", headers=auth, timeout=30)
         assert page.status_code == 200 and "sendit batches" in page.text
+
+        # the printed set-up line points another shell's `airflow` command at this stack
+        setup = re.search(r"in another shell: (export AIRFLOW_HOME=.*)$", text, re.MULTILINE)
+        assert setup, text
+        listed = subprocess.run(
+            ["bash", "-c", f"{setup.group(1)}\nairflow variables list -o json"],
+            env={k: v for k, v in env.items() if k != "PATH"} | {"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        keys = {v["key"] for v in json.loads(listed.stdout.strip().splitlines()[-1])}
+        assert keys == {"sendit_input_folders", "sendit_settings", "sendit_secret_key"}
+        assert "no such table" not in listed.stdout + listed.stderr
+        if db_url.startswith("postgresql"):  # no stray SQLite database left by the command
+            assert not (home / "airflow" / "airflow.db").exists()
+        assert (home / "airflow" / "airflow.cfg").stat().st_mode & 0o777 == 0o600
 
         assert len(processes_of(home)) >= 4  # the components (the check below sees them)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C

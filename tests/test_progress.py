@@ -4,6 +4,7 @@ lines, and the CLI's display (a bar on a terminal, plain lines in a pipe)."""
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 
@@ -88,3 +89,62 @@ def test_display_before_the_ledger_exists_shows_nothing() -> None:
     with ProgressDisplay(missing, out, plain_every=0.01):
         pass
     assert out.getvalue() == ""
+
+
+def test_a_long_batch_logs_its_images_at_least_every_30_s() -> None:
+    """The heartbeat's check, with a fake clock: one batch working for 95 s (OCR over many
+    images) gives a line at 30, 60 and 90 s naming the batch and its images done."""
+    now = [0.0]
+    lines: list[str] = []
+    log = ProgressLog("anonymize", 3, lines.append, every=30, clock=lambda: now[0])
+    log.batch_done(10, 1_000_000)  # the first batch was quick
+    log.begin("b1f00dfeedbeef00")
+    for second in range(1, 96):
+        now[0] = float(second)
+        log.images_done(second * 40 // 95, 40)
+        log.poll()  # what the heartbeat thread calls every second
+    assert lines == [
+        "anonymize: batch b1f00dfeedbeef00 (2/3 batches): 12/40 images, 30 s",
+        "anonymize: batch b1f00dfeedbeef00 (2/3 batches): 25/40 images, 60 s",
+        "anonymize: batch b1f00dfeedbeef00 (2/3 batches): 37/40 images, 90 s",
+    ]
+    log.batch_done(40, 4_000_000)
+    now[0] = 200.0
+    log.poll()  # between batches nothing is in work: no heartbeat line
+    assert len(lines) == 3
+
+
+def test_a_step_without_image_counts_still_logs_the_batch_and_its_time() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    log = ProgressLog("filter", 1, lines.append, every=30, clock=lambda: now[0])
+    log.begin("b0123456789abcde")
+    now[0] = 29.0
+    log.poll()
+    now[0] = 31.0
+    log.poll()
+    assert lines == ["filter: batch b0123456789abcde (1/1 batches): 31 s"]
+
+
+def test_the_heartbeat_thread_polls_while_the_step_works_and_stops_after() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def clock() -> float:
+        now[0] += 31.0  # every look at the clock: 31 s later
+        return now[0]
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        seen.set()
+
+    log = ProgressLog("anonymize", 1, emit, every=30, clock=clock)
+    log.begin("b0123456789abcde")
+    with log.heartbeat(check_every=0.001):
+        assert seen.wait(30), "the heartbeat thread never polled"
+    count = len(lines)
+    assert lines[0].startswith("anonymize: batch b0123456789abcde (1/1 batches): ")
+    assert not any(t.name == "progress-anonymize" for t in threading.enumerate())
+    log.poll()  # the thread is gone: only this call can add a line
+    assert len(lines) == count + 1

@@ -77,6 +77,9 @@ class BatchRecord:
     warnings: list[str] = field(default_factory=list)  # skipped images etc. (PHI-free)
     metrics: dict[str, Any] = field(default_factory=dict)
     times: dict[str, list[float]] = field(default_factory=dict)  # step -> [start, finish]
+    # step -> Airflow map index of the mapped task instance (chunk) that ran it last, so a
+    # log link opens that chunk's log; absent for a step run outside a mapped task
+    map_index: dict[str, int] = field(default_factory=dict)
     outputs: BatchOutputs = field(default_factory=lambda: BatchOutputs())
     run_id: str = ""
     history: list[list[Any]] = field(default_factory=list)  # [time, state, run_id]
@@ -94,13 +97,36 @@ class BatchRecord:
             self.reasons.append(reason)
         self.history.append([round(time.time(), 3), state, self.run_id])
 
-    def start(self, step: str) -> None:
-        """Record the start time of a step."""
+    def start(self, step: str, map_index: int = -1) -> None:
+        """Record the start time of a step, and the chunk (Airflow map index, -1: not a
+        mapped task) that runs it."""
         self.times[step] = [round(time.time(), 3), 0.0]
+        self.note_chunk(step, map_index)
+
+    def note_chunk(self, step: str, map_index: int) -> None:
+        """Remember which mapped task instance ran ``step`` (-1 forgets an older one)."""
+        if map_index >= 0:
+            self.map_index[step] = map_index
+        else:
+            self.map_index.pop(step, None)
 
     def finish(self, step: str) -> None:
         """Record the finish time of a step."""
         self.times.setdefault(step, [round(time.time(), 3), 0.0])[1] = round(time.time(), 3)
+
+    def step_seconds(self) -> dict[str, float]:
+        """Each finished step's own time (finish - start). In a staged run a batch waits
+        between its steps (for the chunk's other batches, for the next task to start): those
+        waits are not the batch's work and are not counted here."""
+        return {
+            step: round(max(t[1] - t[0], 0.0), 3)
+            for step, t in self.times.items()
+            if len(t) > 1 and t[0] and t[1]
+        }
+
+    def processing_seconds(self) -> float:
+        """The batch's processing time: the sum of its steps' own times."""
+        return round(sum(self.step_seconds().values()), 3)
 
 
 @dataclass

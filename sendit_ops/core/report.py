@@ -32,24 +32,34 @@ TSV_COLUMNS = (
 
 def _span(record: BatchRecord) -> tuple[float, float]:
     starts = [t[0] for t in record.times.values() if t and t[0]]
-    ends = [t[1] for t in record.times.values() if t and t[1]]
+    ends = [t[1] for t in record.times.values() if len(t) > 1 and t[1]]
     return (min(starts), max(ends)) if starts and ends else (0.0, 0.0)
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else ""
+
+
 def batch_metrics(record: BatchRecord) -> dict[str, Any]:
-    """One batch's line: state, size, duration and throughput (sendit's export_metrics)."""
+    """One batch's line: state, size, processing time and throughput (sendit's
+    export_metrics). ``seconds`` is the batch's processing time, the sum of its steps' own
+    times (``step_seconds``); ``span_seconds`` the wall time from its first step's start
+    to its last step's end, which in a staged run also holds the waits between steps."""
     start, finish = _span(record)
-    seconds = max(finish - start, 0.0)
+    seconds = record.processing_seconds()
     size_mb = record.metrics.get("bytes_in", 0) / 1e6
     return {
         "batch_id": record.key,
         "status": record.state,
         "size_mb": round(size_mb, 3),
-        "start": datetime.fromtimestamp(start, UTC).isoformat() if start else "",
-        "finish": datetime.fromtimestamp(finish, UTC).isoformat() if finish else "",
-        "seconds": round(seconds, 3),
+        "start": _iso(start),
+        "finish": _iso(finish),
+        "seconds": seconds,
         "minutes": round(seconds / 60, 4),
         "mb_per_min": round(size_mb / (seconds / 60), 2) if seconds > 0 else 0.0,
+        "span_seconds": round(max(finish - start, 0.0), 3),
+        "step_seconds": record.step_seconds(),
+        "map_index": dict(record.map_index),
         "images": record.metrics.get("images_accepted", 0) - record.metrics.get("images_held", 0),
         "pixel_cleaned": record.metrics.get("images_pixel_cleaned", 0),
         "held": [
@@ -66,14 +76,33 @@ def batch_metrics(record: BatchRecord) -> dict[str, Any]:
 
 
 def summarize(
-    records: Iterable[BatchRecord], run_id: str, notes: Sequence[str] = ()
+    records: Iterable[BatchRecord],
+    run_id: str,
+    notes: Sequence[str] = (),
+    wall: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """The run summary: counts per state, totals, and one line per batch."""
+    """The run summary: counts per state, totals, and one line per batch.
+
+    Two times, kept apart: ``batch_seconds`` adds up the batches' processing times (the
+    work done, whatever ran in parallel or waited), ``wall_seconds`` is the run's elapsed
+    time, from ``wall`` (the run's start and end, epoch seconds) or else from the first
+    batch step's start to the last one's end; the run's throughput ``mb_per_min`` is the
+    input MB over that wall time."""
     lines = [batch_metrics(r) for r in records]
     counts = Counter(line["status"] for line in lines)
     total_mb = sum(line["size_mb"] for line in lines)
     spans = [(line["start"], line["finish"]) for line in lines if line["start"]]
     seconds = sum(line["seconds"] for line in lines)
+    first = min((s for s, _ in spans), default="")
+    last = max((f for _, f in spans), default="")
+    if wall is not None:
+        started, ended = wall
+    elif first and last:
+        started = datetime.fromisoformat(first).timestamp()
+        ended = datetime.fromisoformat(last).timestamp()
+    else:
+        started = ended = 0.0
+    wall_seconds = round(max(ended - started, 0.0), 3)
     return {
         "run_id": run_id,
         "batches": len(lines),
@@ -85,9 +114,12 @@ def summarize(
         "images_held": sum(len(line["held"]) for line in lines),
         "size_mb": round(total_mb, 3),
         "batch_seconds": round(seconds, 3),
-        "mb_per_min": round(total_mb / (seconds / 60), 2) if seconds else 0.0,
-        "first_start": min((s for s, _ in spans), default=""),
-        "last_finish": max((f for _, f in spans), default=""),
+        "wall_seconds": wall_seconds,
+        "started": _iso(started),
+        "ended": _iso(ended),
+        "mb_per_min": round(total_mb / (wall_seconds / 60), 2) if wall_seconds > 0 else 0.0,
+        "first_start": first,
+        "last_finish": last,
         "notes": list(notes),
         "batch_lines": lines,
     }
@@ -98,8 +130,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     states = ", ".join(f"{k} {v}" for k, v in summary["states"].items()) or "no batches"
     out = [
         f"sendit run {summary['run_id']}: {summary['batches']} batch(es): {states}",
-        f"  {summary['images_delivered']} images delivered, {summary['size_mb']:.1f} MB in, "
-        f"{summary['batch_seconds']:.1f} batch-seconds, {summary['mb_per_min']:.1f} MB/min",
+        f"  {summary['images_delivered']} images delivered, {summary['size_mb']:.1f} MB in; "
+        f"run wall time {summary.get('wall_seconds', 0.0):.1f} s, "
+        f"{summary['mb_per_min']:.1f} MB/min; "
+        f"batch processing {summary['batch_seconds']:.2f} s in all (each batch's own steps)",
     ]
     if summary.get("images_pixel_cleaned") or summary.get("images_held"):
         out.append(
@@ -110,7 +144,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         reason = f"  ({line['reasons']})" if line["reasons"] else ""
         out.append(
             f"  {line['batch_id']}  {line['status']:<14} {line['images']:>4} images "
-            f"{line['size_mb']:>8.2f} MB {line['seconds']:>7.2f} s{reason}"
+            f"{line['size_mb']:>8.2f} MB {line['seconds']:>7.2f} s processing{reason}"
         )
     for line in summary["batch_lines"]:
         for held in line.get("held", []):

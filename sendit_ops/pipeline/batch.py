@@ -85,6 +85,7 @@ class Pipeline(StepContext):
 
     dag_id: str
     run_id: str = ""
+    map_index: int = -1  # the Airflow map index of the running task (-1: not mapped)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -144,11 +145,18 @@ class Pipeline(StepContext):
 
     def _each(self, keys: Iterable[str], step: Step) -> None:
         keys = list(keys)
-        progress = ProgressLog(step, len(keys), log.info)
-        for key in keys:
-            record = self._one(key, step, STEPS[step])
-            metrics = record.metrics if record else {}
-            progress.batch_done(metrics.get("images_accepted", 0), metrics.get("bytes_in", 0))
+        progress = self.progress = ProgressLog(step, len(keys), log.info)
+        try:
+            with progress.heartbeat():  # a long batch logs a line at least every 30 s
+                for key in keys:
+                    progress.begin(key)
+                    record = self._one(key, step, STEPS[step])
+                    metrics = record.metrics if record else {}
+                    progress.batch_done(
+                        metrics.get("images_accepted", 0), metrics.get("bytes_in", 0)
+                    )
+        finally:
+            self.progress = None
         progress.close()
 
     def _one(self, key: str, step: Step, spec: StepSpec) -> BatchRecord | None:
@@ -162,7 +170,7 @@ class Pipeline(StepContext):
         if (record.state, stage) not in spec.want and record.state not in spec.want:
             return record
         record.run_id = self.run_id or record.run_id
-        record.start(step)
+        record.start(step, self.map_index)
         try:
             spec.run(self, record, self.files(record))
         except (ConfigError, TransientError):
@@ -282,6 +290,7 @@ class Pipeline(StepContext):
         files.drop_identifiers()
         record.outputs = replace(record.outputs, **where)
         record.finish(Step.DELIVER)
+        record.note_chunk(Step.DELIVER, self.map_index)
         record.set_state(State.DONE)
         outbox = where.get("delivered_to") == "outbox"
         location = str(where.get("bucket") or (self.settings.outbox if outbox else ""))

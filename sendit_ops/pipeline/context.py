@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from sendit_ops.core.errors import ProviderError
+from sendit_ops.core.progress import ProgressLog
 from sendit_ops.core.settings import Settings
 from sendit_ops.dicom.annex_e import Profile
 from sendit_ops.dicom.anonymize import load_profile, load_recipe
@@ -35,6 +36,8 @@ class StepContext:
     secret_key: bytes
     # keyword-only: a subclass adds positional fields after these two
     provider: PseudonymProvider | None = field(default=None, kw_only=True)
+    # the running step's progress log (a long batch reports its images to it)
+    progress: ProgressLog | None = field(default=None, init=False, repr=False, compare=False)
 
     @cached_property
     def filter_rules(self) -> FilterRules:

@@ -173,6 +173,14 @@ def note(pipe: Pipeline, phase: str, **counts: int | str) -> None:
         os.close(fd)
 
 
+def run_wall(pipe: Pipeline) -> tuple[float, float] | None:
+    """The run's wall time: from its first journal entry (``discover`` taking the lock) to
+    now (the report). None when the run has no journal (the batches' span is used)."""
+    phases = read_journal(journal_path(pipe))
+    started = min((float(p["at"]) for p in phases if p.get("at")), default=0.0)
+    return (started, time.time()) if started else None
+
+
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """The phases a run noted, in order."""
     if not path.is_file():
@@ -268,7 +276,7 @@ def finish(
             pipe.ledger.save(record)
             pipe.drop_identifiers(record)
         records.append(record)
-    summary = summarize(records, pipe.run_id, list(notes))
+    summary = summarize(records, pipe.run_id, list(notes), wall=run_wall(pipe))
     where = write_run_report(pipe.ledger, summary)
     log.info("%s\n  report: %s", format_summary(summary), where)
     note(pipe, "report", batches=len(records))

@@ -196,13 +196,21 @@ def log_task(source: Source, state: str, reasons: list[str]) -> str:
     return Step.REPORT.task_id
 
 
-def log_path(dag_id: str, run_id: str, task_id: str) -> str:
-    """A task's page (its log) in the Airflow UI; for a mapped task the list of its
-    instances, one per chunk of batches (which chunk held the batch is not recorded)."""
+def log_path(dag_id: str, run_id: str, task_id: str, chunks: dict[str, int] | None = None) -> str:
+    """A task's page (its log) in the Airflow UI. For a mapped task, the instance that ran
+    the batch: ``chunks`` is the record's ``map_index`` (step -> map index of the chunk that
+    ran it); a record without one (written before it was kept) links the list of chunks."""
     if not run_id:
         return ""
     path = f"{run_path(dag_id, run_id)}/tasks/{quote(task_id, safe='')}"
-    return f"{path}/mapped" if task_id in MAPPED_TASKS else path
+    if task_id not in MAPPED_TASKS:
+        return path
+    # the steps that ran in this task (in the fused layout all of them: the same chunk)
+    steps = {s.value for s in (*BATCH_STEPS, Step.DELIVER) if s.task_id == task_id}
+    if task_id == Step.PROCESS.task_id:
+        steps = {s.value for s in (*BATCH_STEPS, Step.DELIVER)}
+    found = [index for step, index in (chunks or {}).items() if step in steps]
+    return f"{path}/mapped/{found[-1]}" if found else f"{path}/mapped"
 
 
 # ---- batches -----------------------------------------------------------------------------
@@ -232,7 +240,7 @@ def _row(source: Source, r: dict[str, Any]) -> dict[str, Any]:
         "object": r["object_name"],
         "run_path": run_path(source.dag_id, run_id),
         "log_task": task if run_id else "",
-        "log_path": log_path(source.dag_id, run_id, task),
+        "log_path": log_path(source.dag_id, run_id, task, json.loads(r["data"]).get("map_index")),
     }
 
 

@@ -59,7 +59,7 @@ class LedgerQueries:
         oldest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """The dashboard's columns (key, state, images, images_found, bytes_in, reasons,
-        warnings, run_id, changed, object_name) of the newest ``limit`` records (all by
+        warnings, run_id, changed, object_name, data) of the newest ``limit`` records (all by
         default) changed in ``[since, until)``, newest change first."""
         c = batches.c
         query = select(
@@ -73,6 +73,7 @@ class LedgerQueries:
             c.run_id,
             c.changed,
             c.object_name,
+            c.data,  # the whole record as JSON (the dashboard reads its map_index)
         ).where(*self._window(since, until))
         if state:
             query = query.where(c.state == state)

@@ -198,7 +198,9 @@ def anonymize_batch(ctx: StepContext, record: BatchRecord, files: BatchFiles) ->
     files.anonymized.mkdir(parents=True)
     decision = review_decision(record)
     tally = Tally()
-    for image in images:
+    for done, image in enumerate(images):
+        if ctx.progress is not None:
+            ctx.progress.images_done(done, len(images))
         cleaned = _clean(ctx, image, scanner, needles, variables, decision)
         name = _file_name(image.series, image.instance, tally.names)
         if cleaned.held:
