@@ -47,6 +47,7 @@ PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
 )
+REFRESH_SECONDS = 10  # the page's reload interval while batches are in progress
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
 Text = Annotated[str | None, Query()]
@@ -229,6 +230,7 @@ def page(
     sums = totals(dag_id, window, found=found)
     counts = {s: v["batches"] for s, v in sums["total"]["states"].items()}
     state = filters.get("state")
+    in_progress = running(dag_id, found=found)
     body = view.render(
         ui_base=ui_base(request),
         filters=filters,
@@ -236,11 +238,13 @@ def page(
         counts=counts,
         totals=sums,
         chart=chart,
-        running=running(dag_id, found=found),
+        running=in_progress,
         held=held(dag_id, found=found),
         rows=batch_rows(state, dag_id, view.PAGE_ROWS, window, found=found),
         total=counts.get(state, 0) if state else sum(counts.values()),
         error=" ".join(errors),
+        # reload while batches are queued or in progress; a finished view stays still
+        refresh=REFRESH_SECONDS if in_progress else 0,
     )
     return HTMLResponse(body, headers={"Content-Security-Policy": PAGE_POLICY})
 
