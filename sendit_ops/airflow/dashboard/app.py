@@ -18,7 +18,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sendit_ops.airflow.dashboard import view
+from sendit_ops.airflow.dashboard import review, view
 from sendit_ops.airflow.dashboard.pacs import router as pacs_router
 from sendit_ops.airflow.dashboard.queries import (
     BUCKET_MINUTES,
@@ -41,6 +41,7 @@ from sendit_ops.core.lifecycle import STATES
 may_view = requires_access_view(AccessView.WEBSITE)
 app = FastAPI(title="sendit batches", dependencies=[Depends(may_view)])
 app.include_router(pacs_router)  # the PACS section: /api/pacs and /pacs (dashboard/pacs.py)
+app.include_router(review.router)  # Release / Reject of HELD batches (dashboard/review.py)
 
 # the page's own scripts, styles and images only; no frame but Airflow's own UI
 PAGE_POLICY = (
@@ -138,6 +139,13 @@ def api_running(dag_id: Text = None) -> dict[str, Any]:
     return {"batches": running(dag_id)}
 
 
+@app.get("/api/reviews")
+def api_reviews(dag_id: Text = None) -> dict[str, Any]:
+    """The review history: the newest release / reject decisions, who made them, when,
+    and the DAG run that carried each out."""
+    return {"reviews": review.history(dag_id)}
+
+
 @app.get("/api/held")
 def api_held_batches(dag_id: Text = None) -> dict[str, Any]:
     """The HELD batches with their held images (reason, masked boxes, thumbnail URL)."""
@@ -201,6 +209,7 @@ def page(
     since: Since = None,
     until: Until = None,
     tz: Zone = None,
+    reviewed: Text = None,
 ) -> HTMLResponse:
     """The dashboard page: totals, throughput chart, batches in progress, held images and
     the batches table, all filtered by DAG and time window (the table also by state)."""
@@ -243,6 +252,9 @@ def page(
         rows=batch_rows(state, dag_id, view.PAGE_ROWS, window, found=found),
         total=counts.get(state, 0) if state else sum(counts.values()),
         error=" ".join(errors),
+        csrf=review.csrf_token(request),
+        reviews=review.history(dag_id, found),
+        reviewed=reviewed or "",
         # reload while batches are queued or in progress; a finished view stays still
         refresh=REFRESH_SECONDS if in_progress else 0,
     )

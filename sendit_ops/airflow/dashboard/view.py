@@ -76,6 +76,9 @@ def render(
     error: str = "",
     notice: str = "",
     refresh: int = 0,
+    csrf: str = "",
+    reviews: list[dict[str, Any]] | None = None,
+    reviewed: str = "",
 ) -> str:
     """The whole page; ``refresh``: seconds between reloads while batches are in progress
     (0: none)."""
@@ -95,4 +98,7 @@ def render(
         error=error,
         notice=notice,
         refresh=refresh,
+        csrf=csrf,
+        reviews=reviews or [],
+        reviewed=reviewed,
     )
