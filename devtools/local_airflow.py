@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             f"   (simple auth manager: {airflow_home / 'passwords.json'})\n"
             f"  DAG {DEMO_DAG} watches {demo} (Variable {INPUT_FOLDERS_VARIABLE})\n"
             f"  batches dashboard: {stack.url}/sendit/\n"
+            f"  review held batches: {stack.url}/sendit/#held (Release / Reject as admin; after the\n"
+            "    first run the demo's dose screen capture ACC10010 is HELD: too much text to mask)\n"
             f"  outbox: {home / 'outbox'}   work root: {home / 'work'}\n"
             "  DAGs are unpaused at creation here (dags_are_paused_at_creation = False)\n"
             "Ctrl-C stops it."
