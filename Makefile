@@ -9,7 +9,7 @@ DEMO := $(CURDIR)/.demo
 # Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text,
 # a real PACS (Orthanc + DICOMweb) and dcmtk (storescu sends studies to the receiver)
 PACS_PACKAGES := orthanc orthanc-dicomweb dcmtk
-DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium $(PACS_PACKAGES)
+DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium chromium-driver $(PACS_PACKAGES)
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9
@@ -31,6 +31,11 @@ demo: install  ## generate sample studies and run the pipeline on them (local ke
 	@echo; echo "burned-in text: every frame of every image is screened. The CT study ACC10001 has a localizer"
 	@echo "showing the patient's name, sex and dates with no header flag saying so: it was found, masked"
 	@echo "and verified (counted in 'burned-in text' above), as were the ultrasound study ACC10009's."
+	@echo; echo "held for review: the dose report screen capture (ACC10010) ends HELD: masking its text would"
+	@echo "cover more than pixel_mask_max_share (10%), so no automatic pass can call it clean. Review it:"
+	@echo "  on the dashboard: make airflow, then Browse -> sendit batches, 'Held for review': Release / Reject"
+	@echo "  on the command line (the HELD id is in the summary above):"
+	@echo "    SENDIT_HOME=$(DEMO) $(VENV)/bin/sendit run --input $(DEMO)/input --outbox $(DEMO)/outbox --release <id>   (or --reject <id>)"
 
 test-deps:  ## Debian packages of the tests (installed when missing; needs root or sudo)
 	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

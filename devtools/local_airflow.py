@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             f"   (simple auth manager: {airflow_home / 'passwords.json'})\n"
             f"  DAG {DEMO_DAG} watches {demo} (Variable {INPUT_FOLDERS_VARIABLE})\n"
             f"  batches dashboard: {stack.url}/sendit/\n"
+            f"  review held batches: {stack.url}/sendit/#held (Release / Reject)\n"
+            "    after the first run the demo's dose screen capture ACC10010 is HELD\n"
             f"  outbox: {home / 'outbox'}   work root: {home / 'work'}\n"
             f"  the airflow command, in another shell: {shell_setup(airflow_home)}\n"
             f"    then e.g. `airflow variables list` (settings: {airflow_home}/airflow.cfg)\n"

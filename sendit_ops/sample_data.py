@@ -23,6 +23,7 @@ SOP_CLASSES = {
     "MR": "1.2.840.10008.5.1.4.1.1.4",
     "US": "1.2.840.10008.5.1.4.1.1.6.1",
     "XA": "1.2.840.10008.5.1.4.1.1.12.1",
+    "OT": "1.2.840.10008.5.1.4.1.1.7",  # secondary capture (a screen saved as an image)
 }
 
 
@@ -188,6 +189,10 @@ def make_demo_input(root: Path, size: int = 64) -> dict[str, str]:
     expect["ACC10004"] = "DONE"  # flagged burned-in: pixels checked by OCR, then delivered
     write_burned_in_ultrasound(root / "ACC10009", alex, "ACC10009", "20240307")
     expect["ACC10009"] = "DONE"  # name, MRN and date burned in: masked, verified, delivered
+    write_screen_capture(root / "ACC10010", richard, "ACC10010", "20240308")
+    # a dose screen full of text: masking it would cover more than pixel_mask_max_share
+    # allows, so no automatic pass can call it clean; a reviewer decides (the review desk)
+    expect["ACC10010"] = "HELD"
     (root / "ACC10005").mkdir(exist_ok=True)
     expect["ACC10005"] = "EMPTY"
     two_dates = root / "ACC10006"
@@ -414,6 +419,53 @@ def write_burned_in_ultrasound(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def make_screen_capture(
+    patient: Patient, accession: str, study_date: str, *, rows: int = 384, columns: int = 512
+) -> Dataset:
+    """A CT dose report saved as a screen capture (secondary capture, modality OT): the
+    patient's name, id and date among a dozen lines of text that cover a large share of the
+    picture. Masking that much text would hide whatever the screen shows, so the pixel
+    stage holds it for a person to decide (``pixel_mask_max_share``)."""
+    ds = make_image(patient, accession, study_date, "OT", 1, 1)
+    last, _, first = patient.name.partition("^")
+    date = f"{study_date[4:6]}/{study_date[6:8]}/{study_date[:4]}"
+    picture = np.full((rows, columns), 24, dtype=np.uint8)
+    lines = (
+        "CT DOSE REPORT",
+        f"{last}, {first.split('^')[0]}",
+        f"ID {patient.mrn}   {date} 09:12:40",
+        "Series  Scan      CTDIvol  DLP",
+        "1       Scout     0.12     1.5",
+        "2       Helical   11.40    412.8",
+        "3       Helical   11.38    409.9",
+        "Total DLP 824.2 mGy*cm",
+        "Phantom 32 cm body",
+        "Operator RT on duty",
+    )
+    for i, line in enumerate(lines):
+        burn_text(picture, line, 16, 14 + i * 34, height=22, level=235)
+    # not SECONDARY: deid's default blacklist drops a secondary capture of modality OT unseen
+    ds.ImageType = ["DERIVED", "PRIMARY", "SCREEN SAVE"]
+    ds.ConversionType = "WSD"
+    ds.StudyDescription = "CT ABDOMEN DOSE"
+    ds.SeriesDescription = "DOSE REPORT"
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = picture.tobytes()
+    return ds
+
+
+def write_screen_capture(
+    folder: Path, patient: Patient, accession: str, study_date: str
+) -> list[Path]:
+    """A study of one dose-report screen capture (held for review in the demo)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = make_screen_capture(patient, accession, study_date)
+    path = folder / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return [path]
 
 
 def make_bench_corpus(root: Path, studies: int, images: int, size: int = 512) -> int:

@@ -240,12 +240,20 @@ def test_throughput_buckets_follow_the_window_and_the_readers_clock(client):
     assert [b["batches"] for b in body["buckets"]] == [1, 4]
 
 
-def test_throughput_defaults_to_the_last_48_hours(dags):
+def test_throughput_without_a_window_fits_the_deliveries_of_the_last_48_hours(dags):
     now = T0 + 2 * 3600 + 5
     body = queries.throughput(now=now)
-    assert body["bucket_minutes"] == 60 and len(body["buckets"]) == 49  # the hour now is partial
-    assert body["since"] == "2024-02-28T12:00:05Z" and body["until"] == "2024-03-01T12:00:05Z"
+    # from a008's delivery (the day before) to now: 26 h in half hours, not 48 empty hours
+    assert body["bucket_minutes"] == 30 and len(body["buckets"]) == 53  # the last is partial
+    assert body["since"] == "2024-02-29T10:00:00Z" and body["until"] == "2024-03-01T12:00:05Z"
     assert body["total"]["batches"] == 5  # a008 of the day before, and the four of T0
+    # sendit_b's one delivery 7 minutes ago: seven one-minute bars
+    nothing_before = queries.throughput(now=T0 + 22 * 60, dag_id="sendit_b")
+    assert nothing_before["bucket_minutes"] == 1 and len(nothing_before["buckets"]) == 7
+    assert [b["batches"] for b in nothing_before["buckets"]] == [1, 0, 0, 0, 0, 0, 0]
+    # nothing delivered in the last 48 hours: the 48 hours in hours
+    empty = queries.throughput(now=T0 + 30 * 24 * 3600)
+    assert empty["bucket_minutes"] == 60 and empty["total"]["batches"] == 0
 
 
 # ---- rows, links, stages, held images ------------------------------------------------------
@@ -328,6 +336,8 @@ def test_the_page_shows_totals_chart_running_held_and_batches(client):
     assert "text remains after masking" in text
     assert "static/dashboard.js" in text and "static/dashboard.css" in text
     assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
+    # batches are in progress: the page reloads itself until none is
+    assert "<meta http-equiv='refresh' content='10'>" in text
     _no_phi(text)
 
 
@@ -337,8 +347,17 @@ def test_the_page_filters_keep_each_other(client):
     assert "<option selected>sendit_b</option>" in text
     # a state chip keeps the DAG filter
     assert "href='?dag_id=sendit_b&amp;state=DONE'" in text
+    # sendit_b's DONEPROCESSING batch is in progress; sendit_a's ERROR view has none running
+    assert "http-equiv='refresh'" in text
     bad = client.get("/sendit/", params={"since": "soon"})
     assert bad.status_code == 200 and "not a date or time" in bad.text
+
+
+def test_the_page_stops_reloading_when_nothing_is_in_progress(client, dags):
+    for dag, key in (("a", "a006"), ("a", "a007"), ("b", "b003")):
+        _save(dags[f"sendit_{dag}"], f"b00000000000{key}", "DONE", T0 + 80 * 60)
+    text = client.get("/sendit/").text
+    assert "No batch is queued or being processed." in text and "http-equiv" not in text
 
 
 def test_the_script_and_style_sheet_are_served(client):

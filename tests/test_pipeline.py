@@ -38,6 +38,7 @@ def test_demo_batches_end_in_the_right_states_with_reasons(demo_input, make_pipe
         "ACC10006": "ERROR",
         "ACC10007": "ERROR",
         "ACC10009": "DONE",
+        "ACC10010": "HELD",
     }
     assert "ACC10008.tmp" not in records
     # flagged BurnedInAnnotation YES without text (ACC10004): read whole, nothing masked;
@@ -51,6 +52,10 @@ def test_demo_batches_end_in_the_right_states_with_reasons(demo_input, make_pipe
         assert m["images_pixel_screened"] == m["images_accepted"], name
     (localizer,) = records["ACC10001"].outputs.masked
     assert 0 < localizer["masked_share"] < 0.1 and localizer["boxes"]
+    # a screen full of text: masking it would cover more than pixel_mask_max_share (10 %)
+    (screen,) = records["ACC10010"].outputs.held
+    assert "more than pixel_mask_max_share" in screen["held_reason"] and screen["thumbnail"]
+    assert screen["masked_share"] > 0.1 and records["ACC10010"].outputs.files == []
     assert records["ACC10005"].reasons == ["the batch folder has no files"]
     assert records["ACC10006"].reasons == ["filter: images have 2 different study dates"]
     assert "AccessionNumber" in records["ACC10007"].reasons[0]

@@ -151,3 +151,16 @@ class Delivery:
         delivery first): an object with one of them may be replaced by a newer version."""
         shas = [self.sha256] + [a[1] for a in self.attempts]
         return list(dict.fromkeys(s for s in shas if s))
+
+
+@dataclass(frozen=True)
+class Review:
+    """A reviewer's decision on a HELD batch, as the review history shows it: who (the
+    Airflow user name), when, release or reject, and the DAG run that carries it out."""
+
+    key: str
+    decision: str  # "release" or "reject"
+    images: int  # held images the reviewer saw
+    reviewer: str
+    decided_at: float
+    run_id: str

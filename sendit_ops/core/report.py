@@ -150,7 +150,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         for held in line.get("held", []):
             out.append(
                 f"  held {line['batch_id']}/{held['file']}: {held['reason']} "
-                f"({len(held['boxes'])} masked box(es); thumbnail in the batch's review folder)"
+                f"({len(held['boxes'])} masked box(es); "
+                + (
+                    "masked thumbnail on the batches page and in the batch's review folder)"
+                    if held.get("thumbnail")
+                    else "no picture: the image could not be decoded)"
+                )
             )
     out += [f"  note: {n}" for n in summary["notes"]]
     return "\n".join(out)

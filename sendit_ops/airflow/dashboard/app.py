@@ -18,7 +18,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sendit_ops.airflow.dashboard import view
+from sendit_ops.airflow.dashboard import review, view
 from sendit_ops.airflow.dashboard.pacs import router as pacs_router
 from sendit_ops.airflow.dashboard.queries import (
     BUCKET_MINUTES,
@@ -41,12 +41,14 @@ from sendit_ops.core.lifecycle import STATES
 may_view = requires_access_view(AccessView.WEBSITE)
 app = FastAPI(title="sendit batches", dependencies=[Depends(may_view)])
 app.include_router(pacs_router)  # the PACS section: /api/pacs and /pacs (dashboard/pacs.py)
+app.include_router(review.router)  # Release / Reject of HELD batches (dashboard/review.py)
 
 # the page's own scripts, styles and images only; no frame but Airflow's own UI
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
 )
+REFRESH_SECONDS = 10  # the page's reload interval while batches are in progress
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
 Text = Annotated[str | None, Query()]
@@ -137,6 +139,13 @@ def api_running(dag_id: Text = None) -> dict[str, Any]:
     return {"batches": running(dag_id)}
 
 
+@app.get("/api/reviews")
+def api_reviews(dag_id: Text = None) -> dict[str, Any]:
+    """The review history: the newest release / reject decisions, who made them, when,
+    and the DAG run that carried each out."""
+    return {"reviews": review.history(dag_id)}
+
+
 @app.get("/api/held")
 def api_held_batches(dag_id: Text = None) -> dict[str, Any]:
     """The HELD batches with their held images (reason, masked boxes, thumbnail URL)."""
@@ -200,6 +209,7 @@ def page(
     since: Since = None,
     until: Until = None,
     tz: Zone = None,
+    reviewed: Text = None,
 ) -> HTMLResponse:
     """The dashboard page: totals, throughput chart, batches in progress, held images and
     the batches table, all filtered by DAG and time window (the table also by state)."""
@@ -229,6 +239,7 @@ def page(
     sums = totals(dag_id, window, found=found)
     counts = {s: v["batches"] for s, v in sums["total"]["states"].items()}
     state = filters.get("state")
+    in_progress = running(dag_id, found=found)
     body = view.render(
         ui_base=ui_base(request),
         filters=filters,
@@ -236,11 +247,16 @@ def page(
         counts=counts,
         totals=sums,
         chart=chart,
-        running=running(dag_id, found=found),
+        running=in_progress,
         held=held(dag_id, found=found),
         rows=batch_rows(state, dag_id, view.PAGE_ROWS, window, found=found),
         total=counts.get(state, 0) if state else sum(counts.values()),
         error=" ".join(errors),
+        csrf=review.csrf_token(request),
+        reviews=review.history(dag_id, found),
+        reviewed=reviewed or "",
+        # reload while batches are queued or in progress; a finished view stays still
+        refresh=REFRESH_SECONDS if in_progress else 0,
     )
     return HTMLResponse(body, headers={"Content-Security-Policy": PAGE_POLICY})
 

@@ -32,6 +32,7 @@ RUNNING_STATES = (State.QUEUE, State.PROCESSING, State.DONEPROCESSING)
 THROUGHPUT_HOURS = 48  # the chart's window when none is given
 BUCKET_MINUTES = (1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
 MAX_BUCKETS = 240  # a window longer than this many hours is drawn in wider buckets
+FIT_BARS = 60  # the default range (fitted to the data) is drawn in at most this many bars
 RUNNING_LIMIT = 100  # per DAG and state: a run registers all its batches QUEUE at once
 HELD_LIMIT = 50  # held batches shown with thumbnails, per DAG
 LAST_INSTANT = 253402300800  # 10000-01-01: a bound past it is a typing error
@@ -356,6 +357,15 @@ def _bucket_starts(since: float, until: float, size: int, tz: tzinfo) -> list[in
     return starts
 
 
+def fitted_bucket(span_seconds: float) -> int:
+    """The narrowest bucket that draws ``span_seconds`` in at most FIT_BARS bars: a
+    one-minute run is a few one-minute bars, not two days of empty hours."""
+    for minutes in BUCKET_MINUTES:
+        if span_seconds / (minutes * 60) <= FIT_BARS:
+            return minutes
+    return BUCKET_MINUTES[-1]
+
+
 def throughput(
     dag_id: str | None = None,
     window: Window | None = None,
@@ -367,24 +377,35 @@ def throughput(
 ) -> dict[str, Any]:
     """Delivered work over time: the DONE batches bucketed by their change time (when they
     were delivered), with MB (input size) per minute and images per hour averaged over each
-    bucket. The window defaults to the last THROUGHPUT_HOURS hours; empty buckets are
-    listed too, so the chart has a true time axis."""
+    bucket. Empty buckets are listed too, so the chart has a true time axis.
+
+    Without a start the range fits the data: from the first delivery of the last
+    THROUGHPUT_HOURS hours up to now, in buckets narrow enough for that span (the whole
+    THROUGHPUT_HOURS in hours when nothing was delivered)."""
     now = time.time() if now is None else now
     window = window or Window()
     until = window.until if window.until is not None else now
     since = window.since if window.since is not None else until - THROUGHPUT_HOURS * 3600
+    points = [
+        p
+        for source in _sources(dag_id, found)
+        for p in source.ledger.delivered_over_time(since, until)
+    ]
+    if window.since is None and points and bucket is None:
+        first = min(changed for changed, _, _ in points)
+        bucket = fitted_bucket(until - first)
+        since = max(since, first - first % (bucket * 60))
     window = Window(since, until)
     minutes = bucket_minutes(window, bucket)
     size, where = minutes * 60, zone(tz)
     starts = _bucket_starts(since, until, size, where)
     sums = {s: [0, 0, 0] for s in starts}  # batches, images, bytes
-    for source in _sources(dag_id, found):
-        for changed, images, size_in in source.ledger.delivered_over_time(since, until):
-            acc = sums.get(_bucket_start(changed, size, where))
-            if acc is not None:
-                acc[0] += 1
-                acc[1] += images
-                acc[2] += size_in
+    for changed, images, size_in in points:
+        acc = sums.get(_bucket_start(changed, size, where))
+        if acc is not None:
+            acc[0] += 1
+            acc[1] += images
+            acc[2] += size_in
     out: list[dict[str, Any]] = [
         {
             "start": iso(s),

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,9 @@ from sendit_ops.core.ledger.database import (
 )
 from sendit_ops.core.ledger.queries import LedgerQueries
 from sendit_ops.core.ledger.run_lock import RunLock
-from sendit_ops.core.ledger.schema import batches, deliveries, ledgers
+from sendit_ops.core.ledger.schema import batches, deliveries, ledgers, reviews
 from sendit_ops.core.lifecycle import State
-from sendit_ops.core.records import BatchRecord, Delivery
+from sendit_ops.core.records import BatchRecord, Delivery, Review
 
 log = logging.getLogger("sendit")
 
@@ -310,6 +311,25 @@ class Ledger(LedgerQueries):
                 [rows.delivery_row(self.ledger_id, record.key, d)],
                 ["ledger_id", "key"],
             )
+
+    # -- reviews -----------------------------------------------------------------------------
+
+    def record_review(self, review: Review) -> None:
+        """Add a reviewer's decision to the review history (a new row; none is changed)."""
+        with write(self.engine) as conn:
+            conn.execute(reviews.insert().values(ledger_id=self.ledger_id, **asdict(review)))
+
+    def reviews(self, limit: int = 100, key: str | None = None) -> list[Review]:
+        """The newest ``limit`` decisions (of one batch with ``key``), newest first."""
+        c = reviews.c
+        query = select(c.key, c.decision, c.images, c.reviewer, c.decided_at, c.run_id).where(
+            c.ledger_id == self.ledger_id
+        )
+        if key is not None:
+            query = query.where(c.key == key)
+        query = query.order_by(c.decided_at.desc(), c.id.desc()).limit(limit)
+        with read(self.engine) as conn:
+            return [Review(*row) for row in rows_of(conn, query)]
 
     # -- the run lock ------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
 )
 
-HEAD_REVISION = "0003_pacs_requests"
+HEAD_REVISION = "0004_reviews"
 BASELINE_REVISION = "0001_baseline"  # the schema of sendit 0.1.0, before migrations
 # not Alembic's default name: a PostgreSQL ledger may share a database with Airflow's own
 VERSION_TABLE = "sendit_alembic_version"
@@ -98,4 +98,19 @@ run_locks = Table(
     Column("workers", Text, nullable=False, default="[]"),
     Column("acquired_at", Float, nullable=False, default=0.0),
     Column("heartbeat_at", Float, nullable=False, default=0.0),
+)
+
+# 0004: reviewers' decisions on HELD batches, one row each, never updated (the review history)
+reviews = Table(
+    "sendit_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ledger_id", Integer, nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("decision", String(16), nullable=False),  # release / reject
+    Column("images", Integer, nullable=False),  # held images the reviewer decided on
+    Column("reviewer", String(250), nullable=False),  # the Airflow user name
+    Column("decided_at", Float, nullable=False),
+    Column("run_id", Text, nullable=False),  # the DAG run that carries the decision out
+    Index("ix_sendit_reviews_ledger_time", "ledger_id", "decided_at"),
 )
