@@ -42,6 +42,7 @@ ENGINE_PARAMS: dict[str, Any] = {
 }
 LINE_HEIGHT = 32  # pixels a candidate line is scaled to before it is read
 MAX_WINDOW_PIXELS = 768 * 768  # a window is scaled up no further than this area
+GATE_PAD = 2  # pixels around a candidate region the gate reads
 GATE_SCORE = 0.3  # a region whose quick read is less sure than this is not read again
 _engines: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -62,6 +63,8 @@ class TextHit:
     y1: int
     score: float
     text: str = field(repr=False)
+    # True: read turned level (text running top to bottom); None: judge by the box's shape
+    vertical: bool | None = None
 
 
 def cuda_available() -> bool:
@@ -145,7 +148,7 @@ def looks_like_text(rgb: Picture, box: Box, name: str = "rapidocr", device: str 
     It costs ~10 ms where a detection pass on the region's window costs 50-500 ms, and most
     regions the screen reports on anatomy (vessels, folds) read as nothing or one
     character. A region that is text but read poorly here still passes at GATE_SCORE."""
-    pad = 2
+    pad = GATE_PAD
     crop = rgb[max(0, box.y0 - pad) : box.y1 + pad, max(0, box.x0 - pad) : box.x1 + pad]
     if crop.size == 0:
         return False
@@ -266,19 +269,27 @@ def _stretched(crop: Picture) -> Picture:
 
 
 def read_window(
-    rgb: Picture, window: Window, name: str = "rapidocr", device: str = "cpu"
+    rgb: Picture,
+    window: Window,
+    name: str = "rapidocr",
+    device: str = "cpu",
+    read_areas: list[tuple[int, int, int, int]] | None = None,
 ) -> list[TextHit]:
     """Text lines in one window of a frame (frame coordinates).
 
     The window is scaled so its smallest candidate line is about LINE_HEIGHT pixels high
     (1x-4x), then detected and recognised. A line touching the window's end along the text
-    is read again with the whole band (the screen may have found only part of a line)."""
+    is read again with the whole band (the screen may have found only part of a line).
+    Each area of the frame actually read (x0, y0, x1, y1) is appended to ``read_areas``: a
+    cache of this read is valid only while all of them are unchanged."""
     import cv2
 
     rows, columns = rgb.shape[:2]
     hits: list[TextHit] = []
     for attempt in (window, _widened(window, rows, columns)):
         x0, y0, x1, y1 = attempt.x0, attempt.y0, attempt.x1, attempt.y1
+        if read_areas is not None:
+            read_areas.append((x0, y0, x1, y1))
         crop = _stretched(rgb[y0:y1, x0:x1])
         area = max(1, crop.shape[0] * crop.shape[1])
         scale = float(min(4.0, LINE_HEIGHT / window.line, (MAX_WINDOW_PIXELS / area) ** 0.5))
@@ -293,7 +304,7 @@ def read_window(
             # a line that comes out upside down), then map the boxes back
             width = crop.shape[1]
             turned = read(np.ascontiguousarray(np.rot90(crop)), name, device)
-            found += [TextHit(width - h.y1, h.x0, width - h.y0, h.x1, h.score, h.text)
+            found += [TextHit(width - h.y1, h.x0, width - h.y0, h.x1, h.score, h.text, True)
                       for h in turned]  # fmt: skip
         hits = [
             TextHit(
@@ -303,6 +314,7 @@ def read_window(
                 min(rows, y0 + int(np.ceil(h.y1 / scale))),
                 h.score,
                 h.text,
+                h.vertical,
             )
             for h in found
         ]

@@ -62,6 +62,7 @@ def _held(reason: str, start: float, **kw: Unpack[_HeldDetails]) -> PixelOutcome
 
 
 Hits = list[tuple[int | None, ocr.TextHit]]
+_Areas = tuple[tuple[tuple[int, int, int, int], bytes], ...]
 
 
 MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data is not flat
@@ -81,8 +82,9 @@ class Looker:
         self.full = full
         self.engine = settings.ocr_engine
         self.device = settings.pixel_device
-        # (window, digest of its pixels) -> what OCR read there
-        self._cache: dict[tuple[ocr.Window, bytes], list[ocr.TextHit]] = {}
+        # (window, digest of its pixels) -> reads of it: the areas each read looked at
+        # (with their digests) and what OCR read
+        self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
         # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text
         self._gates: dict[tuple[int, int, int, int, bytes], bool] = {}
         self.frames_screened = 0
@@ -135,22 +137,40 @@ class Looker:
         return hits
 
     def _gate(self, rgb: Picture, region: Box) -> bool:
-        crop = np.ascontiguousarray(rgb[region.y0 : region.y1, region.x0 : region.x1])
+        pad = ocr.GATE_PAD  # the gate reads the region with this margin
+        crop = np.ascontiguousarray(
+            rgb[
+                max(0, region.y0 - pad) : region.y1 + pad, max(0, region.x0 - pad) : region.x1 + pad
+            ]
+        )
         key = (region.x0, region.y0, region.x1, region.y1, _digest(crop))
         if key not in self._gates:
             self._gates[key] = ocr.looks_like_text(rgb, region, self.engine, self.device)
         return self._gates[key]
 
     def _read(self, rgb: Picture, window: ocr.Window) -> list[ocr.TextHit]:
+        """OCR of one window, cached. A cached read is reused only when every area it read
+        (the window, its widened band, the transposed window) is unchanged: a read keyed on
+        the window alone returned, after masking, what the wider band showed BEFORE masking
+        (a planted line held as "text remains" though it was masked)."""
         crop = np.ascontiguousarray(rgb[window.y0 : window.y1, window.x0 : window.x1])
         key = (window, _digest(crop))
-        if key not in self._cache:
-            hits = ocr.read_window(rgb, window, self.engine, self.device)
-            if not hits:  # it read as text at the gate: perhaps a line running the other way
-                other = ocr.transposed(window, *rgb.shape[:2])
-                hits = ocr.read_window(rgb, other, self.engine, self.device)
-            self._cache[key] = hits
-        return self._cache[key]
+        for areas, hits in self._cache.get(key, ()):
+            if all(_digest(_area(rgb, a)) == d for a, d in areas):
+                return hits
+        read: list[tuple[int, int, int, int]] = []
+        hits = ocr.read_window(rgb, window, self.engine, self.device, read)
+        if not hits:  # it read as text at the gate: perhaps a line running the other way
+            other = ocr.transposed(window, *rgb.shape[:2])
+            hits = ocr.read_window(rgb, other, self.engine, self.device, read)
+        areas = tuple((a, _digest(_area(rgb, a))) for a in dict.fromkeys(read))
+        self._cache.setdefault(key, []).append((areas, hits))
+        return hits
+
+
+def _area(rgb: Picture, area: tuple[int, int, int, int]) -> Picture:
+    x0, y0, x1, y1 = area
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
 
 
 def _digest(crop: Picture) -> bytes:
