@@ -5,7 +5,7 @@ upload left behind, and nothing identifying in the output or logs.
 Runs go through ``sendit run`` (``cli.main``, in-process, as a user runs it; a subprocess for
 the kill -9 cases). Most cases are batches of one input folder run once (module fixture):
 each case is a batch, so "the other batches are unaffected" is checked by every case.
-Disk-full cases use a small tmpfs (we run as root; skipped when mount is not allowed).
+Disk-full cases use a small tmpfs (we run as root; a failed mount fails the case).
 Results are tabled in docs/pipeline.md ("Fault matrix").
 """
 
@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import struct
@@ -420,7 +421,8 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
     )
     if done.returncode:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
+        # the disk-full and read-only cases need it: their absence fails, never skips
+        pytest.fail(f"cannot mount a tmpfs at {path} (the fault matrix runs as root)")
     try:
         yield path
     finally:
@@ -626,9 +628,104 @@ def test_an_unreachable_ledger_fails_fast_with_one_line_and_no_password(tmp_path
     assert "s3cretpw" not in out + err + caplog.text and "Traceback" not in err
 
 
+@contextmanager
+def scratch_postgres(name: str):
+    """A PostgreSQL database of its own (the read-only case changes database settings and
+    roles, which must not touch the session's database), dropped afterwards with the
+    roles made for it; yields an admin cursor (autocommit)."""
+    import psycopg2
+
+    admin = psycopg2.connect(dbname="postgres", host="127.0.0.1", port=5432, user="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with admin.cursor() as cur:
+            yield cur
+    finally:
+        from sendit_ops.core.ledger import dispose_engines
+
+        dispose_engines()
+        with admin.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute(f'DROP ROLE IF EXISTS "{name}_reader"')
+        admin.close()
+
+
+def run_cli(capfd, inbox: Path, tmp_path: Path, url: str, *args: str) -> tuple[int, str, float]:
+    """``sendit run`` on the ledger at ``url``: exit status, stderr, seconds taken."""
+    capfd.readouterr()
+    started = time.monotonic()
+    argv = ["run", "--input", str(inbox), "--outbox", str(tmp_path / "out"), "--name", NAME]
+    argv += ["--work-root", str(tmp_path / "work"), "--set", f"ledger_url={url}", *args]
+    code = cli.main(argv)
+    out, err = capfd.readouterr()
+    return code, out + err, time.monotonic() - started
+
+
 def test_a_read_only_ledger_fails_fast_with_one_line(tmp_path, caplog, capfd):
+    """SQLite: the work root remounted read-only. PostgreSQL: a scratch database set
+    read-only (``default_transaction_read_only``), then a user that may only read it. Each
+    time: the configuration exit status at once, one line naming the ledger (the URL
+    without its password) and the fix, no traceback."""
     if LEDGER_URL:
-        pytest.skip("the read-only case is the SQLite file (PostgreSQL: the unreachable case)")
+        read_only_postgres(tmp_path, caplog, capfd)
+    else:
+        read_only_sqlite(tmp_path, caplog, capfd)
+
+
+def read_only_postgres(tmp_path: Path, caplog, capfd) -> None:
+    from sendit_ops.core.ledger import dispose_engines
+
+    inbox = tmp_path / "in"
+    study(inbox / "ACC23202", 1)
+    name = f"sendit_ro_{os.getpid()}_{secrets.token_hex(3)}"
+    # trust authentication on this machine: the password is accepted and must never be shown
+    url = f"postgresql+psycopg2://postgres:s3cretpw@127.0.0.1:5432/{name}"
+    reader = f"postgresql+psycopg2://{name}_reader:s3cretpw@127.0.0.1:5432/{name}"
+    seen = []
+    with scratch_postgres(name) as admin:
+        code, said, _ = run_cli(capfd, inbox, tmp_path, url)
+        assert code == cli.EXIT_OK, said[-2000:]
+        dispose_engines()
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        code, said, seconds = run_cli(capfd, inbox, tmp_path, url, "--reprocess")
+        seen.append(said)
+        lines = [x for x in said.splitlines() if x.startswith("sendit: ledger ")]
+        assert code == cli.EXIT_USAGE, said[-2000:]
+        assert seconds < 60
+        assert len(lines) == 1, said[-2000:]
+        assert f"//postgres:***@127.0.0.1:5432/{name} cannot be written" in lines[0]
+        assert "the database is read-only" in lines[0] and "correct 'ledger_url'" in lines[0]
+
+        dispose_engines()
+        admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        admin.execute(f'CREATE ROLE "{name}_reader" LOGIN')
+        admin.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{name}_reader"')
+        import psycopg2  # the grants on tables are made inside the scratch database
+
+        inside = psycopg2.connect(dbname=name, host="127.0.0.1", port=5432, user="postgres")
+        inside.autocommit = True
+        with inside.cursor() as cur:
+            cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{name}_reader"')
+        inside.close()
+        code, said, seconds = run_cli(capfd, inbox, tmp_path, reader, "--reprocess")
+        seen.append(said)
+        lines = [x for x in said.splitlines() if x.startswith("sendit: ledger ")]
+        assert code == cli.EXIT_USAGE, said[-2000:]
+        assert seconds < 60 and len(lines) == 1, said[-2000:]
+        assert f"//{name}_reader:***@127.0.0.1:5432/{name} cannot be written" in lines[0]
+        assert "may not write the ledger's tables" in lines[0]
+    everything = "".join(seen) + caplog.text
+    assert "s3cretpw" not in everything and "Traceback" not in everything
+
+
+def read_only_sqlite(tmp_path: Path, caplog, capfd) -> None:
     inbox, outbox, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
     study(inbox / "ACC23201", 1)
     with tmpfs(work, "16m"):

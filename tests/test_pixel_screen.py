@@ -76,7 +76,7 @@ def readable(ds: Dataset, frames: list[int] | None = None) -> list[str]:
 
 
 def plan_for(ds: Dataset) -> PixelPlan:
-    """The plan the pipeline makes (``Pipeline._pixel_plan``, screening all)."""
+    """The plan the pipeline makes (``pipeline.steps.anonymize.pixel_plan``, screening all)."""
     if text_risk(ds, RECIPE):
         return plan_pixels(ds, RECIPE)
     return PixelPlan(None, (), int(ds.Rows), int(ds.Columns))

@@ -5,7 +5,7 @@ person names (every component group: alphabetic, ideographic, phonetic), ids, da
 institutions, and the date elements' own original values. ``IdentifierMatcher`` compiles
 them once per batch into regular expressions over *folded* text (NFKC, case folded, accents
 and kana voicing marks dropped, katakana as hiragana), so ``Jose Muller`` is found for
-``MÜLLER^JOSÉ`` and ``たろう やまだ`` for ``ﾔﾏﾀﾞ^ﾀﾛｳ``. The leak check (``verify.LeakScanner``)
+``MÜLLER^JOSÉ`` and ``たろう やまだ`` for ``ﾔﾏﾀﾞ^ﾀﾛｳ``. The leak check (``leak_scan.LeakScanner``)
 and the Clean Descriptors option (``IdentifierMatcher.redact``) both use it, so what is
 cleaned and what is checked can never drift apart.
 

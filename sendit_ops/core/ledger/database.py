@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -86,11 +87,45 @@ def engine_for(url: str) -> Engine:
             engine = create_engine_for(url)
             try:
                 ensure_current(engine)
+                refused = read_only_reason(engine)
             except DBAPIError as exc:
                 engine.dispose()
                 raise unavailable(url, exc) from None
+            if refused:
+                engine.dispose()
+                raise LedgerUnavailable(
+                    f"ledger {describe(url)} cannot be written ({refused}): make the database "
+                    "writable (not a standby, default_transaction_read_only off) and grant "
+                    "this user INSERT, UPDATE and DELETE on the ledger's tables, or correct "
+                    "'ledger_url'"
+                )
             _ENGINES[url] = engine
     return engine
+
+
+def read_only_reason(engine: Engine) -> str:
+    """Why a PostgreSQL ledger cannot be written ("" if it can): a read-only database
+    (a standby, ``default_transaction_read_only``) or a user without write privileges. A
+    current schema needs no write to open, so without this check such a ledger would fail
+    only at the run's first write, inside a task. One query; SQLite says so at connect."""
+    if engine.dialect.name != "postgresql":
+        return ""
+    from sendit_ops.core.ledger.schema import metadata
+
+    names = [t.name for t in metadata.sorted_tables]
+    checks = ", ".join(
+        f"has_table_privilege(:t{n}, '{p}')"
+        for n in range(len(names))
+        for p in ("INSERT", "UPDATE", "DELETE")
+    )
+    query = sql_text(f"SELECT current_setting('transaction_read_only'), {checks}")
+    with engine.connect() as conn:
+        row = conn.execute(query, {f"t{n}": name for n, name in enumerate(names)}).one()
+    if row[0] == "on":
+        return "the database is read-only"
+    if not all(row[1:]):
+        return "this user may not write the ledger's tables"
+    return ""
 
 
 def unavailable(url: str, exc: BaseException) -> LedgerUnavailable:
