@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -354,10 +353,10 @@ def test_dasher_commands(docs_stack, dasher, tmp_path):
             assert {"refresh_token", "token_uri"} <= set(json.loads(conn["extra"]))
         if "connections get" in text:
             # what Airflow reads (the environment variable), without a secret on the screen
-            assert done.stdout.splitlines()[-1] == (
-                f"dasher_default dasher {dasher.url} access token set: True "
-                "extras: refresh_token token_uri"
-            ), done.stdout
+            shown = done.stdout.splitlines()[-1]
+            head = f"dasher_default dasher {dasher.url} access token set: True extras: "
+            assert shown.startswith(head), done.stdout
+            assert {"refresh_token", "token_uri"} <= set(shown.removeprefix(head).split())
         for secret in (creds["accessToken"], creds["refreshToken"]):
             assert secret not in done.stdout + done.stderr, f"{block} printed a DASHER token"
         if "--conn-json" in text:
@@ -384,28 +383,20 @@ def test_dasher_commands(docs_stack, dasher, tmp_path):
 
 @pytest.mark.timeout(600)
 def test_storage_commands(docs_stack, tmp_path):
-    """The Google connection of docs/storage.md, as the Google provider's hook reads it."""
+    """The Google connection of docs/storage.md: the extras the Google provider's hooks read."""
     stack, _ = docs_stack
     shell = DocShell(tmp_path / "shell", dict(stack.env))
     blocks = live_blocks("storage.md")
     for block in blocks:
         shell.run(block)
     assert re.search(r"google_cloud_default\s*\|\s*google_cloud_platform", shell.stdout)
-    read = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json\n"
-            "from airflow.providers.google.common.hooks.base_google import GoogleBaseHook\n"
-            "hook = GoogleBaseHook(gcp_conn_id='google_cloud_default')\n"
-            "print(json.dumps([hook._get_field('key_path'), hook.project_id, hook.scopes]))",
-        ],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert read.returncode == 0, read.stderr[-3000:]
-    key_path, project, scopes = json.loads(read.stdout.strip().splitlines()[-1])
-    assert key_path == "/opt/airflow/secrets/sendit-sa.json" and project == "my-project"
-    assert scopes == ["https://www.googleapis.com/auth/cloud-platform"]
+    stored = stack.api("GET", "/api/v2/connections/google_cloud_default")
+    assert stored.status_code == 200, stored.text
+    conn = stored.json()
+    assert conn["conn_type"] == "google_cloud_platform", conn
+    # the extras the Google provider's hooks read (GoogleBaseHook._get_field)
+    assert json.loads(conn["extra"]) == {
+        "key_path": "/opt/airflow/secrets/sendit-sa.json",
+        "project": "my-project",
+        "scope": "https://www.googleapis.com/auth/cloud-platform",
+    }
