@@ -27,6 +27,7 @@ import pytest
 from conftest import ROOT, wait_for
 
 from devtools.airflow_stack import AirflowStack, create_database
+from sendit_ops.core.report import safe_name
 from sendit_ops.delivery import outbox as box
 from sendit_ops.sample_data import PATIENTS, write_study
 
@@ -283,6 +284,22 @@ def test_operations_commands(docs_stack, tmp_path):
     assert summary["value"]["states"] == {"DONE": 2} and summary["value"]["errors"] == []
     assert re.search(rf"^{re.escape(run_id)} success manual$", out, re.MULTILINE), out[-3000:]
     assert len(box.read_rows(box.table_path(root / "outbox", "DEMO", "dicom"))) == 2
+    # the numbers of that run: each batch's steps record the chunk (map index) that ran them,
+    # its processing time is its steps' own times, the run's wall time is apart and longer
+    report = json.loads(
+        (root / "work" / "sendit_1_0" / "runs" / safe_name(run_id) / "summary.json").read_text()
+    )
+    lines = report["batch_lines"]
+    assert len(lines) == 2
+    for line in lines:
+        assert set(line["map_index"]) == {"filter", "pseudonymize", "anonymize", "package"}
+        assert all(isinstance(i, int) and i >= 0 for i in line["map_index"].values())
+        assert line["seconds"] == pytest.approx(sum(line["step_seconds"].values()), abs=0.01)
+        assert 0 < line["seconds"] < line["span_seconds"]  # tasks start seconds apart
+    assert report["wall_seconds"] > max(line["span_seconds"] for line in lines)
+    assert report["mb_per_min"] == pytest.approx(  # rounded to 2 decimals
+        report["size_mb"] / (report["wall_seconds"] / 60), abs=0.006
+    )
 
     # the reprocessing backfill (the last block) reruns the same 7 days, delivering nothing twice
     def backfills_done():
