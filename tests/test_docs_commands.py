@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ import pytest
 from conftest import ROOT, wait_for
 
 from devtools.airflow_stack import AirflowStack, create_database
+from sendit_ops.core.report import safe_name
 from sendit_ops.delivery import outbox as box
 from sendit_ops.sample_data import PATIENTS, write_study
 
@@ -284,6 +284,22 @@ def test_operations_commands(docs_stack, tmp_path):
     assert summary["value"]["states"] == {"DONE": 2} and summary["value"]["errors"] == []
     assert re.search(rf"^{re.escape(run_id)} success manual$", out, re.MULTILINE), out[-3000:]
     assert len(box.read_rows(box.table_path(root / "outbox", "DEMO", "dicom"))) == 2
+    # the numbers of that run: each batch's steps record the chunk (map index) that ran them,
+    # its processing time is its steps' own times, the run's wall time is apart and longer
+    report = json.loads(
+        (root / "work" / "sendit_1_0" / "runs" / safe_name(run_id) / "summary.json").read_text()
+    )
+    lines = report["batch_lines"]
+    assert len(lines) == 2
+    for line in lines:
+        assert set(line["map_index"]) == {"filter", "pseudonymize", "anonymize", "package"}
+        assert all(isinstance(i, int) and i >= 0 for i in line["map_index"].values())
+        assert line["seconds"] == pytest.approx(sum(line["step_seconds"].values()), abs=0.01)
+        assert 0 < line["seconds"] < line["span_seconds"]  # tasks start seconds apart
+    assert report["wall_seconds"] > max(line["span_seconds"] for line in lines)
+    assert report["mb_per_min"] == pytest.approx(  # rounded to 2 decimals
+        report["size_mb"] / (report["wall_seconds"] / 60), abs=0.006
+    )
 
     # the reprocessing backfill (the last block) reruns the same 7 days, delivering nothing twice
     def backfills_done():
@@ -354,10 +370,10 @@ def test_dasher_commands(docs_stack, dasher, tmp_path):
             assert {"refresh_token", "token_uri"} <= set(json.loads(conn["extra"]))
         if "connections get" in text:
             # what Airflow reads (the environment variable), without a secret on the screen
-            assert done.stdout.splitlines()[-1] == (
-                f"dasher_default dasher {dasher.url} access token set: True "
-                "extras: refresh_token token_uri"
-            ), done.stdout
+            shown = done.stdout.splitlines()[-1]
+            head = f"dasher_default dasher {dasher.url} access token set: True extras: "
+            assert shown.startswith(head), done.stdout
+            assert {"refresh_token", "token_uri"} <= set(shown.removeprefix(head).split())
         for secret in (creds["accessToken"], creds["refreshToken"]):
             assert secret not in done.stdout + done.stderr, f"{block} printed a DASHER token"
         if "--conn-json" in text:
@@ -384,28 +400,20 @@ def test_dasher_commands(docs_stack, dasher, tmp_path):
 
 @pytest.mark.timeout(600)
 def test_storage_commands(docs_stack, tmp_path):
-    """The Google connection of docs/storage.md, as the Google provider's hook reads it."""
+    """The Google connection of docs/storage.md: the extras the Google provider's hooks read."""
     stack, _ = docs_stack
     shell = DocShell(tmp_path / "shell", dict(stack.env))
     blocks = live_blocks("storage.md")
     for block in blocks:
         shell.run(block)
     assert re.search(r"google_cloud_default\s*\|\s*google_cloud_platform", shell.stdout)
-    read = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json\n"
-            "from airflow.providers.google.common.hooks.base_google import GoogleBaseHook\n"
-            "hook = GoogleBaseHook(gcp_conn_id='google_cloud_default')\n"
-            "print(json.dumps([hook._get_field('key_path'), hook.project_id, hook.scopes]))",
-        ],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert read.returncode == 0, read.stderr[-3000:]
-    key_path, project, scopes = json.loads(read.stdout.strip().splitlines()[-1])
-    assert key_path == "/opt/airflow/secrets/sendit-sa.json" and project == "my-project"
-    assert scopes == ["https://www.googleapis.com/auth/cloud-platform"]
+    stored = stack.api("GET", "/api/v2/connections/google_cloud_default")
+    assert stored.status_code == 200, stored.text
+    conn = stored.json()
+    assert conn["conn_type"] == "google_cloud_platform", conn
+    # the extras the Google provider's hooks read (GoogleBaseHook._get_field)
+    assert json.loads(conn["extra"]) == {
+        "key_path": "/opt/airflow/secrets/sendit-sa.json",
+        "project": "my-project",
+        "scope": "https://www.googleapis.com/auth/cloud-platform",
+    }
