@@ -6,6 +6,12 @@ without JavaScript; ``static/dashboard.js`` then adds what only the browser can 
 the reader's time zone, the throughput chart, and links that open Airflow pages in the
 Airflow UI around the page's frame.
 
+Why the chart is still drawn by ``dashboard.js`` (an SVG of bars and a line, ~120 lines)
+rather than a chart library: Airflow's UI bundles Chart.js inside its hashed React bundle
+(``airflow/ui/dist/assets/index-*.js``), which a plugin page cannot load as a library, and
+vendoring a second copy (Chart.js ~200 kB, a licence and a version to track) would buy a
+chart this page does not need; the page's Content-Security-Policy allows its own files only.
+
 Autoescaping is on for every template, so no value reaches the page unescaped (attributes
 are single-quoted; MarkupSafe escapes ``'`` too). Links into the Airflow UI carry
 ``target="_top"`` and their UI-relative path in ``data-airflow-path`` (see the script for
