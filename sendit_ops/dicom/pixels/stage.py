@@ -131,22 +131,25 @@ class Looker:
                 continue
             self.regions += len(regions)
             rgb = self.display.render(frames[index : index + 1])[0]
-            passed = [r for r in regions if self._gate(rgb, r)]
+            passed = self._gate(rgb, regions)
             for window in ocr.windows(passed, *rgb.shape[:2]):
                 hits += [(index, h) for h in self._read(rgb, window)]
         return hits
 
-    def _gate(self, rgb: Picture, region: Box) -> bool:
-        pad = ocr.GATE_PAD  # the gate reads the region with this margin
-        crop = np.ascontiguousarray(
-            rgb[
-                max(0, region.y0 - pad) : region.y1 + pad, max(0, region.x0 - pad) : region.x1 + pad
-            ]
-        )
-        key = (region.x0, region.y0, region.x1, region.y1, _digest(crop))
-        if key not in self._gates:
-            self._gates[key] = ocr.looks_like_text(rgb, region, self.engine, self.device)
-        return self._gates[key]
+    def _gate(self, rgb: Picture, regions: list[Box]) -> list[Box]:
+        """The regions that read as text (``ocr.gate_regions``: one batched call for the
+        frame's unread regions); a region's verdict is cached by its place and the pixels
+        the gate reads (with the gate's margin)."""
+        pad = ocr.GATE_PAD
+        keys = []
+        for r in regions:
+            crop = rgb[max(0, r.y0 - pad) : r.y1 + pad, max(0, r.x0 - pad) : r.x1 + pad]
+            keys.append((r.x0, r.y0, r.x1, r.y1, _digest(np.ascontiguousarray(crop))))
+        todo = [i for i, k in enumerate(keys) if k not in self._gates]
+        verdicts = ocr.gate_regions(rgb, [regions[i] for i in todo], self.engine, self.device)
+        for i, verdict in zip(todo, verdicts, strict=True):
+            self._gates[keys[i]] = verdict
+        return [r for r, k in zip(regions, keys, strict=True) if self._gates[k]]
 
     def _read(self, rgb: Picture, window: ocr.Window) -> list[ocr.TextHit]:
         """OCR of one window, cached. A cached read is reused only when every area it read
