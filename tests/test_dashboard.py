@@ -256,6 +256,20 @@ def test_throughput_without_a_window_fits_the_deliveries_of_the_last_48_hours(da
     assert empty["bucket_minutes"] == 60 and empty["total"]["batches"] == 0
 
 
+def test_a_reprocess_keeps_the_earlier_delivery_in_the_chart(dags):
+    ledger = dags["sendit_b"]
+    first = _save(ledger, "b00000000000b009", "DONE", T0 + 5 * 60, images=3, bytes_in=1_000_000)
+    ledger.confirm_delivery(first)
+    # reprocessed an hour later: the record is DONE again, delivered again
+    again = _save(ledger, "b00000000000b009", "DONE", T0 + 65 * 60, images=3, bytes_in=1_000_000)
+    ledger.confirm_delivery(again)
+    window = queries.Window(T0, T0 + 2 * 3600)
+    body = queries.throughput("sendit_b", window)
+    # b001 (DONE before the delivery log: counted from its record) and b009 twice
+    assert [b["batches"] for b in body["buckets"]] == [2, 1]
+    assert body["total"]["images"] == 4 + 3 + 3
+
+
 # ---- rows, links, stages, held images ------------------------------------------------------
 
 

@@ -333,6 +333,9 @@ def test_a_reviewer_releases_one_held_batch_and_rejects_another(browser, demo_st
     logged_out = requests.post(url, data={"decision": "release", "csrf": token}, timeout=30)
     assert logged_out.status_code == 401
     assert ledger.reviews() == [] and ledger.get(release).state == "HELD"
+    forged = b.errors()  # the browser logs the two refused requests; nothing else failed
+    assert len(forged) == 2 and all("403 (Forbidden)" in e for e in forged), forged
+    b.logs.clear()
 
     # Release: the batch ends DONE with its image, delivered; the ledger names the reviewer
     run_id = _decide(b, stack, release, "release")

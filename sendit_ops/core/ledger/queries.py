@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Engine, func, select
 
 from sendit_ops.core.ledger.database import chunks, read, rows_of
 from sendit_ops.core.ledger.rows import source_hash
-from sendit_ops.core.ledger.schema import batches
+from sendit_ops.core.ledger.schema import batches, delivery_log
 from sendit_ops.core.lifecycle import State
 
 
@@ -112,14 +112,25 @@ class LedgerQueries:
     def delivered_over_time(
         self, since: float | None = None, until: float | None = None
     ) -> list[tuple[float, int, int]]:
-        """(change time, images, input bytes) of the DONE records changed in ``[since,
-        until)``: when each batch was delivered, for the throughput chart."""
-        c = batches.c
-        query = select(c.changed, c.images, c.bytes_in).where(
-            c.state == State.DONE, *self._window(since, until)
+        """(delivery time, images, input bytes) of every delivery in ``[since, until)``, for
+        the throughput chart: the delivery log (earlier deliveries of a reprocessed batch
+        included), plus the DONE records that have no log row (delivered before the log
+        existed, migration 0004)."""
+        log, c = delivery_log.c, batches.c
+        logged = select(log.delivered_at, log.images, log.bytes_in).where(
+            log.ledger_id == self.ledger_id
+        )
+        if since is not None:
+            logged = logged.where(log.delivered_at >= since)
+        if until is not None:
+            logged = logged.where(log.delivered_at < until)
+        has_log = select(log.id).where(log.ledger_id == self.ledger_id, log.key == c.key).exists()
+        unlogged = select(c.changed, c.images, c.bytes_in).where(
+            c.state == State.DONE, ~has_log, *self._window(since, until)
         )
         with read(self.engine) as conn:
-            return [(float(t), int(i or 0), int(b or 0)) for t, i, b in rows_of(conn, query)]
+            found = rows_of(conn, logged) + rows_of(conn, unlogged)
+        return [(float(t), int(i or 0), int(b or 0)) for t, i, b in found]
 
     def state_counts(self) -> dict[str, int]:
         """How many records are in each state (one indexed query)."""

@@ -37,7 +37,7 @@ from sendit_ops.core.ledger.database import (
 )
 from sendit_ops.core.ledger.queries import LedgerQueries
 from sendit_ops.core.ledger.run_lock import RunLock
-from sendit_ops.core.ledger.schema import batches, deliveries, ledgers, reviews
+from sendit_ops.core.ledger.schema import batches, deliveries, delivery_log, ledgers, reviews
 from sendit_ops.core.lifecycle import State
 from sendit_ops.core.records import BatchRecord, Delivery, Review
 
@@ -304,12 +304,24 @@ class Ledger(LedgerQueries):
             delivered_at=float(out.delivered_at or time.time()),
             run_id=record.run_id,
         )
+        row = rows.record_row(self.ledger_id, record)
         with write(self.engine) as conn:
             upsert(
                 conn,
                 deliveries,
                 [rows.delivery_row(self.ledger_id, record.key, d)],
                 ["ledger_id", "key"],
+            )
+            # the throughput history: kept when the batch is reprocessed later
+            conn.execute(
+                delivery_log.insert().values(
+                    ledger_id=self.ledger_id,
+                    key=record.key,
+                    delivered_at=row["changed"] or d.delivered_at,
+                    images=row["images"],
+                    bytes_in=row["bytes_in"],
+                    run_id=record.run_id or "",
+                )
             )
 
     # -- reviews -----------------------------------------------------------------------------

@@ -114,3 +114,17 @@ reviews = Table(
     Column("run_id", Text, nullable=False),  # the DAG run that carries the decision out
     Index("ix_sendit_reviews_ledger_time", "ledger_id", "decided_at"),
 )
+
+# 0004: every confirmed delivery, never updated: the throughput history survives a reprocess
+delivery_log = Table(
+    "sendit_delivery_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ledger_id", Integer, nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("delivered_at", Float, nullable=False),  # the DONE change time (batches.changed)
+    Column("images", Integer, nullable=False),
+    Column("bytes_in", BigInteger, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Index("ix_sendit_delivery_log_time", "ledger_id", "delivered_at"),
+)
