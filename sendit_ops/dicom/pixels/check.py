@@ -2,9 +2,9 @@
 
 A line passes when every token is an allow-listed technical token (MI, TIS, cm, Hz ...), a
 short measurement (up to 3 digits, optional decimals, optional allow-listed unit: ``0.8``,
-``100%``, ``20Hz``) or a single character, AND the study's identifiers are not in it
-(``is_identifying``). Anything else holds the image for review: a date, a long number, a
-word. The text itself is only compared, never kept.
+``100%``, ``20Hz``) or a single character (alone or among symbols), AND the study's
+identifiers are not in it (``is_identifying``). Anything else holds the image for review: a
+date, a long number, a word. The text itself is only compared, never kept.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ def token_allowed(token: str, allow: frozenset[str]) -> bool:
     """True for an allow-listed token, a short measurement, or a lone character."""
     t = token.upper().strip(".-+_")
     if len(t) <= 1 or t in allow:
+        return True
+    if sum(c.isalnum() for c in t) <= 1:
+        # one letter or digit among symbols ("B☐": OCR's placeholder for a glyph it does
+        # not know, read in a grey bar's edge) carries no more than a lone character does;
+        # the whole line is still matched against the study's identifiers
         return True
     match = _MEASURE.fullmatch(t)
     return match is not None and (match["unit"] is None or match["unit"] in allow)
