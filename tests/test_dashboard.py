@@ -452,7 +452,9 @@ def test_a_held_cine_shows_its_frame_strip_with_outlined_boxes(client, dags):
     text = client.get("/sendit/").text
     article = text[text.index(f"id='held-{key}'") :]
     article = article[: article.index("</article>")]
-    assert "frame 3 of 40 · 2 box(es)" in article and "frame 6 of 40" in article
+    assert "frame 3 of 40 · <b>text read here</b> · 2 box(es)" in article
+    assert "frame 6 of 40 · <b>text read here</b>" in article
+    assert "frame 1 of 40 · 2 box(es)" in article  # a sample frame: the masks, no finding
     assert (
         f"<img src='review/{key}/0001_0002_f0005.png' alt='masked frame 6 of 0001_0002.dcm'"
         in article

@@ -331,7 +331,7 @@ def test_a_reviewer_releases_one_held_batch_and_rejects_another(browser, demo_st
     # numbered from 1 and outlined in magenta (the black masks alone are invisible on it)
     frames = b.js(f"[...{desk}.querySelectorAll('figure.frame')].map(f => f.dataset.frame)")
     assert {"1", "3", "8"} <= set(frames) and len(frames) >= 6, frames
-    assert "frame 3 of 8" in b.js(f"{desk}.innerText")
+    assert "frame 3 of 8 · text read here" in b.js(f"{desk}.innerText")
     outlined = b.js(
         f"""(() => {{ const img = {desk}.querySelector("figure.frame[data-frame='3'] img");
         const c = document.createElement('canvas');

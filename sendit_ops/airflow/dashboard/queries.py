@@ -531,6 +531,8 @@ def held_images(record: BatchRecord) -> list[dict[str, Any]]:
                     "url": base + s["file"],
                     "boxes": [box(b) for b in s.get("boxes", [])],
                     "unmasked": sum(b.get("source") in UNMASKED for b in s.get("boxes", [])),
+                    # text was read on this frame (else: one of the sample of the others)
+                    "found": any(b.get("frame") == s["frame"] for b in s.get("boxes", [])),
                 }
                 for s in h.get("strip") or []
             ],
