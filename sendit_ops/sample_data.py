@@ -422,12 +422,21 @@ def write_burned_in_ultrasound(
 
 
 def make_screen_capture(
-    patient: Patient, accession: str, study_date: str, *, rows: int = 384, columns: int = 512
+    patient: Patient,
+    accession: str,
+    study_date: str,
+    *,
+    rows: int = 384,
+    columns: int = 512,
+    frames: int = 1,
+    report_on: tuple[int, ...] = (0,),
 ) -> Dataset:
     """A CT dose report saved as a screen capture (secondary capture, modality OT): the
     patient's name, id and date among a dozen lines of text that cover a large share of the
     picture. Masking that much text would hide whatever the screen shows, so the pixel
-    stage holds it for a person to decide (``pixel_mask_max_share``)."""
+    stage holds it for a person to decide (``pixel_mask_max_share``). ``frames`` > 1: a
+    screen recording of that many frames, the report on the frames ``report_on`` (0-based)
+    only, the others the empty screen (a reviewer's frame strip has something to show)."""
     ds = make_image(patient, accession, study_date, "OT", 1, 1)
     last, _, first = patient.name.partition("^")
     date = f"{study_date[4:6]}/{study_date[6:8]}/{study_date[:4]}"
@@ -453,16 +462,27 @@ def make_screen_capture(
     ds.SeriesDescription = "DOSE REPORT"
     ds.Rows, ds.Columns = rows, columns
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    if frames > 1:
+        empty = np.full((rows, columns), 24, dtype=np.uint8)
+        picture = np.stack([picture if f in report_on else empty for f in range(frames)])
+        ds.NumberOfFrames = frames
     ds.PixelData = picture.tobytes()
     return ds
 
 
 def write_screen_capture(
-    folder: Path, patient: Patient, accession: str, study_date: str
+    folder: Path,
+    patient: Patient,
+    accession: str,
+    study_date: str,
+    *,
+    frames: int = 1,
+    report_on: tuple[int, ...] = (0,),
 ) -> list[Path]:
-    """A study of one dose-report screen capture (held for review in the demo)."""
+    """A study of one dose-report screen capture (held for review in the demo); ``frames``
+    and ``report_on`` as :func:`make_screen_capture`."""
     folder.mkdir(parents=True, exist_ok=True)
-    ds = make_screen_capture(patient, accession, study_date)
+    ds = make_screen_capture(patient, accession, study_date, frames=frames, report_on=report_on)
     path = folder / f"{ds.SOPInstanceUID}.dcm"
     ds.save_as(path, enforce_file_format=True)
     return [path]

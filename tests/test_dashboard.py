@@ -7,14 +7,17 @@ exactly; their source paths hold an accession number that must never come out.""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from sendit_ops.airflow.dashboard import app as dashboard_app
 from sendit_ops.airflow.dashboard import queries
@@ -412,3 +415,51 @@ def test_logged_out_the_page_goes_to_the_login_and_the_api_says_401(dags, auth_m
     forged = anonymous.get("/sendit/api/totals", headers={"Authorization": "Bearer nope"})
     assert forged.status_code == 403 and forged.json() == {"detail": "Invalid JWT token"}
     assert anonymous.get("/sendit/review/b00000000000a005/0001_0001.png").status_code == 401
+
+
+def test_a_held_cine_shows_its_frame_strip_with_outlined_boxes(client, dags):
+    """The pixel stage's frame strip, written by the anonymize step into the review folder,
+    is on the page: each shown frame numbered from 1, its boxes, the frames left out."""
+    from sendit_ops.dicom.pixels import Box, PixelOutcome, thumbnail
+    from sendit_ops.pipeline.steps.anonymize import _held_entry
+
+    ledger, key = dags["sendit_a"], "b00000000000a009"
+    frames = np.zeros((40, 200, 100, 3), dtype=np.uint8)
+    boxes = [Box(10, 20, 60, 40, 2), Box(5, 150, 90, 170, 5)]
+    strip, rest = thumbnail.strip(40, [2, 5], lambda f: frames[f], boxes)
+    outcome = PixelOutcome(
+        False, "the text mask would cover 9.9% of the image", tuple(boxes), frames=40,
+        masked_share=0.099, strip=strip, frames_not_shown=rest, rows=200, columns=100,
+    )  # fmt: skip
+    review = ledger.batch_dir(key) / "review"
+    entry = _held_entry("0001_0002.dcm", "high", outcome, review)
+    assert [s["file"] for s in entry["strip"]][:2] == ["0001_0002_f0000.png", "0001_0002_f0002.png"]
+    _save(ledger, key, "HELD", T0 + 60 * 60, images=1, outputs={"held": [entry]})
+
+    image = client.get(f"/sendit/api/batches/{key}/held").json()["held"][0]
+    assert (image["rows"], image["columns"], image["frames"]) == (200, 100, 40)
+    shown = [s["frame"] for s in image["strip"]]
+    assert {0, 2, 5, 39} <= set(shown) and len(shown) == 2 + thumbnail.SAMPLE
+    assert image["not_shown"] == 34 and image["strip"][1]["boxes"] == [
+        [10, 20, 60, 40],
+        [5, 150, 90, 170],
+    ]
+    served = client.get(f"/sendit/{image['strip'][1]['url']}")
+    assert served.status_code == 200 and served.content == strip[1].png
+    picture = np.asarray(Image.open(io.BytesIO(served.content)).convert("RGB"))
+    assert np.all(picture == thumbnail.MASKED_OUTLINE, axis=-1).any()  # the outline is there
+
+    text = client.get("/sendit/").text
+    article = text[text.index(f"id='held-{key}'") :]
+    article = article[: article.index("</article>")]
+    assert "frame 3 of 40 · <b>text read here</b> · 2 box(es)" in article
+    assert "frame 6 of 40 · <b>text read here</b>" in article
+    assert "frame 1 of 40 · 2 box(es)" in article  # a sample frame: the masks, no finding
+    assert (
+        f"<img src='review/{key}/0001_0002_f0005.png' alt='masked frame 6 of 0001_0002.dcm'"
+        in article
+    )
+    assert "data-not-shown='34'>34 more frame(s) not shown" in article
+    assert "100 x 200 px" in article and "x 10-60, y 20-40 (top)" in article
+    assert "9.9% of the image" in article
+    _no_phi(text)

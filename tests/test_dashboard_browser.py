@@ -152,7 +152,11 @@ def demo_stack(tmp_path_factory):
     EMPTY, 2 HELD (the demo's dose screen capture, and a second one to reject)."""
     root = tmp_path_factory.mktemp("live-dashboard")
     make_demo_input(root / "input")
-    write_screen_capture(root / "input" / "ACC20010", PATIENTS[0], "ACC20010", "20240309")
+    # the second a screen recording: the report on frames 3 and 6 of 8 (the frame strip)
+    write_screen_capture(
+        root / "input" / "ACC20010", PATIENTS[0], "ACC20010", "20240309",
+        frames=8, report_on=(2, 5),
+    )  # fmt: skip
     db = create_database(f"sendit_dash_{secrets.token_hex(4)}")
     stack = AirflowStack(root / "airflow", ROOT / "dags", db, env=stack_env(root)).start()
     try:
@@ -323,6 +327,22 @@ def test_a_reviewer_releases_one_held_batch_and_rejects_another(browser, demo_st
         text = b.js(f"document.getElementById('held-{key}').innerText")
         assert "more than pixel_mask_max_share" in text and "% of the image" in text
         assert "DOSE" not in text and "MRN" not in text  # never the text OCR read
+    # the recording's frame strip: the frame with the report, a sample of the others, each
+    # numbered from 1 and outlined in magenta (the black masks alone are invisible on it)
+    frames = b.js(f"[...{desk}.querySelectorAll('figure.frame')].map(f => f.dataset.frame)")
+    assert {"1", "3", "8"} <= set(frames) and len(frames) >= 6, frames
+    assert "frame 3 of 8 · text read here" in b.js(f"{desk}.innerText")
+    outlined = b.js(
+        f"""(() => {{ const img = {desk}.querySelector("figure.frame[data-frame='3'] img");
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4)
+          if (d[i] === 255 && d[i + 1] === 0 && d[i + 2] === 255) n++;
+        return n; }})()"""
+    )
+    assert outlined > 100, outlined
     b.screenshot("review desk", element=desk, path=DOCS_IMG / "review-desk.png")
 
     # forged decisions are refused: no CSRF token, another token, no session

@@ -31,6 +31,7 @@ from sendit_ops.airflow.dashboard.queries import (
     find,
     held,
     held_images,
+    review_files,
     running,
     sources,
     throughput,
@@ -181,7 +182,7 @@ def api_held(batch_id: str) -> dict[str, Any]:
 def thumbnail(batch_id: str, name: str) -> FileResponse:
     """A held image's thumbnail: the MASKED output, as it would leave if released."""
     ledger, record = _find(batch_id)
-    if name not in {h.get("thumbnail") for h in record.outputs.held or []}:
+    if name not in review_files(record):
         raise HTTPException(404, "no such thumbnail")
     path = ledger.batch_dir(record.key) / "review" / name
     if not path.is_file():

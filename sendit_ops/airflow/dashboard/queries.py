@@ -27,6 +27,7 @@ from sendit_ops.airflow.config import read_input_folders, server_settings
 from sendit_ops.core.ledger import Ledger
 from sendit_ops.core.lifecycle import BATCH_STEPS, STATES, Stage, State, Step
 from sendit_ops.core.records import BatchRecord
+from sendit_ops.dicom.pixels.thumbnail import UNMASKED
 
 RUNNING_STATES = (State.QUEUE, State.PROCESSING, State.DONEPROCESSING)
 THROUGHPUT_HOURS = 48  # the chart's window when none is given
@@ -493,19 +494,49 @@ def find(batch_id: str) -> tuple[Ledger, BatchRecord] | None:
     return None
 
 
+def review_files(record: BatchRecord) -> set[str]:
+    """The names of the thumbnails a batch record lists (the only files the dashboard
+    serves from its review folder)."""
+    names = set()
+    for h in record.outputs.held or []:
+        names.add(h.get("thumbnail") or "")
+        names.update(s.get("file") or "" for s in h.get("strip") or [])
+    return names - {""}
+
+
 def held_images(record: BatchRecord) -> list[dict[str, Any]]:
-    """A held batch's images for a reviewer: file (output name), why, the masked boxes and
-    the thumbnail's URL (relative to the dashboard); never the text OCR read, never a
-    source path."""
+    """A held batch's images for a reviewer: file (output name), why, the masked boxes,
+    the image's size, the thumbnail's URL and the frame strip (each shown frame's number,
+    URL and boxes; ``not_shown`` frames left out by the pixel stage's cap), URLs relative to
+    the dashboard; never the text OCR read, never a source path."""
+    base = f"review/{record.key}/"
+
+    def box(b: dict[str, Any]) -> list[int]:
+        return [b["x0"], b["y0"], b["x1"], b["y1"]]
+
     return [
         {
             "file": h["file"],
             "reason": h.get("held_reason") or "",
             "risk": h.get("risk", ""),
             "frames": h.get("frames", 0),
-            "boxes": [[b["x0"], b["y0"], b["x1"], b["y1"]] for b in h.get("boxes", [])],
+            "rows": int(h.get("rows") or 0),
+            "columns": int(h.get("columns") or 0),
+            "boxes": [box(b) for b in h.get("boxes", [])],
             "masked_share": float(h.get("masked_share") or 0.0),
-            "thumbnail": f"review/{record.key}/{h['thumbnail']}" if h.get("thumbnail") else "",
+            "thumbnail": base + h["thumbnail"] if h.get("thumbnail") else "",
+            "strip": [
+                {
+                    "frame": int(s["frame"]),
+                    "url": base + s["file"],
+                    "boxes": [box(b) for b in s.get("boxes", [])],
+                    "unmasked": sum(b.get("source") in UNMASKED for b in s.get("boxes", [])),
+                    # text was read on this frame (else: one of the sample of the others)
+                    "found": any(b.get("frame") == s["frame"] for b in s.get("boxes", [])),
+                }
+                for s in h.get("strip") or []
+            ],
+            "not_shown": int(h.get("frames_not_shown") or 0),
         }
         for h in record.outputs.held or []
     ]

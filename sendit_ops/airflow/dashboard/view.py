@@ -39,6 +39,15 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).isoformat().replace("+00:00", "Z")
 
 
+def _place(box: list[int], rows: int, columns: int) -> str:
+    """Where a box [x0, y0, x1, y1] sits in a rows x columns image, in words ("top left",
+    "bottom", "middle"), from its centre's third of the height and of the width."""
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    row = ("top", "", "bottom")[min(2, int(3 * y / max(1, rows)))]
+    column = ("left", "", "right")[min(2, int(3 * x / max(1, columns)))]
+    return " ".join(p for p in (row, column) if p) or "middle"
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("sendit_ops.airflow.dashboard", "templates"),
@@ -47,7 +56,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(utc=_utc, iso=_iso, urlquote=lambda v: quote(str(v), safe=""))
+    env.filters.update(utc=_utc, iso=_iso, urlquote=lambda v: quote(str(v), safe=""), place=_place)
     # JSON inside <script type='application/json'>: "<" escaped so no "</script>" ends it
     env.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "sort_keys": False}
     return env

@@ -138,6 +138,17 @@ class PixelPlan:
 
 
 @dataclass(frozen=True)
+class FrameThumb:
+    """A reviewer's thumbnail of one frame of a held image: ``frame`` (0-based index, as
+    ``Box.frame``), the PNG (the masked output, boxes outlined: see ``thumbnail.strip``) and
+    the boxes outlined on it (image coordinates). Never the text OCR read."""
+
+    frame: int
+    png: bytes = field(repr=False)
+    boxes: tuple[Box, ...] = ()
+
+
+@dataclass(frozen=True)
 class PixelOutcome:
     """The result of cleaning one image's pixels.
 
@@ -146,7 +157,10 @@ class PixelOutcome:
     ``BurnedInAnnotation`` NO. Otherwise ``held_reason`` says why the image must not be
     delivered (PHI-free: a rule or a codec problem and counts, never the text read) and the
     dataset's pixel data is left as it was. ``thumbnail_png`` shows the MASKED output (empty
-    when nothing could be decoded), for a reviewer.
+    when nothing could be decoded), for a reviewer. ``strip`` (held images): thumbnails of
+    the frames a reviewer must see, boxes outlined, ``frames_not_shown`` the frames left out
+    by the cap (``thumbnail.MAX_FRAMES``); ``rows`` x ``columns`` the image's size, so the
+    page can say where a box is.
     """
 
     cleaned: bool
@@ -162,6 +176,10 @@ class PixelOutcome:
     masked_share: float = 0.0
     screened: int = 0  # frames the text screen looked at
     read_whole: bool = False  # full-frame OCR too (the header gave a reason to look harder)
+    strip: tuple[FrameThumb, ...] = field(default=(), repr=False)
+    frames_not_shown: int = 0
+    rows: int = 0
+    columns: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-able summary for the batch record (thumbnail left out: store it as a file)."""
@@ -176,4 +194,7 @@ class PixelOutcome:
             "masked_share": round(self.masked_share, 5),
             "screened": self.screened,
             "read_whole": self.read_whole,
+            "rows": self.rows,
+            "columns": self.columns,
+            "frames_not_shown": self.frames_not_shown,
         }

@@ -38,7 +38,7 @@ from sendit_ops.dicom.pixels.codec import (
     write_back,
 )
 from sendit_ops.dicom.pixels.display import Display, Picture
-from sendit_ops.dicom.pixels.model import OCR, Box, PixelOutcome, PixelPlan
+from sendit_ops.dicom.pixels.model import OCR, Box, FrameThumb, PixelOutcome, PixelPlan
 
 log = logging.getLogger("sendit.pixels")
 RESIDUAL = "residual"  # source of a box where text was still read after masking
@@ -54,11 +54,45 @@ class _HeldDetails(TypedDict, total=False):
     masked_share: float
     screened: int
     read_whole: bool
+    strip: tuple[FrameThumb, ...]
+    frames_not_shown: int
+    rows: int
+    columns: int
+
+
+class _Review(TypedDict):
+    """The reviewer's part of a held outcome (``_review``)."""
+
+    strip: tuple[FrameThumb, ...]
+    frames_not_shown: int
+    rows: int
+    columns: int
 
 
 def _held(reason: str, start: float, **kw: Unpack[_HeldDetails]) -> PixelOutcome:
     log.info("pixel stage: image held (%s)", reason)
     return PixelOutcome(False, reason, seconds=time.perf_counter() - start, **kw)
+
+
+def _review(
+    display: Display, frames: Frames, boxes: list[Box], value: int | float | None = None
+) -> _Review:
+    """What a reviewer sees of a held image: the frame strip of ``frames`` (masked with the
+    masked ``boxes`` when ``value`` is given, else as they are), the boxes outlined
+    (``thumbnail.strip``), and the image's size. Frames with a box are shown first."""
+    masked = [b for b in boxes if b.source not in thumbnail.UNMASKED]
+
+    def render(index: int) -> Picture:
+        one = frames[index : index + 1]
+        if value is not None:
+            one = mask.apply(one, masked, value)
+        rgb: Picture = display.render(one)[0]
+        return rgb
+
+    marked = [b.frame for b in boxes if b.frame is not None]
+    thumbs, rest = thumbnail.strip(int(frames.shape[0]), marked, render, boxes)
+    rows, columns = (int(n) for n in frames.shape[1:3])
+    return {"strip": thumbs, "frames_not_shown": rest, "rows": rows, "columns": columns}
 
 
 Hits = list[tuple[int | None, ocr.TextHit]]
@@ -247,12 +281,18 @@ def _clean(
         left = check.residual([h for _, h in seen], allow, is_identifying)
         if left and not released:
             why = "pixel cleaning is off and " if mode == "off" else ""
+            read = [  # where the lines were read (outlined, not masked: nothing was)
+                Box(b.x0, b.y0, b.x1, b.y1, b.frame, thumbnail.UNMASKED_SOURCE)
+                for f, h in seen
+                if h in left and (b := detect.hit_box(h, f, rows, columns)) is not None
+            ]
             return _held(
                 f"{why}OCR reads {len(left)} line(s) not on the allow-list or naming an "
                 "identifier, not shaped or read clearly enough to be masked as text",
                 start,
                 frames=decoded.count,
                 thumbnail_png=thumbnail.png(display.render(decoded.frames[:1])[0]),
+                **_review(display, decoded.frames, read),
             )
         if plan.needed:
             ds.BurnedInAnnotation = "NO"  # read whole and found clean, as before
@@ -295,6 +335,7 @@ def _clean(
                 frames=decoded.count,
                 masked_share=detect.covered_share(boxes, rows, columns),
                 thumbnail_png=thumbnail.png(display.render(masked[:1])[0]),
+                **_review(display, masked, [*boxes, *extra]),
             )  # fmt: skip
         rounds -= 1
         boxes = grown
@@ -333,6 +374,7 @@ def _too_much(
         frames=decoded.count,
         masked_share=share,
         thumbnail_png=thumbnail.png(display.render(preview)[0]),
+        **_review(display, decoded.frames, boxes, value),
     )
 
 

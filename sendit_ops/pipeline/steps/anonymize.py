@@ -257,13 +257,27 @@ def _masked_entry(name: str, outcome: PixelOutcome) -> dict[str, Any]:
 def _held_entry(
     name: str, risk: str | None, outcome: PixelOutcome, review_dir: Path
 ) -> dict[str, Any]:
-    """What a reviewer needs about one held image: why, where the masks are, and a thumbnail
-    of the masked output (never the text OCR read)."""
-    entry = {"file": name, "risk": risk or "", **outcome.as_dict()}
-    if outcome.thumbnail_png:
-        thumb = review_dir / (Path(name).stem + ".png")
-        write_atomic(thumb, outcome.thumbnail_png, durable=False)
-        entry["thumbnail"] = thumb.name
+    """What a reviewer needs about one held image: why, where the masks are, and thumbnails
+    of the masked output (never the text OCR read): the frame strip (``strip``: a PNG per
+    frame shown, ``<name>_f<frame>.png``, with the boxes outlined on it;
+    ``frames_not_shown`` counts the rest), ``thumbnail`` its first (or, without a strip,
+    the plain thumbnail of frame 0)."""
+    entry: dict[str, Any] = {"file": name, "risk": risk or "", **outcome.as_dict()}
+    stem = Path(name).stem
+    strip = []
+    for thumb in outcome.strip:
+        path = review_dir / f"{stem}_f{thumb.frame:04d}.png"
+        write_atomic(path, thumb.png, durable=False)
+        strip.append(
+            {"frame": thumb.frame, "file": path.name, "boxes": [b.as_dict() for b in thumb.boxes]}
+        )
+    if strip:
+        entry["strip"] = strip
+        entry["thumbnail"] = strip[0]["file"]
+    elif outcome.thumbnail_png:
+        path = review_dir / (stem + ".png")
+        write_atomic(path, outcome.thumbnail_png, durable=False)
+        entry["thumbnail"] = path.name
     return entry
 
 
