@@ -79,7 +79,8 @@ def _review(
 ) -> _Review:
     """What a reviewer sees of a held image: the frame strip of ``frames`` (masked with the
     masked ``boxes`` when ``value`` is given, else as they are), the boxes outlined
-    (``thumbnail.strip``), and the image's size. Frames with a box are shown first."""
+    (``thumbnail.strip``), and the image's size. A frame a box was found on is always
+    among them (up to the cap); rendered from ``frames`` already in memory, one at a time."""
     masked = [b for b in boxes if b.source not in thumbnail.UNMASKED]
 
     def render(index: int) -> Picture:
