@@ -80,8 +80,8 @@ def test_malformed_dasher_answers_put_batches_in_error_with_no_outputs(
     assert str(run.state).endswith("failed")
     summary = json.loads(next(Path(settings["work_root"]).rglob("summary.json")).read_text())
     errors = [b for b in summary["batch_lines"] if b["status"] == "ERROR"]
-    assert len(errors) == 7  # the demo's 3 filter errors + the 4 batches DASHER would name
-    assert sum("no 'results'" in b["reasons"] for b in errors) == 4
+    assert len(errors) == 8  # the demo's 3 filter errors + the 5 batches DASHER would name
+    assert sum("no 'results'" in b["reasons"] for b in errors) == 5
     assert not (Path(settings["outbox"]) / "Collection").exists()
     logs = "".join(capfd.readouterr())
     for phi in PHI_STRINGS:
