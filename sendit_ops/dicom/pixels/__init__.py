@@ -1,6 +1,6 @@
 """The pixel stage: find, mask and verify burned-in text (issues 14 and 22).
 
-Use, per image (``Pipeline._pixel_plan`` in the pipeline)::
+Use, per image (``pipeline.steps.anonymize.pixel_plan`` in the pipeline)::
 
     plan = plan_pixels(original_header, filter_recipe)        # header risk: read whole
     # or PixelPlan(None, (), rows, columns): no header risk, screened frame by frame
