@@ -11,6 +11,7 @@ import io
 import json
 import re
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +353,9 @@ def test_the_page_shows_totals_chart_running_held_and_batches(client):
     assert "src='review/b00000000000a005/0001_0001.png'" in text
     assert "text remains after masking" in text
     assert "static/dashboard.js" in text and "static/dashboard.css" in text
+    # the chart's library is the package's own copy, loaded before the script that uses it
+    assert text.index("src='static/chart.umd.min.js'") < text.index("src='static/dashboard.js'")
+    assert "<canvas id='throughput-chart'" in text
     assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
     # batches are in progress: the page reloads itself until none is
     assert "<meta http-equiv='refresh' content='10'>" in text
@@ -382,6 +386,16 @@ def test_the_script_and_style_sheet_are_served(client):
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert "throughput-chart" in js.text and "pushState" in js.text
     assert client.get("/sendit/static/dashboard.css").status_code == 200
+    # Chart.js, vendored: served from the package, its version and licence beside it
+    chart = client.get("/sendit/static/chart.umd.min.js")
+    assert chart.status_code == 200 and "javascript" in chart.headers["content-type"]
+    assert chart.text.startswith("/*!\n * Chart.js v4.") and "MIT License" in chart.text[:200]
+    licence = resources.files("sendit_ops.airflow.dashboard").joinpath(
+        "static", "chart.js.LICENSE.md"
+    )
+    assert "Chart.js Contributors" in licence.read_text()
+    # only the listed files: not the licence, not a module beside them
+    assert client.get("/sendit/static/chart.js.LICENSE.md").status_code == 404
     assert client.get("/sendit/static/../app.py").status_code == 404
 
 

@@ -232,11 +232,20 @@ def test_the_dashboard_inside_the_airflow_ui(browser, demo_stack):
     b.screenshot("batches page", path=DOCS_IMG / "batches-page.png")
 
     # the chart fits the deliveries of these few minutes: minute bars, not 48 empty hours
+    # (drawn by Chart.js, the package's own copy, on a canvas: read back from its chart object)
     chart = f"{FRAME_DOC}.getElementById('throughput-chart')"
     b.wait(f"{chart}.dataset.drawn === '1'", "the chart")
-    bars = b.js(f"[...{chart}.querySelectorAll('rect.bar')].map(r => r.getBBox().height)")
-    assert 1 <= len(bars) <= 60 and sum(h > 0 for h in bars) >= 1, bars
-    assert b.js(f"{chart}.querySelector('path.line').getAttribute('d').length") > 10
+    drawn = b.js(
+        f"(() => {{ const c = {FRAME}.contentWindow.Chart.getChart({chart}); return {{"
+        "types: c.data.datasets.map(d => d.type), data: c.data.datasets.map(d => d.data),"
+        "axes: c.data.datasets.map(d => d.yAxisID), ticks: c.scales.x.ticks.length,"
+        f"width: c.width, bars: Number({chart}.dataset.bars) }}; }})()"
+    )
+    mb, images = drawn["data"]
+    assert drawn["types"] == ["bar", "line"] and drawn["axes"] == ["mb", "images"], drawn
+    assert 1 <= len(mb) <= 60 and drawn["bars"] == sum(v > 0 for v in mb) >= 1, drawn
+    assert len(images) == len(mb) and sum(v > 0 for v in images) >= 1, drawn
+    assert drawn["ticks"] >= 1 and drawn["width"] > 300, drawn
 
     # times in the reader's zone (Adelaide here), to the second
     first = b.js(

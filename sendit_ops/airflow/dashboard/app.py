@@ -50,7 +50,12 @@ PAGE_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
 )
 REFRESH_SECONDS = 10  # the page's reload interval while batches are in progress
-STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+STATIC = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    # Chart.js, vendored (static/chart.js.LICENSE.md; docs/operations.md: how to update it)
+    "chart.umd.min.js": "text/javascript",
+}
 
 Text = Annotated[str | None, Query()]
 StateQuery = Annotated[str | None, Query(description=f"one of {', '.join(STATES)}")]
@@ -192,7 +197,8 @@ def thumbnail(batch_id: str, name: str) -> FileResponse:
 
 @app.get("/static/{name}")
 def static(name: str) -> Response:
-    """The page's script and style sheet (shipped in the package, nothing from a CDN)."""
+    """The page's scripts (its own and Chart.js) and style sheet, shipped in the package:
+    nothing from a CDN, so the page works offline and under its script-src 'self'."""
     if name not in STATIC:
         raise HTTPException(404, "no such file")
     body = resources.files(__package__).joinpath("static", name).read_bytes()

@@ -1,5 +1,6 @@
 // sendit batches dashboard: what only the browser can do for the server-rendered page
-// (sendit_ops/airflow/dashboard/view.py). Plain JS, no library, nothing loaded from outside.
+// (sendit_ops/airflow/dashboard/view.py). Plain JS; one library, Chart.js, shipped beside it:
+// nothing is loaded from outside.
 //
 // - times: the page carries UTC instants (<time data-ts>); they are shown in the reader's
 //   own time zone, to the second, and the filter form sends that zone (tz) so typed dates
@@ -9,12 +10,12 @@
 //   is same-origin (allow-same-origin), so a click asks the UI's own router to go there:
 //   history.pushState + popstate on the top window, as the browser's Back button would.
 //   Opened on its own (no frame), links are ordinary links.
-// - the throughput chart, drawn as inline SVG from the JSON embedded in the page.
+// - the throughput chart, drawn with Chart.js (vendored in static/) from the JSON embedded in
+//   the page.
 (function () {
   "use strict";
 
   const html = document.documentElement;
-  const SVG = "http://www.w3.org/2000/svg";
 
   function topWindow() {
     // the Airflow UI around this frame, when there is one and it is ours (same origin)
@@ -116,132 +117,141 @@
   });
 
   // ---- throughput chart ----------------------------------------------------------------
-  function el(tag, attrs, text) {
-    const node = document.createElementNS(SVG, tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, String(v)));
-    if (text !== undefined) node.textContent = text;
-    return node;
+  // Drawn by Chart.js (static/chart.umd.min.js, vendored: the page loads nothing from outside)
+  // on a <canvas>: no inline script or eval, so the page's script-src 'self' holds. The
+  // buckets and their range come from the server (queries.throughput); this only draws them,
+  // labelled in the reader's time zone.
+  function colour(name) {
+    return getComputedStyle(html).getPropertyValue(name).trim();
   }
+  // scriptable colours: read again at each update, so a change of colour mode repaints
+  const paint = (name) => () => colour(name);
 
-  // the top of an axis of 4 ticks, each a round number (1, 2, 2.5 or 5 times a power of 10)
-  function niceMax(value) {
-    if (!(value > 0)) return 4;
-    const tick = value / 4;
-    const power = Math.pow(10, Math.floor(Math.log10(tick)));
-    for (const step of [1, 2, 2.5, 5, 10]) {
-      if (step * power >= tick) return 4 * step * power;
-    }
-    return 40 * power;
-  }
-
-  function formatNumber(v) {
-    if (v === 0) return "0";
-    if (Math.abs(v) >= 100) return v.toFixed(0);
-    return String(Number(v.toPrecision(3)));
-  }
-
-  function drawChart() {
-    const svg = document.getElementById("throughput-chart");
-    const source = document.getElementById("throughput-data");
-    if (!svg || !source) return;
-    const data = JSON.parse(source.textContent);
-    const buckets = data.buckets || [];
-    const minutes = data.bucket_minutes;
-    const W = 900;
-    const H = 260;
-    const m = { left: 60, right: 64, top: 24, bottom: 42 };
-    const iw = W - m.left - m.right;
-    const ih = H - m.top - m.bottom;
-    const maxMb = niceMax(Math.max(0, ...buckets.map((b) => b.mb_per_min)));
-    const maxImages = niceMax(Math.max(0, ...buckets.map((b) => b.images_per_h)));
-    const step = iw / Math.max(buckets.length, 1);
-    const x = (i) => m.left + i * step;
-    const yMb = (v) => m.top + ih - (v / maxMb) * ih;
-    const yImages = (v) => m.top + ih - (v / maxImages) * ih;
-
-    svg.replaceChildren();
-    const grid = el("g", { class: "grid" });
-    for (let i = 0; i <= 4; i++) {
-      const y = m.top + (ih * i) / 4;
-      grid.append(el("line", { x1: m.left, x2: m.left + iw, y1: y, y2: y }));
-      grid.append(
-        el("text", { x: m.left - 6, y: y + 4, class: "tick left" }, formatNumber(maxMb * (1 - i / 4))),
-      );
-      grid.append(
-        el(
-          "text",
-          { x: m.left + iw + 6, y: y + 4, class: "tick right" },
-          formatNumber(maxImages * (1 - i / 4)),
-        ),
-      );
-    }
-    svg.append(grid);
-    svg.append(el("text", { x: 4, y: 14, class: "axis-title mb" }, "MB/min"));
-    svg.append(el("text", { x: W - 4, y: 14, class: "axis-title images" }, "images/h"));
-
-    const bars = el("g", { class: "bars" });
-    const gap = step > 4 ? 1 : 0;
-    let drawn = 0;
-    buckets.forEach((b, i) => {
-      const h = (b.mb_per_min / maxMb) * ih;
-      const bar = el("rect", {
-        class: "bar",
-        x: x(i) + gap,
-        y: m.top + ih - h,
-        width: Math.max(step - 2 * gap, 0.5),
-        height: h,
-        "data-start": b.start_ts,
-      });
-      bar.append(
-        el(
-          "title",
-          {},
-          `${localTime(b.start_ts)} (+${minutes} min): ${b.batches} batch(es), ` +
-            `${b.images} images, ${b.mb} MB; ${b.mb_per_min} MB/min, ${b.images_per_h} images/h`,
-        ),
-      );
-      bars.append(bar);
-      if (h > 0) drawn += 1;
-    });
-    svg.append(bars);
-
-    if (buckets.length) {
-      const points = buckets.map((b, i) => `${x(i) + step / 2},${yImages(b.images_per_h)}`);
-      svg.append(el("path", { class: "line", d: `M${points.join("L")}` }));
-      const dots = el("g", { class: "dots" });
-      buckets.forEach((b, i) => {
-        if (b.images_per_h > 0) {
-          dots.append(el("circle", { cx: x(i) + step / 2, cy: yImages(b.images_per_h), r: 3 }));
-        }
-      });
-      svg.append(dots);
-    }
-
-    const axis = el("g", { class: "axis" });
-    axis.append(el("line", { x1: m.left, x2: m.left + iw, y1: m.top + ih, y2: m.top + ih }));
+  // the time labels under the bars: about 8, the day only where it changes
+  function tickLabels(buckets, minutes) {
     const every = Math.max(1, Math.ceil(buckets.length / 8));
     let lastDay = "";
-    buckets.forEach((b, i) => {
-      if (i % every !== 0) return;
+    return buckets.map((b, i) => {
+      if (i % every !== 0) return null;
       const day = new Date(b.start_ts * 1000).toDateString();
       const label = shortTime(b.start_ts, minutes, day !== lastDay);
       lastDay = day;
-      axis.append(el("line", { x1: x(i), x2: x(i), y1: m.top + ih, y2: m.top + ih + 4 }));
-      axis.append(el("text", { x: x(i), y: m.top + ih + 18, class: "tick bottom" }, label));
+      return label;
     });
-    svg.append(axis);
+  }
 
-    if (!drawn) {
-      svg.append(
-        el(
-          "text",
-          { x: m.left + iw / 2, y: m.top + ih / 2, class: "nodata" },
-          "no batch delivered in this window",
-        ),
+  // "no batch delivered in this window" across an empty chart
+  const noData = {
+    id: "senditNoData",
+    afterDraw(chart, args, options) {
+      if (!options.show) return;
+      const { ctx, chartArea: area } = chart;
+      ctx.save();
+      ctx.fillStyle = colour("--muted");
+      ctx.font = "13px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.fillText(
+        "no batch delivered in this window",
+        (area.left + area.right) / 2,
+        (area.top + area.bottom) / 2,
       );
+      ctx.restore();
+    },
+  };
+
+  function drawChart() {
+    const canvas = document.getElementById("throughput-chart");
+    const source = document.getElementById("throughput-data");
+    if (!canvas || !source || !window.Chart) return;
+    const data = JSON.parse(source.textContent);
+    const buckets = data.buckets || [];
+    const minutes = data.bucket_minutes;
+    const labels = tickLabels(buckets, minutes);
+    const drawn = buckets.filter((b) => b.mb_per_min > 0).length;
+    const axis = (position, title, colourName) => ({
+      type: "linear",
+      position,
+      beginAtZero: true,
+      title: { display: true, text: title, color: paint(colourName) },
+      ticks: { maxTicksLimit: 5, color: paint("--muted") },
+      grid: { drawOnChartArea: position === "left", color: paint("--line") },
+      border: { color: paint("--muted") },
+    });
+    const chart = new window.Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: buckets.map((b) => localTime(b.start_ts)),
+        datasets: [
+          {
+            type: "bar",
+            label: "MB/min",
+            data: buckets.map((b) => b.mb_per_min),
+            yAxisID: "mb",
+            order: 2,
+            backgroundColor: paint("--bar"),
+            barPercentage: 1,
+            categoryPercentage: buckets.length > 200 ? 1 : 0.9,
+          },
+          {
+            type: "line",
+            label: "images/h",
+            data: buckets.map((b) => b.images_per_h),
+            yAxisID: "images",
+            order: 1,
+            borderColor: paint("--images"),
+            pointBackgroundColor: paint("--images"),
+            borderWidth: 2,
+            pointRadius: buckets.map((b) => (b.images_per_h > 0 ? 3 : 0)),
+          },
+        ],
+      },
+      options: {
+        responsive: true,
+        maintainAspectRatio: true,
+        aspectRatio: 900 / 260,
+        animation: false, // the page reloads itself every few seconds while batches run
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: {
+            ticks: {
+              autoSkip: false,
+              maxRotation: 0,
+              color: paint("--muted"),
+              callback: (value, index) => labels[index],
+            },
+            grid: { display: false },
+            border: { color: paint("--muted") },
+          },
+          mb: axis("left", "MB/min", "--bar"),
+          images: axis("right", "images/h", "--images"),
+        },
+        plugins: {
+          legend: { display: false }, // the caption and the axis titles name them
+          senditNoData: { show: drawn === 0 },
+          tooltip: {
+            callbacks: {
+              title: (items) =>
+                `${localTime(buckets[items[0].dataIndex].start_ts)} (+${minutes} min)`,
+              afterBody: (items) => {
+                const b = buckets[items[0].dataIndex];
+                return `${b.batches} batch(es), ${b.images} images, ${b.mb} MB`;
+              },
+            },
+          },
+        },
+      },
+      plugins: [noData],
+    });
+    // follow the colour mode (the class "dark" on <html>, see darkMode above)
+    if (window.MutationObserver) {
+      new MutationObserver(() => chart.update()).observe(html, {
+        attributes: true,
+        attributeFilter: ["class"],
+      });
     }
-    svg.dataset.drawn = "1";
-    svg.dataset.bars = String(drawn);
+    canvas.dataset.drawn = "1";
+    canvas.dataset.bars = String(drawn);
   }
 
   drawChart();
