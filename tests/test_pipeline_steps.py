@@ -113,3 +113,24 @@ def test_identifier_lists_are_deleted_in_one_place(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["anonymized", "pseudonym.json"]
     files.drop_copies()
     assert [p.name for p in tmp_path.iterdir()] == ["pseudonym.json"]
+
+
+# ---- name_leaks: an original value in a name is reported without the value ----------------
+
+
+def test_a_member_name_holding_an_original_value_is_named_by_position_not_by_value():
+    from pathlib import Path
+
+    from sendit_ops.dicom.leak_scan import LeakScanner
+    from sendit_ops.pipeline.steps.package import PackagePlan, name_leaks
+
+    scanner = LeakScanner(Needles(words={"ACC987654"}))
+    plan = PackagePlan(
+        name="e1_20240101_i1.tar.gz",
+        members=[("i1/1_1.dcm", Path("a")), ("i1/ACC987654.dcm", Path("b"))],
+        row={},
+    )
+    header = HeaderSummary(study_date="", shared={}, defined_terms=frozenset(), written=frozenset())
+    leaks = name_leaks(scanner, plan, header)
+    assert leaks == ["member name 2 of 2"]
+    assert not any("ACC987654" in leak for leak in leaks)

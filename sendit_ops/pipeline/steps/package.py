@@ -59,7 +59,12 @@ def name_leaks(scanner: LeakScanner, plan: PackagePlan, header: HeaderSummary) -
     member names, the row."""
     date_left = scanner.date_kept("StudyDate", header.study_date)
     leaks = ["archive name"] if scanner.hits(plan.name, dates="none") or date_left else []
-    leaks += [f"member name {m}" for m, _ in plan.members if scanner.hits(m)]
+    # by position, not by name: the name is what holds the original value
+    leaks += [
+        f"member name {n} of {len(plan.members)}"
+        for n, (m, _) in enumerate(plan.members, 1)
+        if scanner.hits(m)
+    ]
     leaks += scanner.scan_mapping(plan.row, "metadata row")
     return leaks
 
