@@ -23,7 +23,7 @@ from sendit_ops.core.records import BatchRecord
 from sendit_ops.dicom.annex_e import CLEAN_PIXEL_DATA_CODE, add_method_codes
 from sendit_ops.dicom.annex_e.record import append_method
 from sendit_ops.dicom.anonymize import anonymize_dataset
-from sendit_ops.dicom.identifiers import Needles, ocr_matcher
+from sendit_ops.dicom.identifiers import ocr_matcher
 from sendit_ops.dicom.io import read_full, text
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.pixels import PixelOutcome, PixelPlan, plan_pixels
@@ -154,12 +154,13 @@ def _clean(
     ctx: StepContext,
     image: AcceptedImage,
     scanner: LeakScanner,
-    needles: Needles,
+    identifying: Callable[[str], bool],
     variables: dict[str, Any],
     decision: str | None,
 ) -> Cleaned:
     """Read one image and clean it in memory: header, then pixels when planned; the
-    method codes say what was done."""
+    method codes say what was done. ``identifying``: the batch's test of OCR text (built
+    once per batch, not per image)."""
     original = read_full(image.file)
     risk = image.pixels  # the filter step's verdict on this image
     plan = pixel_plan(ctx, original, risk)
@@ -168,11 +169,6 @@ def _clean(
     )
     result = Cleaned(ds)
     if plan is not None:
-        fuzzy = ocr_matcher(needles)
-
-        def identifying(t: str, fuzzy: Callable[[str], bool] = fuzzy) -> bool:
-            return scanner.hits(t) or fuzzy(t)
-
         outcome = clean_pixels(ds, plan, ctx.settings, identifying, released=decision == RELEASE)
         result = Cleaned(ds, outcome)
         if not outcome.cleaned:
@@ -193,6 +189,11 @@ def anonymize_batch(ctx: StepContext, record: BatchRecord, files: BatchFiles) ->
     images = files.read_images()
     needles = files.read_study().needles
     scanner = ctx.scanner(needles)
+    fuzzy = ocr_matcher(needles)  # OCR-tolerant: the pixel stage's reading of the same values
+
+    def identifying(t: str) -> bool:
+        return scanner.hits(t) or fuzzy(t)
+
     variables = recipe_variables(files.read_pseudonym(), ctx.remap)
     files.drop_copies("anonymized", "review")
     files.anonymized.mkdir(parents=True)
@@ -201,7 +202,7 @@ def anonymize_batch(ctx: StepContext, record: BatchRecord, files: BatchFiles) ->
     for done, image in enumerate(images):
         if ctx.progress is not None:
             ctx.progress.images_done(done, len(images))
-        cleaned = _clean(ctx, image, scanner, needles, variables, decision)
+        cleaned = _clean(ctx, image, scanner, identifying, variables, decision)
         name = _file_name(image.series, image.instance, tally.names)
         if cleaned.held:
             assert cleaned.outcome is not None
