@@ -98,6 +98,11 @@ def ensure_airflow_home(home: Path) -> None:
         if done.returncode != 0:
             sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
             raise SenditError("could not prepare the Airflow metadata database (see above)")
+        # the DAG bundle's row too: every `dag.test` inserts it when missing, and two first
+        # runs at once both found it missing (a UNIQUE violation failed one of them)
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        DagBundlesManager().sync_bundles_to_db()
         marker.touch()
 
 
