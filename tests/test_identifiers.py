@@ -249,6 +249,20 @@ def test_ids_with_or_without_separators():
         assert not m.hits(text), text
 
 
+def test_an_id_glued_to_other_text_by_an_underscore_is_still_found():
+    """File names and protocol names join words with "_": an id there is a leak, while a
+    name part after "_" in a coded value (SIEMENS_RIS for a patient RIS) is not."""
+    ds = Dataset()
+    ds.PatientName = "RIS^ANNA"
+    ds.PatientID = "12-345-678"
+    ds.AccessionNumber = "ACC-0042"
+    m = IdentifierMatcher(collect_needles(ds))
+    for text in ("scan_12345678.dcm", "12-345-678_1", "SERIES_ACC0042", "x_acc-0042_y"):
+        assert m.hits(text), text
+    for text in ("SIEMENS_RIS", "scan_123456789.dcm", "ACC00421_1"):
+        assert not m.hits(text), text
+
+
 def test_every_canary_of_the_sample_data_is_still_caught():
     """What tests/conftest.py's PHI_STRINGS look for in the outputs, typed into kept free
     text, and what the shipped recipe's own test plants (a family name in StudyDescription)."""

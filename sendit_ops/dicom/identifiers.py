@@ -338,6 +338,8 @@ _CJK_RE = re.compile(rf"[{_CJK}\U00020000-\U0002ffff]")
 # like [^\W<CJK ranges>] reads better but costs ~10 ms to compile at each of its uses.)
 _LATIN_WORD = "[0-9a-z_]"
 _ANY_WORD = r"\w"
+_LATIN_ALNUM = "[0-9a-z]"  # around a value holding a digit: "_" separates (see _word_class)
+_ANY_ALNUM = r"[^\W_]"
 _SEP = r"[\W_]{0,3}"  # between the words of one value: "MRN-100234", "MRN 100234", "MRN100234"
 # name titles and particles: not identifying on their own
 _NOT_NAMES = {
@@ -438,7 +440,13 @@ def _bounded(first: str, rest: str, word: str) -> str:
 
 
 def _word_class(folded: str) -> str:
-    return _LATIN_WORD if all(c < "\u0250" for c in folded) else _ANY_WORD
+    """What may not continue a value around it. An underscore continues a word (a name part
+    ``RIS`` is not in ``SIEMENS_RIS``) but not an id: a value holding a digit glued to other
+    text by ``_`` (``ACC10001_1.dcm``, ``SERIES_123456``) is still that id."""
+    latin = all(c < "\u0250" for c in folded)
+    if any(c.isdigit() for c in folded):
+        return _LATIN_ALNUM if latin else _ANY_ALNUM
+    return _LATIN_WORD if latin else _ANY_WORD
 
 
 def _latin(tokens: list[str]) -> str:

@@ -7,7 +7,8 @@ names the place (tag path or field), never the value.
 What counts as a hit is ``identifiers.IdentifierMatcher``'s: names in every component group
 and written form (accents, case, order, other scripts), ids with or without separators, dates
 in common formats, UIDs; Latin words bounded by non-word characters so ``ANN`` does not match
-``CHANNEL`` and a name part ``RIS`` does not match ``SIEMENS_RIS``. Three rules keep it from
+``CHANNEL`` and a name part ``RIS`` does not match ``SIEMENS_RIS`` (an id glued by ``_``,
+``SCAN_12345678``, still matches). Three rules keep it from
 crying wolf:
 
 - a date element (DA, DT) is a leak only when it still holds *its own* original value: a
