@@ -344,6 +344,9 @@ _FACILITY = re.compile(
     r"|[\u4e00-\u9fff\u30a0-\u30ff]{2,10}(?:病院|医院|クリニック|診療所|医療センター)"
     # St. Mary's, Saint Luke's (a hospital by its saint)
     r"|(?<!\w)(?:St\.?|Saint)\s[A-Z][a-z]+['’]s\b"
+    # Mount Sinai, Mt. Auburn, St Mary, Saint-Louis: a saint's or a mountain's name before a
+    # capitalised word is a place (a hospital, a town) in a radiology text, never anatomy
+    rf"|(?<![\w.])(?:St\.?|Saint|Sainte|Mount|Mt\.?|SAINTE?|MOUNT)[\s-]{_CAP}(?:-{_CAP})?"
     # l'Hôpital Lariboisière
     rf"|(?<!\w)l'(?:Hôpital|hôpital|Hopital)\s+{_CAP}",
 )
