@@ -64,7 +64,7 @@ padre fratello sorella vicino amico infermiera medico dal dalla inviato inviata 
 γείτονας γείτονα γιος κόρη μητέρα πατέρας από жена муж сын дочь мать отец брат сестра
 сосед соседка врач консультация направлен направлена лечащий née né nee geb geborene
 nata nato nacida nacido daughter-in-law son-in-law mother-in-law father-in-law
-brother-in-law sister-in-law
+brother-in-law sister-in-law family parent parents stepson stepdaughter stepmother stepfather
 """
 )
 CUES = frozenset(fold(c) for c in _CUES)
