@@ -31,6 +31,7 @@ import pydicom
 import pytest
 from conftest import PHI_STRINGS, SECRET
 from pydicom.data import get_testdata_file
+from scratch_postgres import database_url, scratch_database
 from test_ledger_db import postgres_url  # noqa: F401  (the session's PostgreSQL database)
 
 from sendit_ops.airflow import cli
@@ -628,35 +629,6 @@ def test_an_unreachable_ledger_fails_fast_with_one_line_and_no_password(tmp_path
     assert "s3cretpw" not in out + err + caplog.text and "Traceback" not in err
 
 
-@contextmanager
-def scratch_postgres(name: str):
-    """A PostgreSQL database of its own (the read-only case changes database settings and
-    roles, which must not touch the session's database), dropped afterwards with the
-    roles made for it; yields an admin cursor (autocommit)."""
-    import psycopg2
-
-    admin = psycopg2.connect(dbname="postgres", host="127.0.0.1", port=5432, user="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with admin.cursor() as cur:
-            yield cur
-    finally:
-        from sendit_ops.core.ledger import dispose_engines
-
-        dispose_engines()
-        with admin.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cur.execute(f'DROP ROLE IF EXISTS "{name}_reader"')
-        admin.close()
-
-
 def run_cli(capfd, inbox: Path, tmp_path: Path, url: str, *args: str) -> tuple[int, str, float]:
     """``sendit run`` on the ledger at ``url``: exit status, stderr, seconds taken."""
     capfd.readouterr()
@@ -686,10 +658,10 @@ def read_only_postgres(tmp_path: Path, caplog, capfd) -> None:
     study(inbox / "ACC23202", 1)
     name = f"sendit_ro_{os.getpid()}_{secrets.token_hex(3)}"
     # trust authentication on this machine: the password is accepted and must never be shown
-    url = f"postgresql+psycopg2://postgres:s3cretpw@127.0.0.1:5432/{name}"
-    reader = f"postgresql+psycopg2://{name}_reader:s3cretpw@127.0.0.1:5432/{name}"
+    url = database_url(name, password="s3cretpw")
+    reader = database_url(name, f"{name}_reader", "s3cretpw")
     seen = []
-    with scratch_postgres(name) as admin:
+    with scratch_database(name, roles=[f"{name}_reader"]) as admin:
         code, said, _ = run_cli(capfd, inbox, tmp_path, url)
         assert code == cli.EXIT_OK, said[-2000:]
         dispose_engines()

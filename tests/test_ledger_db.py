@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from scratch_postgres import database_url, scratch_database
 
 from sendit_ops.core.atomic_files import write_json
-from sendit_ops.core.ledger import Ledger, RunLocked, dispose_engines, rows
+from sendit_ops.core.ledger import Ledger, RunLocked, rows
 from sendit_ops.core.ledger import run_lock as run_lock_mod
 from sendit_ops.core.lifecycle import State
 from sendit_ops.core.records import BatchRecord
@@ -30,35 +31,13 @@ from sendit_ops.sample_data import PATIENTS, write_study
 
 pytestmark = pytest.mark.emulator
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
 
 @pytest.fixture(scope="session")
 def postgres_url():
     """A PostgreSQL database for this session, dropped afterwards."""
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError as exc:
-        # never a skip: the PostgreSQL cases are half of what these tests prove
-        pytest.fail(
-            f"the ledger tests need PostgreSQL at 127.0.0.1:5432 (trust auth): {exc}".strip()
-        )
-    admin.autocommit = True
     name = f"sendit_test_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-    dispose_engines()
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
+    with scratch_database(name):
+        yield database_url(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
