@@ -27,7 +27,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from sendit_ops.core.settings import Settings
-from sendit_ops.dicom.pixels import check, detect, mask, ocr, screen, thumbnail
+from sendit_ops.dicom.pixels import check, confirm, detect, mask, ocr, screen, thumbnail
 from sendit_ops.dicom.pixels.codec import (
     Decoded,
     Frames,
@@ -110,9 +110,18 @@ class FlatRenderingError(Exception):
 class Looker:
     """Looks at the frames of one image: the screen on every frame, OCR on what it finds
     (and on the whole views when ``full``). Region reads are cached by the window's
-    position and content, so static text on a cine is read once, not once per frame."""
+    position and content, so static text on a cine is read once, not once per frame.
 
-    def __init__(self, display: Display, settings: Settings, full: bool):
+    With ``is_identifying``, an unsure read naming no identifier is kept only when a second
+    read confirms it (``confirm.Confirmer``): on the first look and at verification alike."""
+
+    def __init__(
+        self,
+        display: Display,
+        settings: Settings,
+        full: bool,
+        is_identifying: Callable[[str], bool] | None = None,
+    ):
         self.display = display
         self.full = full
         self.engine = settings.ocr_engine
@@ -125,6 +134,14 @@ class Looker:
         self.frames_screened = 0
         self.regions = 0
         self._frames: Frames | None = None
+        self.confirmer = (
+            None
+            if is_identifying is None
+            else confirm.Confirmer(is_identifying, self.engine, self.device)
+        )
+
+    def _kept(self, image: Picture, hits: list[ocr.TextHit]) -> list[ocr.TextHit]:
+        return hits if self.confirmer is None else self.confirmer.keep(image, hits)
 
     def gray(self, frame: int | None) -> list[Picture]:
         """The screen's view of frame ``frame`` of the frames last looked at; for a
@@ -156,7 +173,8 @@ class Looker:
             if varies and all(int(v.max()) - int(v.min()) < MIN_CONTRAST for _, v in views):
                 raise FlatRenderingError
             for index, image in views:
-                hits += [(index, h) for h in ocr.read(image, self.engine, self.device)]
+                read = ocr.read(image, self.engine, self.device)
+                hits += [(index, h) for h in self._kept(image, read)]
                 if index is not None:
                     read_whole.add(index)
         for index in range(frames.shape[0]):
@@ -168,7 +186,7 @@ class Looker:
             rgb = self.display.render(frames[index : index + 1])[0]
             passed = self._gate(rgb, regions)
             for window in ocr.windows(passed, *rgb.shape[:2]):
-                hits += [(index, h) for h in self._read(rgb, window)]
+                hits += [(index, h) for h in self._kept(rgb, self._read(rgb, window))]
         return hits
 
     def _gate(self, rgb: Picture, regions: list[Box]) -> list[Box]:
@@ -268,7 +286,7 @@ def _clean(
     mode = settings.pixel_cleaning
     boxes: list[Box] = [b for b in (x.clipped(rows, columns) for x in plan.boxes) if b]
     display = Display(decoded, ds)
-    looker = Looker(display, settings, full=plan.needed)
+    looker = Looker(display, settings, full=plan.needed, is_identifying=is_identifying)
     seen = looker.look(decoded.frames)
     allow = settings.pixel_allow_list
     value = mask.fill_value(decoded, ds)
@@ -409,10 +427,11 @@ def _outcome(
         read_whole=looker.full,
     )
     log.info(
-        "pixel stage: %d frame(s) screened, %d region(s) read, %d box(es) masked (%.2f%%) "
-        "in %.2f s",
+        "pixel stage: %d frame(s) screened, %d region(s) read, %d unsure read(s) not "
+        "confirmed, %d box(es) masked (%.2f%%) in %.2f s",
         outcome.screened,
         looker.regions,
+        looker.confirmer.dropped if looker.confirmer is not None else 0,
         len(boxes),
         100 * outcome.masked_share,
         outcome.seconds,
