@@ -241,8 +241,8 @@ def test_a_read_line_is_continued_over_ink_at_its_ends_by_one_character_at_most(
 def test_an_unsure_word_counts_only_when_a_second_read_finds_text_again(monkeypatch):
     """A read below CONFIRM_SCORE of 2+ letters naming no identifier is read again (other
     polarity, wider margin); it is kept when a read finds (mostly) the same letters or two
-    or more letters with some confidence. An identifier, a sure read or a single character
-    is never read again, never dropped."""
+    or more letters with some confidence. An identifier, anything the free-text detector
+    finds, a sure read or a single character is never read again, never dropped."""
     from sendit_ops.dicom.pixels import confirm
     from sendit_ops.dicom.pixels.ocr import TextHit
 
@@ -271,6 +271,11 @@ def test_an_unsure_word_counts_only_when_a_second_read_finds_text_again(monkeypa
     word = TextHit(12, 10, 60, 30, 0.6, "CEEVELAND")
     second[:] = [("CIEEVERAND", 0.4), ("", 0.0)]  # mostly the same letters
     assert checker.keep(image, [word]) == [word]
+    # someone else's name, a date or an id on the screen: PHI however unsure the read
+    second[:] = [("", 0.0), ("L", 0.32)]
+    others = [TextHit(10, 10, 60, 30, 0.55, t) for t in ("Dr Okafor", "03/04/1971", "MRN 775123")]
+    before = len(calls)
+    assert checker.keep(image, others) == others and len(calls) == before
 
 
 # ---- the stage on planted text (OCR: emulator tier) --------------------------------------

@@ -12,7 +12,8 @@ masked, or holds the image at verification) when either read gives mostly the sa
 and digits, or two or more letters or digits with some confidence (``_agrees``); otherwise
 it is dropped. A read that names an identifier, or is sure, or is a single character, is
 kept as it is: the second read can only discard doubtful non-identifying words, never a name
-or a date of the study.
+or a date of the study, nor anything the free-text detector finds (anyone's name, a date,
+a phone number, an id).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
+from sendit_ops.dicom.free_text import find_phi
 from sendit_ops.dicom.pixels import ocr
 from sendit_ops.dicom.pixels.display import Picture
 
@@ -54,9 +56,15 @@ def _agrees(first: str, text: str, score: float) -> bool:
 
 
 def needs_second_read(hit: ocr.TextHit, is_identifying: Callable[[str], bool]) -> bool:
-    """True for an unsure read of two or more letters or digits that names no identifier."""
+    """True for an unsure read of two or more letters or digits that names no identifier
+    of the study and holds nothing the free-text detector calls identifying (anyone's name,
+    a date, a phone number, an id: another person's data on the screen is PHI too, so such
+    a read is kept however unsure it is)."""
     return (
-        hit.score < CONFIRM_SCORE and len(_letters(hit.text)) >= 2 and not is_identifying(hit.text)
+        hit.score < CONFIRM_SCORE
+        and len(_letters(hit.text)) >= 2
+        and not is_identifying(hit.text)
+        and not find_phi(hit.text)
     )
 
 
