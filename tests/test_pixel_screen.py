@@ -192,9 +192,9 @@ def test_prefilter_keeps_text_lines_and_drops_vessels_and_the_table_curve():
     8-40 px, level or turned by 90 degrees, Latin or Japanese, shows the strokes of text; a
     vessel with a dot beside it, a thin curve (the CT table) and a rib do not. On CT slices
     with anatomy it drops most of the screen's lines and every line on the table.
-    (Not pinned: a line of two single-stroke characters such as "11" is dropped; it reads as
-    no identifier.)"""
-    lines = [(text, font) for text in ("DOE, JANE", "03/04/1971", "MRN-100234", "45Y")
+    (Not pinned: a line of two single-stroke characters such as "11", or "45Y" 8 px high
+    in a bold serif font, is dropped.)"""
+    lines = [(text, font) for text in ("DOE, JANE", "03/04/1971", "MRN-100234", "45Y", "JD")
              for font in fonts()]  # fmt: skip
     if JAPANESE_FONT.is_file():
         lines += [
@@ -230,7 +230,7 @@ def test_prefilter_keeps_text_lines_and_drops_vessels_and_the_table_curve():
         kept = screen_module.candidates(gray)
         after += len(kept)
         assert not [b for b in kept if b.y0 >= 400], seed  # the table lies below row 400
-    assert after <= 0.25 * before, (before, after)
+    assert after <= 0.3 * before, (before, after)
 
 
 @pytest.mark.unit

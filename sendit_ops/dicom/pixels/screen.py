@@ -20,10 +20,11 @@ How (OpenCV, on the 8-bit view of a frame):
    a line of at least two glyphs, 6-56 px high and longer than high, is a candidate region;
 4. *strokes like text* (the pre-filter, ``text_like``): a line's own glyphs, crossed along
    the line on the rows of its middle band, show as many separate strokes as letters do (2+
-   characters, most with two strokes or more), or fill their box like merged blocks of
-   small text. A vessel with a dot beside it, the CT table's thin curve or a rib's edge is
-   crossed once or twice per row over a length of several heights: dropped here, it costs
-   no recognition read (``ocr.gate_regions``, ~15 ms a region).
+   characters, most with two strokes or more; one fewer on a short line under 10 px high,
+   whose strokes blur together), or fill their box like merged blocks of small text. A
+   vessel with a dot beside it, the CT table's thin curve or a rib's edge is crossed once
+   or twice per row over a length of several heights: dropped here, it costs no
+   recognition read (``ocr.gate_regions``, ~15 ms a region).
 
 Frames larger than ``MAX_SIDE`` are screened at a reduced scale (text on those is larger).
 """
@@ -64,6 +65,7 @@ MAX_GLYPHS = 1500  # glyph-sized components in one mask: more is texture, as abo
 # more than BLOCKS_FILL
 BAND = (0.2, 0.8)  # the middle band of a line, as shares of its height
 RUNS_SHORT, RUNS, RUNS_PER_HEIGHT, SHORT = 3, 4, 1.0, 2.5
+SMALL = 10  # a short line lower than this (px) needs one stroke fewer
 BLOCK_FILL, BLOCKS_FILL = 0.85, 0.7
 
 
@@ -190,7 +192,8 @@ def text_like(labels: NDArray[np.int32], line: Line, across: bool) -> bool:
     if runs >= 2 and fill > BLOCKS_FILL:
         return True
     if long_ <= SHORT * tall:
-        return runs >= RUNS_SHORT
+        # below SMALL px the strokes of a letter blur together: two may show as one
+        return runs >= (RUNS_SHORT - 1 if tall < SMALL else RUNS_SHORT)
     return runs >= RUNS and runs * tall >= RUNS_PER_HEIGHT * long_
 
 
