@@ -164,6 +164,75 @@ def test_screen_finds_nothing_in_noise_and_flat_images_and_little_in_real_slices
         assert len(screen_module.candidates(Display(decoded, ds).gray(decoded.frames[0]))) <= 5
 
 
+JAPANESE_FONT = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
+
+
+def _whole_line(cover: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Labels of the glyphs in ``cover`` and the line of all of them, as the screen's step 3
+    hands a line to its pre-filter."""
+    mask = (cover > 0.5).astype(np.uint8)
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    rows, columns = np.nonzero(mask)
+    box = (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+    return labels.astype(np.int32), (box, np.arange(1, count))
+
+
+def _japanese(text: str, height: int) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("L", (512, 128), 0)
+    font = ImageFont.truetype(str(JAPANESE_FONT), height)
+    ImageDraw.Draw(image).text((10, 10), text, fill=255, font=font)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+@pytest.mark.unit
+def test_prefilter_keeps_text_lines_and_drops_vessels_and_the_table_curve():
+    """The screen's pre-filter (``screen.text_like``): a line of text in every font here,
+    8-40 px, level or turned by 90 degrees, Latin or Japanese, shows the strokes of text; a
+    vessel with a dot beside it, a thin curve (the CT table) and a rib do not. On CT slices
+    with anatomy it drops most of the screen's lines and every line on the table.
+    (Not pinned: a line of two single-stroke characters such as "11", or "45Y" 8 px high
+    in a bold serif font, is dropped.)"""
+    lines = [(text, font) for text in ("DOE, JANE", "03/04/1971", "MRN-100234", "45Y", "JD")
+             for font in fonts()]  # fmt: skip
+    if JAPANESE_FONT.is_file():
+        lines += [
+            ("山田 太郎", "japanese"),
+            ("東京病院 放射線科", "japanese"),
+            ("ヤマダ", "japanese"),
+        ]
+    for text, font in lines:
+        for height in (10, 16, 24, 32, 40) if text == "45Y" else (8, 12, 16, 24, 32, 40):
+            if font == "japanese":
+                cover = _japanese(text, height)
+            else:
+                cover = ink(Planted(text, 10, 10, height, 255, font), 128, 512)
+            for turned in (False, True):
+                labels, line = _whole_line(np.rot90(cover) if turned else cover)
+                assert screen_module.text_like(labels, line, turned), (text, font, height, turned)
+    canvas = np.zeros((128, 512), np.float32)
+    cv2.line(canvas, (10, 10), (40, 24), 1.0, 2)  # a vessel segment and a dot beside it
+    cv2.circle(canvas, (50, 18), 3, 1.0, -1)
+    assert not screen_module.text_like(*_whole_line(canvas), False)
+    canvas[:] = 0
+    cv2.ellipse(canvas, (256, 20), (240, 30), 0, 0, 90, 1.0, 4)  # the table's curve
+    assert not screen_module.text_like(*_whole_line(canvas), False)
+    canvas[:] = 0
+    cv2.ellipse(canvas, (60, 60), (18, 7), 20, 0, 360, 1.0, -1)  # a rib
+    cv2.ellipse(canvas, (96, 62), (18, 7), 10, 0, 360, 1.0, -1)
+    assert not screen_module.text_like(*_whole_line(canvas), False)
+    before = after = 0
+    for seed in range(6):
+        view = anatomy_slice(512, 200 + seed, "CT")
+        gray = (view.astype(np.float32) * 255 / view.max()).astype(np.uint8)
+        before += len(screen_module.candidates(gray, prefilter=False))
+        kept = screen_module.candidates(gray)
+        after += len(kept)
+        assert not [b for b in kept if b.y0 >= 400], seed  # the table lies below row 400
+    assert after <= 0.3 * before, (before, after)
+
+
 @pytest.mark.unit
 def test_screen_view_is_not_flattened_by_outlier_values():
     """Text at 4095 in a 16-bit image with one 65535 pixel: the linear view would show it at

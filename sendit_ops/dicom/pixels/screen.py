@@ -17,7 +17,14 @@ How (OpenCV, on the 8-bit view of a frame):
    than a short word;
 3. *lines*: glyphs of similar height that overlap vertically and follow each other within
    about one height (horizontal text), or the same across (text rotated by 90 degrees);
-   a line of at least two glyphs, 6-56 px high and longer than high, is a candidate region.
+   a line of at least two glyphs, 6-56 px high and longer than high, is a candidate region;
+4. *strokes like text* (the pre-filter, ``text_like``): a line's own glyphs, crossed along
+   the line on the rows of its middle band, show as many separate strokes as letters do (2+
+   characters, most with two strokes or more; one fewer on a short line under 10 px high,
+   whose strokes blur together), or fill their box like merged blocks of small text. A
+   vessel with a dot beside it, the CT table's thin curve or a rib's edge is crossed once
+   or twice per row over a length of several heights: dropped here, it costs no
+   recognition read (``ocr.gate_regions``, ~15 ms a region).
 
 Frames larger than ``MAX_SIDE`` are screened at a reduced scale (text on those is larger).
 """
@@ -48,6 +55,18 @@ MAX_SIDE = 1024  # larger frames are screened at a reduced scale
 # that contrast level; text on it comes apart at a higher level, which is still screened
 MAX_DENSITY = 0.12
 MAX_GLYPHS = 1500  # glyph-sized components in one mask: more is texture, as above
+# the pre-filter (``text_like``), measured on planted lines and CT/MR slices with anatomy
+# (docs/performance.md, 7 Dec 2026): strokes crossed along the band of a line; a short line
+# (up to SHORT heights long: 2-3 characters) needs RUNS_SHORT of them, a longer one RUNS
+# and RUNS_PER_HEIGHT per height of its length (every character of a Latin or CJK font is
+# at most about one height wide and is crossed at least once); a box its glyphs fill more
+# than BLOCK_FILL is a block of merged strokes (small or blurred text), fuller than an
+# ellipse fills its box (pi/4: a rib, a dot); blocks in 2+ pieces fill less (the gaps):
+# more than BLOCKS_FILL
+BAND = (0.2, 0.8)  # the middle band of a line, as shares of its height
+RUNS_SHORT, RUNS, RUNS_PER_HEIGHT, SHORT = 3, 4, 1.0, 2.5
+SMALL = 10  # a short line lower than this (px) needs one stroke fewer
+BLOCK_FILL, BLOCKS_FILL = 0.85, 0.7
 
 
 def strokes(gray: Picture) -> list[Picture]:
@@ -113,8 +132,12 @@ def _chains(a0: Column, b0: Column, a1: Column, b1: Column) -> list[NDArray[np.i
     return [np.array(g) for g in groups.values()]
 
 
-def _lines(stats: NDArray[np.int32], across: bool) -> list[tuple[int, ...]]:
-    """Glyph boxes chained along the reading direction into lines (x0, y0, x1, y1).
+Line = tuple[tuple[int, int, int, int], NDArray[np.int_]]
+
+
+def _lines(stats: NDArray[np.int32], across: bool) -> list[Line]:
+    """Glyph boxes chained along the reading direction into lines: (x0, y0, x1, y1) and
+    the labels of the line's glyphs (components ``1 + index into stats``).
 
     A chain is a line when it is 6-56 px high across the line and longer than high, and is
     either one merged word (2.5 times longer than high) or glyphs that line up like letters
@@ -135,7 +158,7 @@ def _lines(stats: NDArray[np.int32], across: bool) -> list[tuple[int, ...]]:
             tall, long_ = int(b1[i] - b0[i]), int(a1[i] - a0[i])
             if LINE_MIN <= tall <= LINE_MAX and long_ >= 2.5 * tall:
                 box = (b0[i], a0[i], b1[i], a1[i]) if across else (a0[i], b0[i], a1[i], b1[i])
-                out.append(tuple(int(v) for v in box))
+                out.append((_box(box), idx[chain] + 1))
             continue
         la0, lb0, la1, lb1 = a0[chain].min(), b0[chain].min(), a1[chain].max(), b1[chain].max()
         tall, long_ = lb1 - lb0, la1 - la0
@@ -143,12 +166,40 @@ def _lines(stats: NDArray[np.int32], across: bool) -> list[tuple[int, ...]]:
             continue
         if _aligned(b1[chain] - b0[chain], (b0[chain] + b1[chain]) / 2):
             box = (lb0, la0, lb1, la1) if across else (la0, lb0, la1, lb1)
-            out.append(tuple(int(v) for v in box))
+            out.append((_box(box), idx[chain] + 1))
     return out
 
 
-def candidates(gray: Picture, frame: int | None = None) -> list[Box]:
-    """Regions of one 8-bit grey frame that may hold a line of text (see the module doc)."""
+def _box(values: tuple[Any, ...]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = (int(v) for v in values)
+    return x0, y0, x1, y1
+
+
+def text_like(labels: NDArray[np.int32], line: Line, across: bool) -> bool:
+    """The pre-filter: whether a line's own glyphs (its components in ``labels``, nothing
+    else inside its box) show the strokes of 2+ characters (see the module doc, step 4)."""
+    (x0, y0, x1, y1), ids = line
+    ink = np.isin(labels[y0:y1, x0:x1], ids)
+    if across:  # text rotated by 90 degrees: read along the columns
+        ink = ink.T
+    tall, long_ = ink.shape
+    fill = float(ink.mean())
+    if fill > BLOCK_FILL:
+        return True
+    band = ink[int(BAND[0] * tall) : max(int(BAND[0] * tall) + 1, int(np.ceil(BAND[1] * tall)))]
+    # strokes crossed on each row of the band: runs of ink along the line
+    runs = int((band[:, :1].sum(axis=1) + (band[:, 1:] & ~band[:, :-1]).sum(axis=1)).max())
+    if runs >= 2 and fill > BLOCKS_FILL:
+        return True
+    if long_ <= SHORT * tall:
+        # below SMALL px the strokes of a letter blur together: two may show as one
+        return runs >= (RUNS_SHORT - 1 if tall < SMALL else RUNS_SHORT)
+    return runs >= RUNS and runs * tall >= RUNS_PER_HEIGHT * long_
+
+
+def candidates(gray: Picture, frame: int | None = None, prefilter: bool = True) -> list[Box]:
+    """Regions of one 8-bit grey frame that may hold a line of text (see the module doc);
+    ``prefilter`` False: every line of step 3 (without step 4, for measurements)."""
     rows, columns = gray.shape
     scale = 1.0
     if max(rows, columns) > MAX_SIDE:
@@ -161,10 +212,14 @@ def candidates(gray: Picture, frame: int | None = None) -> list[Box]:
     for mask in strokes(gray):
         if cv2.countNonZero(mask) > limit:
             continue
-        count, _, all_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        # cv2's stubs leave the dtype open: the stats are int32 (CV_32S; no copy here)
+        count, all_labels, all_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        # cv2's stubs leave the dtype open: labels and stats are int32 (CV_32S; no copy here)
         stats = np.asarray(all_stats[1:count], dtype=np.int32)
-        found += _lines(stats, across=False) + _lines(stats, across=True)
+        labels = np.asarray(all_labels, dtype=np.int32)
+        for across in (False, True):
+            for line in _lines(stats, across):
+                if not prefilter or text_like(labels, line, across):
+                    found.append(line[0])
     boxes = []
     for x0, y0, x1, y1 in found:
         box = Box(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale),
