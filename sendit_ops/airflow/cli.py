@@ -153,9 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "reject": args.reject or [],
     }
     _check_decisions(folder, resolved, conf)  # before Airflow is prepared: an answer at once
-    ensure_airflow_home(home)
-    if not args.verbose:
+    if not args.verbose:  # before anything imports airflow (its logging reads this once)
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    ensure_airflow_home(home)
 
     from sendit_ops.airflow.dag_factory import build_dag
     from sendit_ops.airflow.progress_display import ProgressDisplay
