@@ -91,17 +91,8 @@ def _crops(image: Picture, hit: ocr.TextHit) -> list[Picture]:
 
 
 def _recognize(crops: list[Picture], engine: str, device: str) -> list[tuple[str, float]]:
-    """What the recognition model alone reads in each crop (one line each), and how sure."""
-    reader = ocr.engine(engine, device)
-    out = []
-    with ocr._run_lock:  # the engine keeps per-call options (see ocr.py)
-        for crop in crops:
-            bgr = np.ascontiguousarray(crop[..., ::-1])
-            result = reader(bgr, use_det=False, use_cls=True, use_rec=True)
-            texts = list(getattr(result, "txts", None) or ())
-            scores = list(getattr(result, "scores", None) or [1.0] * len(texts))
-            out += [(str(t), float(s)) for t, s in zip(texts, scores, strict=False)]
-    return out
+    """What the recognition model alone reads in each crop (``ocr.read_lines``)."""
+    return ocr.read_lines(crops, engine, device)
 
 
 class Confirmer:

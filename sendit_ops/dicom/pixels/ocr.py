@@ -212,6 +212,25 @@ def gate_regions(
     return out
 
 
+def read_lines(
+    crops: list[Picture], name: str = "rapidocr", device: str = "cpu"
+) -> list[tuple[str, float]]:
+    """What the recognition model alone (angle classifier, no detection) reads in each RGB
+    crop, taken as one line, and how sure: for second reads of a doubtful line
+    (``confirm``). Here, with the engine's lock, so no other module touches the engine's
+    per-call options."""
+    reader = engine(name, device)
+    out = []
+    with _run_lock:
+        for crop in crops:
+            bgr = np.ascontiguousarray(crop[..., ::-1])
+            result = reader(bgr, use_det=False, use_cls=True, use_rec=True)
+            texts = list(getattr(result, "txts", None) or ())
+            scores = list(getattr(result, "scores", None) or [1.0] * len(texts))
+            out += [(str(t), float(s)) for t, s in zip(texts, scores, strict=False)]
+    return out
+
+
 def region_window(
     box: Box, rows: int, columns: int, wide: bool = False
 ) -> tuple[int, int, int, int]:
