@@ -1,5 +1,8 @@
-"""Recall and cost of the text screen's pre-filter (issue 22): with and without it, case by
-case in one run (interleaved, so the machine's load falls on both alike).
+"""Recall and cost of the text screen's filters (issue 22), case by case in one run
+(interleaved, so the machine's load falls on all alike): ``--modes`` among ``none`` (every
+chained line), ``text_like`` (the stroke pre-filter alone: main before the line classifier)
+and ``classifier`` (the pre-filter then ``line_classifier``, the screen as it runs); the
+first mode given is "before", the last "after".
 
 Planted lines: random lines of identifying text (the tests' ``random_lines``: 8-40 px,
 several fonts, bright and dark) and, for every other line, a line in a font the tests do not
@@ -102,12 +105,16 @@ def _views(modality: str, picture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return display.gray(decoded.frames[0]), display.render(decoded.frames[:1])[0]
 
 
-def look(gray: np.ndarray, rgb: np.ndarray, prefilter: bool) -> dict[str, Any]:
-    """Screen (with or without the pre-filter) and gate one frame: regions, passed, CPU ms."""
+MODES = {"none": (False, False), "text_like": (True, False), "classifier": (True, True)}
+
+
+def look(gray: np.ndarray, rgb: np.ndarray, mode: str) -> dict[str, Any]:
+    """Screen (with the filters of ``mode``) and gate one frame: regions, passed, CPU ms."""
     from sendit_ops.dicom.pixels import ocr, screen
 
+    prefilter, classify = MODES[mode]
     start = time.process_time()
-    regions = screen.candidates(gray, 0, prefilter=prefilter)
+    regions = screen.candidates(gray, 0, prefilter=prefilter, classify=classify)
     screened = time.process_time()
     verdicts = ocr.gate_regions(rgb, regions) if regions else []
     gated = time.process_time()
@@ -128,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--slices", type=int, default=20)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--modes", default="text_like,classifier", help="of: " + ", ".join(MODES))
     args = parser.parse_args(argv)
+    names = args.modes.split(",")
+    first, last = names[0], names[-1]
     sys.path.insert(0, str(TESTS))
     import cv2
 
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     ocr.engine()  # models loaded before any clock
     rng = np.random.default_rng(args.seed)
-    modes = {"before": False, "after": True}
+    modes = {m: m for m in names}
     found = dict.fromkeys(modes, 0)
     shown, lost, gained = 0, [], []
     for n in range(args.lines):
@@ -150,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         hit = {m: _found(look(gray, rgb, p)["passed"], case["shows"]) for m, p in modes.items()}
         for m in modes:
             found[m] += hit[m]
-        if hit["before"] and not hit["after"]:
+        if hit[first] and not hit[last]:
             lost.append(f"{n}: {case['label']}")
-        if hit["after"] and not hit["before"]:
+        if hit[last] and not hit[first]:
             gained.append(f"{n}: {case['label']}")
     totals: dict[str, dict[str, float]] = {m: {"regions": 0, "passed": 0, "screen_ms": 0.0,
                                                "gate_ms": 0.0} for m in modes}  # fmt: skip
@@ -173,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "gained": gained,
         "ct_anatomy_per_slice": per_slice,
         "ratios_after_before": {
-            k: round(per_slice["after"][k] / per_slice["before"][k], 3)
+            k: round(per_slice[last][k] / per_slice[first][k], 3)
             for k in ("regions", "passed", "screen_ms", "gate_ms")
-            if per_slice["before"][k]
+            if per_slice[first][k]
         },
     }
     print(json.dumps(report, indent=1, ensure_ascii=True))

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from sendit_ops.dicom.pixels import line_classifier
 from sendit_ops.dicom.pixels.display import Picture
 from sendit_ops.dicom.pixels.model import SCREEN, Box
 
@@ -197,17 +198,11 @@ def text_like(labels: NDArray[np.int32], line: Line, across: bool) -> bool:
     return runs >= RUNS and runs * tall >= RUNS_PER_HEIGHT * long_
 
 
-def candidates(gray: Picture, frame: int | None = None, prefilter: bool = True) -> list[Box]:
-    """Regions of one 8-bit grey frame that may hold a line of text (see the module doc);
-    ``prefilter`` False: every line of step 3 (without step 4, for measurements)."""
-    rows, columns = gray.shape
-    scale = 1.0
-    if max(rows, columns) > MAX_SIDE:
-        scale = MAX_SIDE / max(rows, columns)
-        resized = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        # cv2's stubs leave the dtype open: resizing uint8 gives uint8 (no copy here)
-        gray = np.asarray(resized, dtype=np.uint8)
-    found = []
+def lines(gray: Picture) -> list[tuple[Line, NDArray[np.int32], NDArray[np.int32], bool]]:
+    """Step 3 on one 8-bit grey frame (already at the screen's scale): every chained line
+    with the component image it was found in, the components' stats (label ``i`` at row
+    ``i - 1``) and whether it runs across (turned text)."""
+    out = []
     limit = MAX_DENSITY * gray.size
     for mask in strokes(gray):
         if cv2.countNonZero(mask) > limit:
@@ -218,8 +213,35 @@ def candidates(gray: Picture, frame: int | None = None, prefilter: bool = True) 
         labels = np.asarray(all_labels, dtype=np.int32)
         for across in (False, True):
             for line in _lines(stats, across):
-                if not prefilter or text_like(labels, line, across):
-                    found.append(line[0])
+                out.append((line, labels, stats, across))
+    return out
+
+
+def screen_scale(gray: Picture) -> tuple[Picture, float]:
+    """The frame at the scale the screen reads it (``MAX_SIDE``) and that scale."""
+    rows, columns = gray.shape
+    if max(rows, columns) <= MAX_SIDE:
+        return gray, 1.0
+    scale = MAX_SIDE / max(rows, columns)
+    resized = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    # cv2's stubs leave the dtype open: resizing uint8 gives uint8 (no copy here)
+    return np.asarray(resized, dtype=np.uint8), scale
+
+
+def candidates(
+    gray: Picture, frame: int | None = None, prefilter: bool = True, classify: bool = True
+) -> list[Box]:
+    """Regions of one 8-bit grey frame that may hold a line of text (see the module doc);
+    ``prefilter`` False: every line of step 3 (without steps 4-5, for measurements);
+    ``classify`` False: without step 5 (``line_classifier``, for measurements)."""
+    gray, scale = screen_scale(gray)
+    found = []
+    for line, labels, stats, across in lines(gray):
+        if prefilter and not text_like(labels, line, across):
+            continue
+        if prefilter and classify and not line_classifier.is_text(gray, labels, stats, *line, across):
+            continue
+        found.append(line[0])
     boxes = []
     for x0, y0, x1, y1 in found:
         box = Box(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale),
