@@ -115,7 +115,9 @@ def planted(n: int, rng: np.random.Generator, fonts: list[str], size: int = 512)
     before = picture.copy()
     picture = stored_text(picture, cover, level)
     if n % 3 == 0:
-        picture, before, cover = (np.ascontiguousarray(np.rot90(a)) for a in (picture, before, cover))
+        picture, before, cover = (
+            np.ascontiguousarray(np.rot90(a)) for a in (picture, before, cover)
+        )
     shows = visible_ink(before, picture, cover)
     gray, rgb = views(modality, picture)
     label = f"{kind} {Path(font).name} {height}px level {level}{' turned' if n % 3 == 0 else ''}"
@@ -156,8 +158,10 @@ def collect(
         on_text = [(b, f) for b, f in rows if case["shows"][b[1] : b[3], b[0] : b[2]].sum() >= 4]
         verdicts = ocr.gate_regions(case["rgb"], [Box(*b, 0, SCREEN) for b, _ in on_text])
         hits = [f for (_, f), ok in zip(on_text, verdicts, strict=True) if ok]
-        negatives += [f for (x0, y0, x1, y1), f in rows
-                      if not case["shows"][max(0, y0 - 4) : y1 + 4, max(0, x0 - 4) : x1 + 4].any()]  # fmt: skip
+        shows = case["shows"]
+        for (x0, y0, x1, y1), f in rows:  # a line clear of the text: not text
+            if not shows[max(0, y0 - 4) : y1 + 4, max(0, x0 - 4) : x1 + 4].any():
+                negatives.append(f)
         if hits:
             groups.append(np.array(hits))
             labels.append(case["label"])
@@ -201,16 +205,16 @@ def fit(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
                       "threshold": tree.threshold.round(6).tolist(),
                       "left": tree.children_left.tolist(), "right": tree.children_right.tolist(),
                       "value": tree.value[:, 0, 0].round(6).tolist()})  # fmt: skip
-    bias = float(model.decision_function(x[:1])[0]) - RATE * sum(
-        _leaf(t, x[0]) for t in trees
-    )
+    bias = float(model.decision_function(x[:1])[0]) - RATE * sum(_leaf(t, x[0]) for t in trees)
     return {"bias": round(bias, 6), "rate": RATE, "trees": trees}
 
 
 def _leaf(tree: dict[str, list[Any]], values: np.ndarray) -> float:
     node = 0
     while tree["left"][node] != -1:
-        node = tree["left" if values[tree["feature"][node]] <= tree["threshold"][node] else "right"][node]
+        node = tree[
+            "left" if values[tree["feature"][node]] <= tree["threshold"][node] else "right"
+        ][node]
     return float(tree["value"][node])
 
 

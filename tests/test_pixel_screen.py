@@ -272,8 +272,14 @@ def test_line_classifier_keeps_text_lines_and_drops_speckle_and_anatomy():
                 turned = bool(rng.integers(2))
                 if turned:
                     view, cover = np.ascontiguousarray(np.rot90(view)), np.rot90(cover)
-                shows = (cover > 0.5) & (np.abs(view.astype(int) - np.rot90(field).astype(int)
-                                                if turned else view.astype(int) - field) > 30)
+                shows = (cover > 0.5) & (
+                    np.abs(
+                        view.astype(int) - np.rot90(field).astype(int)
+                        if turned
+                        else view.astype(int) - field
+                    )
+                    > 30
+                )
                 before = screen_module.candidates(view, classify=False)
                 if not any(shows[b.y0 : b.y1, b.x0 : b.x1].sum() >= 4 for b in before):
                     continue  # the pre-filter does not report it: nothing to keep

@@ -74,7 +74,12 @@ def features(
     rows, columns = gray.shape
     tall0 = (x1 - x0) if across else (y1 - y0)
     pad = max(2, tall0 // 3)
-    cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(columns, x1 + pad), min(rows, y1 + pad)
+    cx0, cy0, cx1, cy1 = (
+        max(0, x0 - pad),
+        max(0, y0 - pad),
+        min(columns, x1 + pad),
+        min(rows, y1 + pad),
+    )
     crop = gray[cy0:cy1, cx0:cx1].astype(np.float32)
     sub = labels[cy0:cy1, cx0:cx1]
     ink = np.isin(sub, ids)
@@ -176,7 +181,9 @@ def _arrays(model: dict[str, Any]) -> tuple[NDArray[Any], ...]:
 
 
 def raw_score(
-    model: dict[str, Any], values: NDArray[np.float64], arrays: tuple[NDArray[Any], ...] | None = None
+    model: dict[str, Any],
+    values: NDArray[np.float64],
+    arrays: tuple[NDArray[Any], ...] | None = None,
 ) -> float:
     """The boosted trees' log-odds for one line's features: the bias plus the rate times
     the leaf each tree sends the line to (a tree's node goes left when its feature is at

@@ -239,7 +239,11 @@ def candidates(
     for line, labels, stats, across in lines(gray):
         if prefilter and not text_like(labels, line, across):
             continue
-        if prefilter and classify and not line_classifier.is_text(gray, labels, stats, *line, across):
+        if (
+            prefilter
+            and classify
+            and not line_classifier.is_text(gray, labels, stats, *line, across)
+        ):
             continue
         found.append(line[0])
     boxes = []
