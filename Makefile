@@ -6,10 +6,12 @@ VENV := .venv
 DEMO := $(CURDIR)/.demo
 
 .PHONY: install demo demo-dasher demo-pacs receiver test test-deps lint bench dasher-dev clean airflow
-# Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text,
+# Debian packages the tests use as real parts: dciodvfy (DICOM validity), fonts for planted text
+# (Latin, a monospace, Japanese: devtools/gate_recall.py and the line classifier's check too),
 # a real PACS (Orthanc + DICOMweb) and dcmtk (storescu sends studies to the receiver)
 PACS_PACKAGES := orthanc orthanc-dicomweb dcmtk
-DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core chromium chromium-driver $(PACS_PACKAGES)
+DEBIAN_TEST_PACKAGES := dicom3tools fonts-dejavu-core fonts-liberation fonts-noto-mono \
+  fonts-droid-fallback chromium chromium-driver $(PACS_PACKAGES)
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q uv==0.13.9

@@ -167,6 +167,14 @@ def test_screen_finds_nothing_in_noise_and_flat_images_and_little_in_real_slices
 JAPANESE_FONT = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
 
 
+@pytest.mark.unit
+def test_the_fonts_of_planted_text_are_installed():
+    """The planted-text tests draw in DejaVu (three faces) and a Japanese font; without them
+    they would quietly test fewer fonts (``make test-deps`` installs them)."""
+    assert {"DejaVuSans.ttf", "DejaVuSansMono.ttf", "DejaVuSerif-Bold.ttf"} <= set(fonts())
+    assert JAPANESE_FONT.is_file(), "install fonts-droid-fallback (make test-deps)"
+
+
 def _whole_line(cover: np.ndarray) -> tuple[np.ndarray, tuple]:
     """Labels of the glyphs in ``cover`` and the line of all of them, as the screen's step 3
     hands a line to its pre-filter."""
@@ -196,12 +204,7 @@ def test_prefilter_keeps_text_lines_and_drops_vessels_and_the_table_curve():
     in a bold serif font, is dropped.)"""
     lines = [(text, font) for text in ("DOE, JANE", "03/04/1971", "MRN-100234", "45Y", "JD")
              for font in fonts()]  # fmt: skip
-    if JAPANESE_FONT.is_file():
-        lines += [
-            ("山田 太郎", "japanese"),
-            ("東京病院 放射線科", "japanese"),
-            ("ヤマダ", "japanese"),
-        ]
+    lines += [("山田 太郎", "japanese"), ("東京病院 放射線科", "japanese"), ("ヤマダ", "japanese")]
     for text, font in lines:
         for height in (10, 16, 24, 32, 40) if text == "45Y" else (8, 12, 16, 24, 32, 40):
             if font == "japanese":
@@ -249,8 +252,7 @@ def test_line_classifier_keeps_text_lines_and_drops_speckle_and_anatomy():
     speckle varies: a 16 px dark Hershey line's fragment the gate reads as text is
     dropped. The gate reads none of 63 such lines on another speckle field.)"""
     lines = [(text, font) for text in ("DOE, JANE", "MRN-100234", "03/04/1971") for font in fonts()]
-    if JAPANESE_FONT.is_file():
-        lines += [("山田 太郎", "japanese"), ("東京病院 放射線科", "japanese")]
+    lines += [("山田 太郎", "japanese"), ("東京病院 放射線科", "japanese")]
     fields = {
         "flat": np.full((512, 512), 40, np.uint8),
         "CT": anatomy_slice(512, 300, "CT"),
