@@ -131,8 +131,11 @@ class Looker:
         self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
         # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text
         self._gates: dict[tuple[int, int, int, int, bytes], bool] = {}
+        # frame index (None: a projection) -> the whole view last read and what was kept
+        self._whole: dict[int | None, tuple[Picture, list[ocr.TextHit]]] = {}
         self.frames_screened = 0
         self.regions = 0
+        self.reread_areas = 0  # changed areas of whole views read again (not whole views)
         self._frames: Frames | None = None
         self.confirmer = (
             None
@@ -173,8 +176,7 @@ class Looker:
             if varies and all(int(v.max()) - int(v.min()) < MIN_CONTRAST for _, v in views):
                 raise FlatRenderingError
             for index, image in views:
-                read = ocr.read(image, self.engine, self.device)
-                hits += [(index, h) for h in self._kept(image, read)]
+                hits += [(index, h) for h in self._whole_view(index, image)]
                 if index is not None:
                     read_whole.add(index)
         for index in range(frames.shape[0]):
@@ -188,6 +190,35 @@ class Looker:
             for window in ocr.windows(passed, *rgb.shape[:2]):
                 hits += [(index, h) for h in self._kept(rgb, self._read(rgb, window))]
         return hits
+
+    def _whole_view(self, index: int | None, image: Picture) -> list[ocr.TextHit]:
+        """What OCR reads in one whole view (``ocr.read``), kept by the second reads.
+
+        Read again (at verification), only what changed is read: the areas whose pixels
+        differ from the view's last read (``changed_windows``: each the whole band along
+        its line, with a margin across, grown over every line read there before) are read
+        whole; a line read before outside all of them is taken as it was read (its pixels,
+        and those around it, are the same). A mask that missed part of a line, a line
+        partly masked, text next to a mask: all lie in a changed band and are read again."""
+        prior = self._whole.get(index)
+        if prior is None or prior[0].shape != image.shape:
+            kept = self._kept(image, ocr.read(image, self.engine, self.device))
+        else:
+            before, old = prior
+            areas = changed_windows(before, image, old)
+            if areas is None:
+                kept = self._kept(image, ocr.read(image, self.engine, self.device))
+            else:
+                kept = [h for h in old if not any(_meets(h, a) for a in areas)]
+                for x0, y0, x1, y1 in areas:
+                    read = ocr.read(np.ascontiguousarray(image[y0:y1, x0:x1]),
+                                    self.engine, self.device)  # fmt: skip
+                    moved = [ocr.TextHit(h.x0 + x0, h.y0 + y0, h.x1 + x0, h.y1 + y0, h.score,
+                                         h.text, h.vertical) for h in read]  # fmt: skip
+                    kept += self._kept(image, moved)
+                self.reread_areas += len(areas)
+        self._whole[index] = (image, kept)
+        return kept
 
     def _gate(self, rgb: Picture, regions: list[Box]) -> list[Box]:
         """The regions that read as text (``ocr.gate_regions``: one batched call for the
@@ -222,6 +253,74 @@ class Looker:
         areas = tuple((a, _digest(_area(rgb, a))) for a in dict.fromkeys(read))
         self._cache.setdefault(key, []).append((areas, hits))
         return hits
+
+
+Area = tuple[int, int, int, int]  # x0, y0, x1, y1 (end-exclusive)
+REREAD_SHARE = 0.5  # changed bands covering more of a view than this: the view is read whole
+_CLOSE = np.ones((9, 9), np.uint8)  # changed pixels this close are one area (a line's glyphs)
+
+
+def _meets(hit: ocr.TextHit, area: Area) -> bool:
+    return _overlaps((hit.x0, hit.y0, hit.x1, hit.y1), area)
+
+
+def _band(x0: int, y0: int, x1: int, y1: int, rows: int, columns: int) -> Area:
+    """The band read for a changed area: the whole width of the view (the whole height for
+    an area taller than wide, a line turned by 90 degrees), with a margin across of one
+    line height (at least 8 px) on each side, as ``ocr.region_window`` reads a region."""
+    margin = max(8, min(x1 - x0, y1 - y0))
+    if (y1 - y0) > (x1 - x0):
+        return max(0, x0 - margin), 0, min(columns, x1 + margin), rows
+    return 0, max(0, y0 - margin), columns, min(rows, y1 + margin)
+
+
+def _overlaps(a: Area, b: Area) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _union(a: Area, b: Area) -> Area:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def changed_windows(before: Picture, after: Picture, hits: list[ocr.TextHit]) -> list[Area] | None:
+    """The parts of a whole view to read again after its pixels changed (masking): one
+    band (``_band``) per area of changed pixels, grown to hold every line read before that
+    meets it (a line partly masked is read again whole, in its own band), overlapping
+    bands merged. ``[]``: nothing changed; None: the bands would cover more than
+    REREAD_SHARE of the view (it is read whole)."""
+    import cv2
+
+    rows, columns = after.shape[:2]
+    diff = np.any(before != after, axis=-1) if after.ndim == 3 else before != after
+    if not diff.any():
+        return []
+    joined = cv2.dilate(diff.astype(np.uint8), _CLOSE)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    areas = [_band(x, y, x + w, y + h, rows, columns) for x, y, w, h, _ in stats[1:count].tolist()]
+    lines = [((h.x0, h.y0, h.x1, h.y1), _band(h.x0, h.y0, h.x1, h.y1, rows, columns)) for h in hits]
+    changed = True
+    while changed:
+        changed = False
+        for i, area in enumerate(areas):
+            for box, band in lines:
+                if _overlaps(box, area) and _union(area, box) != area:
+                    area = _union(area, _union(box, band))
+                    changed = True
+            areas[i] = area
+        merged: list[Area] = []
+        for area in areas:
+            for j, other in enumerate(merged):
+                if _overlaps(area, other):
+                    merged[j] = _union(area, other)
+                    changed = True
+                    break
+            else:
+                merged.append(area)
+        areas = merged
+    covered = np.zeros((rows, columns), dtype=bool)
+    for x0, y0, x1, y1 in areas:
+        covered[y0:y1, x0:x1] = True
+    return None if covered.mean() > REREAD_SHARE else areas
 
 
 def _area(rgb: Picture, area: tuple[int, int, int, int]) -> Picture:
