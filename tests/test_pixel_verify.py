@@ -96,3 +96,30 @@ def test_changed_windows_cover_every_changed_pixel_and_the_lines_they_touch():
     assert changed_windows(before, before.copy(), [line]) == []
     everything = np.zeros_like(before)
     assert changed_windows(before, everything, []) is None  # read whole instead
+
+
+def test_what_the_header_plan_masks_is_not_read_first(monkeypatch):
+    """The plan's boxes (here the banner above the ultrasound region) are masked whatever
+    is read there: the first look sees them masked already, as verification does."""
+    from pixel_images import planted_us as planted
+
+    from sendit_ops.dicom.filters import load_filter_recipe
+    from sendit_ops.dicom.pixels import clean, plan_pixels
+
+    ds, _ = planted([Planted("DOE, JANE Q", 10, 8, 18), Planted("MRN-100234", 60, 300, 18)])
+    plan = plan_pixels(ds, load_filter_recipe(None))
+    banner = max(b.y1 for b in plan.boxes)
+    read: list[ocr_module.TextHit] = []
+    real = ocr_module.read
+
+    def keeping(rgb, *args, **kwargs):
+        hits = real(rgb, *args, **kwargs)
+        if rgb.shape[:2] == (512, 512):
+            read.extend(hits)
+        return hits
+
+    monkeypatch.setattr(ocr_module, "read", keeping)
+    outcome = clean(ds, plan, OCR, IDENTIFIERS)
+    assert outcome.cleaned, outcome.held_reason
+    assert read and not [h for h in read if h.y1 <= banner]  # nothing read in the banner
+    assert "ocr" in {b.source for b in outcome.boxes}  # the id below it is masked

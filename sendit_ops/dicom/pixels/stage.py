@@ -161,6 +161,11 @@ class Looker:
             low = view if low is None else np.minimum(low, view)
         return [high, low] if high is not None and low is not None else []
 
+    def release(self) -> None:
+        """Forget the frames last looked at (``gray`` has nothing to show until the next
+        look): a cine's copy is not kept while its masked copy is made."""
+        self._frames = None
+
     def look(self, frames: Frames) -> Hits:
         """Every line OCR reads in ``frames`` (with the frame it was read on).
 
@@ -386,9 +391,16 @@ def _clean(
     boxes: list[Box] = [b for b in (x.clipped(rows, columns) for x in plan.boxes) if b]
     display = Display(decoded, ds)
     looker = Looker(display, settings, full=plan.needed, is_identifying=is_identifying)
-    seen = looker.look(decoded.frames)
-    allow = settings.pixel_allow_list
     value = mask.fill_value(decoded, ds)
+    # the header plan's boxes are masked whatever OCR reads in them: the first look sees
+    # the frames with them masked already, as verification will (a line read there would
+    # be masked anyway, and its recognition was most of a risky ultrasound frame's cost)
+    # (in "recipe" mode the plan's boxes are all that is masked: what the first look would
+    # read outside them is read by verification all the same)
+    seen: Hits = []
+    if mode == "ocr" or not boxes:
+        seen = looker.look(mask.apply(decoded.frames, boxes, value) if boxes else decoded.frames)
+    allow = settings.pixel_allow_list
     if mode == "ocr":
         text = detect.unique_boxes(detect.text_boxes(seen, rows, columns, looker.gray))
         share = _text_share(text, rows, columns)
@@ -419,6 +431,7 @@ def _clean(
         return _held(
             "pixel cleaning is off and OCR reads text in the image", start, frames=decoded.count
         )
+    looker.release()  # the first look's frames (a copy when the plan masked some)
     saved = snapshot(ds)
     rounds = EXTRA_ROUNDS if mode == "ocr" else 0
     while True:
