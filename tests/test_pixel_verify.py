@@ -123,3 +123,50 @@ def test_what_the_header_plan_masks_is_not_read_first(monkeypatch):
     assert outcome.cleaned, outcome.held_reason
     assert read and not [h for h in read if h.y1 <= banner]  # nothing read in the banner
     assert "ocr" in {b.source for b in outcome.boxes}  # the id below it is masked
+
+
+def test_frames_read_in_parallel_give_what_one_thread_gives(monkeypatch):
+    """A cine's frames are screened and read by several threads, each with its own engine:
+    the outcome (boxes, their order, what was read) is the serial one."""
+    from sendit_ops.dicom.pixels import clean, plan_pixels
+    from sendit_ops.dicom.pixels import stage as stage_module
+    from sendit_ops.sample_data import PATIENTS, make_burned_in_ultrasound
+
+    def cine():
+        return make_burned_in_ultrasound(
+            PATIENTS[0], "CINE00001", "20240115", 1, frames=6, rows=240, columns=320
+        )
+
+    outcomes, reads = [], []
+    for workers in (1, 2, 2):
+        monkeypatch.setattr(stage_module, "FRAME_WORKERS", workers)
+        ds = cine()
+        decoded = decode(ds)
+        looker = Looker(Display(decoded, ds), OCR, full=True)
+        reads.append([(f, h.x0, h.y0, h.x1, h.y1, h.text, h.score) for f, h in looker.look(
+            decoded.frames)])  # fmt: skip
+        matcher = identifier_matcher(["DOE", "JANE"], [])
+        outcome = clean(ds, plan_pixels(ds), OCR, matcher)
+        outcomes.append((outcome.cleaned, outcome.held_reason, outcome.boxes, ds.PixelData))
+    assert reads[0] and reads[0] == reads[1] == reads[2]
+    assert outcomes[0][0] and outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_an_error_in_one_frame_stops_the_others_and_is_raised():
+    from sendit_ops.dicom.pixels.stage import _run
+
+    ran: list[int] = []
+
+    def job(i):
+        def run():
+            if i == 3:
+                raise ValueError("frame 3")
+            ran.append(i)
+            return i
+
+        return run
+
+    assert _run([job(i) for i in (0, 1, 2)], 2) == [0, 1, 2]
+    with pytest.raises(ValueError, match="frame 3"):
+        _run([job(i) for i in range(40)], 2)
+    assert len(ran) < 3 + 40 - 1  # not every job after the failure ran

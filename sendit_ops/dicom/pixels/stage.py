@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 import time
-from collections.abc import Callable
-from typing import TypedDict, Unpack
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypedDict, TypeVar, Unpack, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -103,6 +107,60 @@ _Areas = tuple[tuple[tuple[int, int, int, int], bytes], ...]
 MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data is not flat
 
 
+# threads that screen and read the frames of a cine at once, the calling thread one of them:
+# the cores (ONNX Runtime and OpenCV release the GIL; each thread has its own engine,
+# ``ocr.engine``, ~100 MB once it has read, so no more threads than cores)
+FRAME_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_Job = TypeVar("_Job")
+
+
+def _helpers() -> ThreadPoolExecutor:
+    """The process's helper threads (created on first use; they keep their engines)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max(1, FRAME_WORKERS - 1), thread_name_prefix="sendit-pixels"
+            )
+        return _pool
+
+
+def _run(jobs: Sequence[Callable[[], _Job]], workers: int) -> list[_Job]:
+    """Each job's result, in the jobs' order: run by the calling thread and up to
+    ``workers - 1`` helper threads, each taking the next job not yet taken. The first
+    exception stops the taking and is raised here."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    results: list[_Job | None] = [None] * len(jobs)
+    taken = iter(range(len(jobs)))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def work() -> None:
+        while not failed.is_set():
+            with lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            try:
+                results[index] = jobs[index]()
+            except BaseException:
+                failed.set()
+                raise
+
+    helpers = [_helpers().submit(work) for _ in range(min(workers, len(jobs)) - 1)]
+    try:
+        work()
+    finally:
+        errors = [f.exception() for f in helpers]
+    for error in errors:
+        if error is not None:
+            raise error
+    return cast(list[_Job], results)  # every job ran (or its exception was raised)
+
+
 class FlatRenderingError(Exception):
     """The image renders (nearly) uniform although its data is not: OCR cannot vouch for it."""
 
@@ -126,6 +184,7 @@ class Looker:
         self.full = full
         self.engine = settings.ocr_engine
         self.device = settings.pixel_device
+        self.workers = FRAME_WORKERS  # threads reading the frames of a cine
         # (window, digest of its pixels) -> reads of it: the areas each read looked at
         # (with their digests) and what OCR read
         self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
@@ -173,28 +232,40 @@ class Looker:
         vary) would let text through unread, so it raises FlatRenderingError instead."""
         self._frames = frames
         self.frames_screened = max(self.frames_screened, int(frames.shape[0]))
-        hits: Hits = []
-        read_whole: set[int] = set()
+        views: list[tuple[int | None, Picture]] = []
         if self.full:
             views = list(self.display.views(frames))
             varies = bool(frames.min() < frames.max())
             if varies and all(int(v.max()) - int(v.min()) < MIN_CONTRAST for _, v in views):
                 raise FlatRenderingError
-            for index, image in views:
-                hits += [(index, h) for h in self._whole_view(index, image)]
-                if index is not None:
-                    read_whole.add(index)
-        for index in range(frames.shape[0]):
-            gray = self.display.gray(frames[index])
-            regions = screen.candidates(gray, index)
-            if not regions or index in read_whole:
-                continue
-            self.regions += len(regions)
-            rgb = self.display.render(frames[index : index + 1])[0]
-            passed = self._gate(rgb, regions)
-            for window in ocr.windows(passed, *rgb.shape[:2]):
-                hits += [(index, h) for h in self._kept(rgb, self._read(rgb, window))]
+        read_whole = {index for index, _ in views if index is not None}
+        screened = [i for i in range(frames.shape[0]) if i not in read_whole]
+        jobs = [partial(self._read_view, index, image) for index, image in views]
+        jobs += [partial(self._screen, frames, index) for index in screened]
+        done = _run(jobs, self.workers)
+        hits: Hits = []
+        for found, regions in done:  # in job order, whatever order the threads ran in
+            hits += found
+            self.regions += regions
         return hits
+
+    def _read_view(self, index: int | None, image: Picture) -> tuple[Hits, int]:
+        return [(index, h) for h in self._whole_view(index, image)], 0
+
+    def _screen(self, frames: Frames, index: int) -> tuple[Hits, int]:
+        """The screen on one frame, the gate on its regions, OCR of the windows that pass:
+        what was read, and the number of regions. Runs in the frame pool's threads (each
+        with its own engine); the caches it shares hold only what any thread would compute
+        the same from the same pixels, so the outcome does not depend on the order."""
+        regions = screen.candidates(self.display.gray(frames[index]), index)
+        if not regions:
+            return [], 0
+        rgb = self.display.render(frames[index : index + 1])[0]
+        passed = self._gate(rgb, regions)
+        hits: Hits = []
+        for window in ocr.windows(passed, *rgb.shape[:2]):
+            hits += [(index, h) for h in self._kept(rgb, self._read(rgb, window))]
+        return hits, len(regions)
 
     def _whole_view(self, index: int | None, image: Picture) -> list[ocr.TextHit]:
         """What OCR reads in one whole view (``ocr.read``), kept by the second reads.
