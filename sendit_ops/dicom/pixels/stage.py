@@ -3,13 +3,16 @@
 Every image is looked at (issue 22): every frame goes through the text screen
 (``screen.candidates``, a few ms per frame) and each region it reports is read by OCR. An
 image whose header says it may carry text (``plan.risk``) is also read whole (full-frame
-OCR of its key views), the screen's regions on top. Only a recognised text line
-(``detect.fits_text``) is masked; an image whose text mask would cover more than
-``pixel_mask_max_share`` of its area is held (a mask that large is more likely anatomy
-than annotation, or a screen full of text a reviewer should see).
+OCR of its key views, with the header plan's boxes masked already: they are masked
+whatever is read there), the screen's regions on top. The frames of a cine and its views
+are read by ``FRAME_WORKERS`` threads (``_run``), each with its own engine. Only a
+recognised text line (``detect.fits_text``) is masked; an image whose text mask would
+cover more than ``pixel_mask_max_share`` of its area is held (a mask that large is more
+likely anatomy than annotation, or a screen full of text a reviewer should see).
 
 An image with something masked is delivered only when the re-encoded output, looked at
-the same way (every frame screened, the same views read), shows nothing but allow-listed
+the same way (every frame screened, the same views read; of a view read whole, the bands
+whose pixels masking changed, ``changed_windows``), shows nothing but allow-listed
 technical text; otherwise it is held with a PHI-free reason and its pixel data is put back
 as it was. An image in which nothing was found is delivered unchanged. No exception
 escapes: a codec or engine failure is a held image.
@@ -168,7 +171,8 @@ class FlatRenderingError(Exception):
 class Looker:
     """Looks at the frames of one image: the screen on every frame, OCR on what it finds
     (and on the whole views when ``full``). Region reads are cached by the window's
-    position and content, so static text on a cine is read once, not once per frame.
+    position and content, so static text on a cine is read once, not once per frame; a
+    whole view looked at again is read only where its pixels changed (``_whole_view``).
 
     With ``is_identifying``, an unsure read naming no identifier is kept only when a second
     read confirms it (``confirm.Confirmer``): on the first look and at verification alike."""
