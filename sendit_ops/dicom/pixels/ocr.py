@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,16 +147,29 @@ def _without_memory_patterns(ocr: Any) -> None:
         )
 
 
-def read(rgb: Picture, name: str = "rapidocr", device: str = "cpu") -> list[TextHit]:
-    """Text lines in one 8-bit RGB frame (rows, columns, 3)."""
+Area = tuple[int, int, int, int]  # x0, y0, x1, y1 (end-exclusive)
+
+
+def read(
+    rgb: Picture, name: str = "rapidocr", device: str = "cpu", skip: Sequence[Area] = ()
+) -> list[TextHit]:
+    """Text lines in one 8-bit RGB frame (rows, columns, 3).
+
+    A line the detector finds wholly inside one of the ``skip`` areas is not recognised
+    (and not returned): the header plan's boxes, masked whatever is read there. Detection
+    still sees the whole frame as it is (masking those areas first changed what the
+    detector found elsewhere: a turned line in deid-data's grey cine was missed)."""
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     ocr = engine(name, device)
-    result = ocr(bgr, use_det=True, use_cls=True, use_rec=True)
-    boxes = getattr(result, "boxes", None)
-    if boxes is None or len(boxes) == 0:
-        return []
-    texts = list(getattr(result, "txts", None) or [""] * len(boxes))
-    scores = list(getattr(result, "scores", None) or [1.0] * len(boxes))
+    if skip:
+        boxes, texts, scores = _read_outside(ocr, bgr, skip)
+    else:
+        result = ocr(bgr, use_det=True, use_cls=True, use_rec=True)
+        boxes = getattr(result, "boxes", None)
+        if boxes is None or len(boxes) == 0:
+            return []
+        texts = list(getattr(result, "txts", None) or [""] * len(boxes))
+        scores = list(getattr(result, "scores", None) or [1.0] * len(boxes))
     hits = []
     rows, columns = rgb.shape[:2]
     for quad, text, score in zip(boxes, texts, scores, strict=False):
@@ -173,6 +187,43 @@ def read(rgb: Picture, name: str = "rapidocr", device: str = "cpu") -> list[Text
             )
         )
     return hits
+
+
+def _read_outside(
+    ocr: Any, bgr: Picture, skip: Sequence[Area]
+) -> tuple[Any, list[str], list[float]]:
+    """rapidocr's own steps (as its ``__call__`` runs them), with the detected lines that lie
+    wholly inside a ``skip`` area left out before the angle classifier and recognition."""
+    from rapidocr.main import RapidOCRError
+    from rapidocr.utils.process_img import map_boxes_to_original
+
+    rows, columns = bgr.shape[:2]
+    image = ocr.load_img(bgr)
+    prepared, record = ocr.preprocess_img(image)
+    try:
+        crops, found = ocr.detect_and_crop(prepared, record)
+    except RapidOCRError:  # nothing detected
+        return [], [], []
+    quads = map_boxes_to_original(np.array(found.boxes, dtype=np.float64), record, rows, columns)
+    keep = []
+    for index, quad in enumerate(quads):
+        x0, y0 = quad.min(axis=0)
+        x1, y1 = quad.max(axis=0)
+        if not any(a[0] <= x0 and a[1] <= y0 and x1 <= a[2] and y1 <= a[3] for a in skip):
+            # (the quad's float corners: a line touching the area's edge is read)
+            keep.append(index)
+    if not keep:
+        return [], [], []
+    turned, _ = ocr.cls_and_rotate([crops[i] for i in keep])
+    result = ocr.recognize_txt(turned)
+    least = float(getattr(ocr, "text_score", 0.5))
+    out: tuple[list[Any], list[str], list[float]] = ([], [], [])
+    for index, text, score in zip(keep, result.txts or (), result.scores or (), strict=False):
+        if str(text).strip() and float(score) >= least:  # as rapidocr's output filters
+            out[0].append(quads[index])
+            out[1].append(str(text))
+            out[2].append(float(score))
+    return out
 
 
 def _gate_crops(rgb: Picture, box: Box) -> list[Picture]:

@@ -189,6 +189,7 @@ class Looker:
         self.engine = settings.ocr_engine
         self.device = settings.pixel_device
         self.workers = FRAME_WORKERS  # threads reading the frames of a cine
+        self.skip: list[ocr.Area] = []  # areas masked anyway: lines inside are not read
         # (window, digest of its pixels) -> reads of it: the areas each read looked at
         # (with their digests) and what OCR read
         self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
@@ -260,16 +261,22 @@ class Looker:
         """The screen on one frame, the gate on its regions, OCR of the windows that pass:
         what was read, and the number of regions. Runs in the frame pool's threads (each
         with its own engine); the caches it shares hold only what any thread would compute
-        the same from the same pixels, so the outcome does not depend on the order."""
+        the same from the same pixels, so the outcome does not depend on the order.
+
+        A region or a read line wholly inside a ``skip`` area (masked anyway) is left out."""
         regions = screen.candidates(self.display.gray(frames[index]), index)
+        count = len(regions)
+        regions = [r for r in regions if not _within((r.x0, r.y0, r.x1, r.y1), self.skip)]
         if not regions:
-            return [], 0
+            return [], count
         rgb = self.display.render(frames[index : index + 1])[0]
         passed = self._gate(rgb, regions)
         hits: Hits = []
         for window in ocr.windows(passed, *rgb.shape[:2]):
-            hits += [(index, h) for h in self._kept(rgb, self._read(rgb, window))]
-        return hits, len(regions)
+            read = [h for h in self._read(rgb, window)
+                    if not _within((h.x0, h.y0, h.x1, h.y1), self.skip)]  # fmt: skip
+            hits += [(index, h) for h in self._kept(rgb, read)]
+        return hits, count
 
     def _whole_view(self, index: int | None, image: Picture) -> list[ocr.TextHit]:
         """What OCR reads in one whole view (``ocr.read``), kept by the second reads.
@@ -282,12 +289,12 @@ class Looker:
         partly masked, text next to a mask: all lie in a changed band and are read again."""
         prior = self._whole.get(index)
         if prior is None or prior[0].shape != image.shape:
-            kept = self._kept(image, ocr.read(image, self.engine, self.device))
+            kept = self._kept(image, ocr.read(image, self.engine, self.device, self.skip))
         else:
             before, old = prior
             areas = changed_windows(before, image, old)
             if areas is None:
-                kept = self._kept(image, ocr.read(image, self.engine, self.device))
+                kept = self._kept(image, ocr.read(image, self.engine, self.device, self.skip))
             else:
                 kept = [h for h in old if not any(_meets(h, a) for a in areas)]
                 for x0, y0, x1, y1 in areas:
@@ -335,9 +342,14 @@ class Looker:
         return hits
 
 
-Area = tuple[int, int, int, int]  # x0, y0, x1, y1 (end-exclusive)
+Area = ocr.Area
 REREAD_SHARE = 0.5  # changed bands covering more of a view than this: the view is read whole
 _CLOSE = np.ones((9, 9), np.uint8)  # changed pixels this close are one area (a line's glyphs)
+
+
+def _within(box: Area, areas: list[Area]) -> bool:
+    return any(a[0] <= box[0] and a[1] <= box[1] and box[2] <= a[2] and box[3] <= a[3]
+               for a in areas)  # fmt: skip
 
 
 def _meets(hit: ocr.TextHit, area: Area) -> bool:
@@ -466,15 +478,16 @@ def _clean(
     boxes: list[Box] = [b for b in (x.clipped(rows, columns) for x in plan.boxes) if b]
     display = Display(decoded, ds)
     looker = Looker(display, settings, full=plan.needed, is_identifying=is_identifying)
+    # the header plan's boxes are masked whatever OCR reads in them: a line found wholly
+    # inside one is not recognised (the banner's lines were most of the cost of reading a
+    # risky ultrasound frame whole)
+    looker.skip = [(b.x0, b.y0, b.x1, b.y1) for b in boxes]
     value = mask.fill_value(decoded, ds)
-    # the header plan's boxes are masked whatever OCR reads in them: the first look sees
-    # the frames with them masked already, as verification will (a line read there would
-    # be masked anyway, and its recognition was most of a risky ultrasound frame's cost)
-    # (in "recipe" mode the plan's boxes are all that is masked: what the first look would
-    # read outside them is read by verification all the same)
+    # in "recipe" mode the plan's boxes are all that is masked: what the first look would
+    # read outside them is read by verification all the same
     seen: Hits = []
     if mode == "ocr" or not boxes:
-        seen = looker.look(mask.apply(decoded.frames, boxes, value) if boxes else decoded.frames)
+        seen = looker.look(decoded.frames)
     allow = settings.pixel_allow_list
     if mode == "ocr":
         text = detect.unique_boxes(detect.text_boxes(seen, rows, columns, looker.gray))
