@@ -98,9 +98,9 @@ def test_changed_windows_cover_every_changed_pixel_and_the_lines_they_touch():
     assert changed_windows(before, everything, []) is None  # read whole instead
 
 
-def test_what_the_header_plan_masks_is_not_read_first(monkeypatch):
+def test_what_the_header_plan_masks_is_not_recognised(monkeypatch):
     """The plan's boxes (here the banner above the ultrasound region) are masked whatever
-    is read there: the first look sees them masked already, as verification does."""
+    is read there: a line found wholly inside them is not recognised."""
     from pixel_images import planted_us as planted
 
     from sendit_ops.dicom.filters import load_filter_recipe
