@@ -4,11 +4,12 @@ Every image is looked at (issue 22): every frame goes through the text screen
 (``screen.candidates``, a few ms per frame) and each region it reports is read by OCR. An
 image whose header says it may carry text (``plan.risk``) is also read whole (full-frame
 OCR of its key views), the screen's regions on top; a line or region wholly inside the
-header plan's boxes is not recognised (they are masked whatever is read there). The frames of a cine and its views
-are read by ``FRAME_WORKERS`` threads (``_run``), each with its own engine. Only a
-recognised text line (``detect.fits_text``) is masked; an image whose text mask would
-cover more than ``pixel_mask_max_share`` of its area is held (a mask that large is more
-likely anatomy than annotation, or a screen full of text a reviewer should see).
+header plan's boxes is not recognised (they are masked whatever is read there). The
+frames of a cine and its views are read by ``FRAME_WORKERS`` threads (``_run``), each with
+its own engine. Only a recognised text line (``detect.fits_text``) is masked; an image
+whose text mask would cover more than ``pixel_mask_max_share`` of its area is held (a mask
+that large is more likely anatomy than annotation, or a screen full of text a reviewer
+should see).
 
 An image with something masked is delivered only when the re-encoded output, looked at
 the same way (every frame screened, the same views read; of a view read whole, the bands
