@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Callable
 from difflib import SequenceMatcher
 
@@ -104,6 +105,7 @@ class Confirmer:
         self.device = device
         self._cache: dict[tuple[bytes, str], bool] = {}
         self.dropped = 0  # doubtful reads not confirmed (a count: no text is kept)
+        self._count = threading.Lock()  # frames of a cine are read in several threads
 
     def keep(self, image: Picture, hits: list[ocr.TextHit]) -> list[ocr.TextHit]:
         """``hits`` read in ``image`` without the doubtful ones a second read does not
@@ -113,7 +115,8 @@ class Confirmer:
             if not needs_second_read(hit, self.is_identifying) or self._confirmed(image, hit):
                 out.append(hit)
             else:
-                self.dropped += 1
+                with self._count:
+                    self.dropped += 1
         return out
 
     def _confirmed(self, image: Picture, hit: ocr.TextHit) -> bool:

@@ -1,14 +1,17 @@
 """The OCR engine: rapidocr 3.10 (PP-OCR ONNX models inside the wheel; nothing is downloaded).
 
-One engine per process and device, created on first use and reused (loading the models
-takes longer than reading a frame). Detection runs at the image's own scale (rapidocr's
+One engine per thread and device, created on first use and reused (loading the models
+takes longer than reading a frame): rapidocr keeps per-call options on the engine object, so
+an engine is never shared between threads, and the pixel stage reads the frames of a cine
+in a few threads at once (``stage.FRAME_WORKERS``; ONNX Runtime and OpenCV release the GIL
+while they work). Detection runs at the image's own scale (rapidocr's
 default first scales a 512x512 frame UP to 736, twice the work); small text is read by
 :func:`read_region` instead, which scales a candidate region so its line is ~32 px high,
 the height the recognition model reads best.
 
-Threads: ONNX Runtime runs one intra-op thread (``MAX_THREADS``): the pipeline already runs
-one task per core, and on this 2-core machine kind two threads doubled the CPU time of a read
-for no gain in wall time (measured Dec 2026).
+Threads: ONNX Runtime runs one intra-op thread per engine (``MAX_THREADS``): on this 2-core
+machine kind two intra-op threads doubled the CPU time of a read for no gain in wall time
+(measured Dec 2026); the cores are used by reading frames in parallel instead.
 
 Device: ``pixel_device`` auto | cpu | cuda; CUDA is used only when onnxruntime-gpu's CUDA
 provider loads here (CI has no GPU: CPU is the tested path).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +53,8 @@ GATE_SCORE = 0.3
 # gate read was padding; 128 halved the gate's CPU time on CT slices with anatomy, and
 # every planted line a region of which passed the gate before still passed (Dec 2026)
 GATE_WIDTH = 128  # a region whose quick read is less sure than this is not read again
-_engines: dict[str, Any] = {}
-_lock = threading.Lock()
-_run_lock = threading.Lock()  # rapidocr keeps per-call options on the engine object
+_local = threading.local()  # .engines: this thread's engines by device
+_lock = threading.Lock()  # engines are created one at a time (imports, model files)
 
 
 class OCRUnavailableError(Exception):
@@ -95,12 +98,15 @@ def resolve_device(device: str) -> str:
 
 
 def engine(name: str = "rapidocr", device: str = "cpu") -> Any:
-    """The process's OCR engine for ``device`` (created once)."""
+    """This thread's OCR engine for ``device`` (created once per thread)."""
     if name != "rapidocr":
         raise OCRUnavailableError(f"OCR engine {name!r} is not supported")
     device = resolve_device(device)
+    engines: dict[str, Any] = _local.__dict__.setdefault("engines", {})
+    if device in engines:
+        return engines[device]
     with _lock:
-        if device not in _engines:
+        if device not in engines:
             try:
                 from rapidocr import RapidOCR
             except ImportError as exc:
@@ -109,24 +115,61 @@ def engine(name: str = "rapidocr", device: str = "cpu") -> Any:
             params = {**ENGINE_PARAMS, "EngineConfig.onnxruntime.intra_op_num_threads": threads}
             if device == "cuda":
                 params["EngineConfig.onnxruntime.use_cuda"] = True
-            _engines[device] = RapidOCR(params=params)
+            created = RapidOCR(params=params)
+            _without_memory_patterns(created)
+            engines[device] = created
             # rapidocr's own logger would print what it reads at debug level
             for logger_name in ("RapidOCR", "rapidocr"):
                 logging.getLogger(logger_name).setLevel(logging.CRITICAL)
-        return _engines[device]
+        return engines[device]
 
 
-def read(rgb: Picture, name: str = "rapidocr", device: str = "cpu") -> list[TextHit]:
-    """Text lines in one 8-bit RGB frame (rows, columns, 3)."""
+def _without_memory_patterns(ocr: Any) -> None:
+    """The engine's three ONNX sessions loaded now, without ONNX Runtime's memory patterns
+    (rapidocr's options do not reach that setting: each session is opened again with it off).
+
+    A memory pattern is kept per input shape, and the windows the stage reads come in
+    hundreds of shapes: with them on, an engine grew by ~260 MB over a 30-frame cine; off,
+    by ~190 MB, at the same CPU time (Dec 2026, docs/performance.md)."""
+    from onnxruntime import InferenceSession
+
+    for model in (ocr._load_det_model(), ocr._load_cls_model(), ocr._load_rec_model()):
+        wrapper = model.session  # rapidocr's OrtInferSession
+        session = wrapper.session
+        options = session.get_session_options()
+        options.enable_mem_pattern = False
+        providers = session.get_providers()
+        settings = session.get_provider_options()
+        wrapper.session = InferenceSession(
+            session._model_path,
+            sess_options=options,
+            providers=[(p, settings.get(p, {})) for p in providers],
+        )
+
+
+Area = tuple[int, int, int, int]  # x0, y0, x1, y1 (end-exclusive)
+
+
+def read(
+    rgb: Picture, name: str = "rapidocr", device: str = "cpu", skip: Sequence[Area] = ()
+) -> list[TextHit]:
+    """Text lines in one 8-bit RGB frame (rows, columns, 3).
+
+    A line the detector finds wholly inside one of the ``skip`` areas is not recognised
+    (and not returned): the header plan's boxes, masked whatever is read there. Detection
+    still sees the whole frame as it is (masking those areas first changed what the
+    detector found elsewhere: a turned line in deid-data's grey cine was missed)."""
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     ocr = engine(name, device)
-    with _run_lock:
+    if skip:
+        boxes, texts, scores = _read_outside(ocr, bgr, skip)
+    else:
         result = ocr(bgr, use_det=True, use_cls=True, use_rec=True)
-    boxes = getattr(result, "boxes", None)
-    if boxes is None or len(boxes) == 0:
-        return []
-    texts = list(getattr(result, "txts", None) or [""] * len(boxes))
-    scores = list(getattr(result, "scores", None) or [1.0] * len(boxes))
+        boxes = getattr(result, "boxes", None)
+        if boxes is None or len(boxes) == 0:
+            return []
+        texts = list(getattr(result, "txts", None) or [""] * len(boxes))
+        scores = list(getattr(result, "scores", None) or [1.0] * len(boxes))
     hits = []
     rows, columns = rgb.shape[:2]
     for quad, text, score in zip(boxes, texts, scores, strict=False):
@@ -144,6 +187,43 @@ def read(rgb: Picture, name: str = "rapidocr", device: str = "cpu") -> list[Text
             )
         )
     return hits
+
+
+def _read_outside(
+    ocr: Any, bgr: Picture, skip: Sequence[Area]
+) -> tuple[Any, list[str], list[float]]:
+    """rapidocr's own steps (as its ``__call__`` runs them), with the detected lines that lie
+    wholly inside a ``skip`` area left out before the angle classifier and recognition."""
+    from rapidocr.main import RapidOCRError
+    from rapidocr.utils.process_img import map_boxes_to_original
+
+    rows, columns = bgr.shape[:2]
+    image = ocr.load_img(bgr)
+    prepared, record = ocr.preprocess_img(image)
+    try:
+        crops, found = ocr.detect_and_crop(prepared, record)
+    except RapidOCRError:  # nothing detected
+        return [], [], []
+    quads = map_boxes_to_original(np.array(found.boxes, dtype=np.float64), record, rows, columns)
+    keep = []
+    for index, quad in enumerate(quads):
+        x0, y0 = quad.min(axis=0)
+        x1, y1 = quad.max(axis=0)
+        if not any(a[0] <= x0 and a[1] <= y0 and x1 <= a[2] and y1 <= a[3] for a in skip):
+            # (the quad's float corners: a line touching the area's edge is read)
+            keep.append(index)
+    if not keep:
+        return [], [], []
+    turned, _ = ocr.cls_and_rotate([crops[i] for i in keep])
+    result = ocr.recognize_txt(turned)
+    least = float(getattr(ocr, "text_score", 0.5))
+    out: tuple[list[Any], list[str], list[float]] = ([], [], [])
+    for index, text, score in zip(keep, result.txts or (), result.scores or (), strict=False):
+        if str(text).strip() and float(score) >= least:  # as rapidocr's output filters
+            out[0].append(quads[index])
+            out[1].append(str(text))
+            out[2].append(float(score))
+    return out
 
 
 def _gate_crops(rgb: Picture, box: Box) -> list[Picture]:
@@ -195,15 +275,14 @@ def gate_regions(
     out = [False] * len(boxes)
     if not crops:
         return out
-    with _run_lock:
-        turned, _ = ocr.cls_and_rotate(crops)
-        recognizer = ocr._load_rec_model()
-        shape = recognizer.rec_image_shape
-        recognizer.rec_image_shape = [shape[0], shape[1], GATE_WIDTH]
-        try:
-            result = ocr.recognize_txt(turned)
-        finally:
-            recognizer.rec_image_shape = shape
+    turned, _ = ocr.cls_and_rotate(crops)
+    recognizer = ocr._load_rec_model()
+    shape = recognizer.rec_image_shape  # this thread's engine: no other call sees it
+    recognizer.rec_image_shape = [shape[0], shape[1], GATE_WIDTH]
+    try:
+        result = ocr.recognize_txt(turned)
+    finally:
+        recognizer.rec_image_shape = shape
     texts = list(getattr(result, "txts", None) or ())
     scores = list(getattr(result, "scores", None) or ())
     for owner, text, score in zip(owners, texts, scores, strict=False):
@@ -217,17 +296,15 @@ def read_lines(
 ) -> list[tuple[str, float]]:
     """What the recognition model alone (angle classifier, no detection) reads in each RGB
     crop, taken as one line, and how sure: for second reads of a doubtful line
-    (``confirm``). Here, with the engine's lock, so no other module touches the engine's
-    per-call options."""
+    (``confirm``). Here, so no other module touches the engine's per-call options."""
     reader = engine(name, device)
     out = []
-    with _run_lock:
-        for crop in crops:
-            bgr = np.ascontiguousarray(crop[..., ::-1])
-            result = reader(bgr, use_det=False, use_cls=True, use_rec=True)
-            texts = list(getattr(result, "txts", None) or ())
-            scores = list(getattr(result, "scores", None) or [1.0] * len(texts))
-            out += [(str(t), float(s)) for t, s in zip(texts, scores, strict=False)]
+    for crop in crops:
+        bgr = np.ascontiguousarray(crop[..., ::-1])
+        result = reader(bgr, use_det=False, use_cls=True, use_rec=True)
+        texts = list(getattr(result, "txts", None) or ())
+        scores = list(getattr(result, "scores", None) or [1.0] * len(texts))
+        out += [(str(t), float(s)) for t, s in zip(texts, scores, strict=False)]
     return out
 
 

@@ -3,13 +3,17 @@
 Every image is looked at (issue 22): every frame goes through the text screen
 (``screen.candidates``, a few ms per frame) and each region it reports is read by OCR. An
 image whose header says it may carry text (``plan.risk``) is also read whole (full-frame
-OCR of its key views), the screen's regions on top. Only a recognised text line
-(``detect.fits_text``) is masked; an image whose text mask would cover more than
-``pixel_mask_max_share`` of its area is held (a mask that large is more likely anatomy
-than annotation, or a screen full of text a reviewer should see).
+OCR of its key views), the screen's regions on top; a line or region wholly inside the
+header plan's boxes is not recognised (they are masked whatever is read there). The
+frames of a cine and its views are read by ``FRAME_WORKERS`` threads (``_run``), each with
+its own engine. Only a recognised text line (``detect.fits_text``) is masked; an image
+whose text mask would cover more than ``pixel_mask_max_share`` of its area is held (a mask
+that large is more likely anatomy than annotation, or a screen full of text a reviewer
+should see).
 
 An image with something masked is delivered only when the re-encoded output, looked at
-the same way (every frame screened, the same views read), shows nothing but allow-listed
+the same way (every frame screened, the same views read; of a view read whole, the bands
+whose pixels masking changed, ``changed_windows``), shows nothing but allow-listed
 technical text; otherwise it is held with a PHI-free reason and its pixel data is put back
 as it was. An image in which nothing was found is delivered unchanged. No exception
 escapes: a codec or engine failure is a held image.
@@ -19,9 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 import time
-from collections.abc import Callable
-from typing import TypedDict, Unpack
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypedDict, TypeVar, Unpack, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -103,6 +111,60 @@ _Areas = tuple[tuple[tuple[int, int, int, int], bytes], ...]
 MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data is not flat
 
 
+# threads that screen and read the frames of a cine at once, the calling thread one of them:
+# the cores (ONNX Runtime and OpenCV release the GIL; each thread has its own engine,
+# ``ocr.engine``, ~100 MB once it has read, so no more threads than cores)
+FRAME_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_Job = TypeVar("_Job")
+
+
+def _helpers() -> ThreadPoolExecutor:
+    """The process's helper threads (created on first use; they keep their engines)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max(1, FRAME_WORKERS - 1), thread_name_prefix="sendit-pixels"
+            )
+        return _pool
+
+
+def _run(jobs: Sequence[Callable[[], _Job]], workers: int) -> list[_Job]:
+    """Each job's result, in the jobs' order: run by the calling thread and up to
+    ``workers - 1`` helper threads, each taking the next job not yet taken. The first
+    exception stops the taking and is raised here."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    results: list[_Job | None] = [None] * len(jobs)
+    taken = iter(range(len(jobs)))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def work() -> None:
+        while not failed.is_set():
+            with lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            try:
+                results[index] = jobs[index]()
+            except BaseException:
+                failed.set()
+                raise
+
+    helpers = [_helpers().submit(work) for _ in range(min(workers, len(jobs)) - 1)]
+    try:
+        work()
+    finally:
+        errors = [f.exception() for f in helpers]
+    for error in errors:
+        if error is not None:
+            raise error
+    return cast(list[_Job], results)  # every job ran (or its exception was raised)
+
+
 class FlatRenderingError(Exception):
     """The image renders (nearly) uniform although its data is not: OCR cannot vouch for it."""
 
@@ -110,7 +172,8 @@ class FlatRenderingError(Exception):
 class Looker:
     """Looks at the frames of one image: the screen on every frame, OCR on what it finds
     (and on the whole views when ``full``). Region reads are cached by the window's
-    position and content, so static text on a cine is read once, not once per frame.
+    position and content, so static text on a cine is read once, not once per frame; a
+    whole view looked at again is read only where its pixels changed (``_whole_view``).
 
     With ``is_identifying``, an unsure read naming no identifier is kept only when a second
     read confirms it (``confirm.Confirmer``): on the first look and at verification alike."""
@@ -126,13 +189,18 @@ class Looker:
         self.full = full
         self.engine = settings.ocr_engine
         self.device = settings.pixel_device
+        self.workers = FRAME_WORKERS  # threads reading the frames of a cine
+        self.skip: list[ocr.Area] = []  # areas masked anyway: lines inside are not read
         # (window, digest of its pixels) -> reads of it: the areas each read looked at
         # (with their digests) and what OCR read
         self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
         # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text
         self._gates: dict[tuple[int, int, int, int, bytes], bool] = {}
+        # frame index (None: a projection) -> the whole view last read and what was kept
+        self._whole: dict[int | None, tuple[Picture, list[ocr.TextHit]]] = {}
         self.frames_screened = 0
         self.regions = 0
+        self.reread_areas = 0  # changed areas of whole views read again (not whole views)
         self._frames: Frames | None = None
         self.confirmer = (
             None
@@ -158,6 +226,11 @@ class Looker:
             low = view if low is None else np.minimum(low, view)
         return [high, low] if high is not None and low is not None else []
 
+    def release(self) -> None:
+        """Forget the frames last looked at (``gray`` has nothing to show until the next
+        look): a cine's copy is not kept while its masked copy is made."""
+        self._frames = None
+
     def look(self, frames: Frames) -> Hits:
         """Every line OCR reads in ``frames`` (with the frame it was read on).
 
@@ -165,29 +238,75 @@ class Looker:
         vary) would let text through unread, so it raises FlatRenderingError instead."""
         self._frames = frames
         self.frames_screened = max(self.frames_screened, int(frames.shape[0]))
-        hits: Hits = []
-        read_whole: set[int] = set()
+        views: list[tuple[int | None, Picture]] = []
         if self.full:
             views = list(self.display.views(frames))
             varies = bool(frames.min() < frames.max())
             if varies and all(int(v.max()) - int(v.min()) < MIN_CONTRAST for _, v in views):
                 raise FlatRenderingError
-            for index, image in views:
-                read = ocr.read(image, self.engine, self.device)
-                hits += [(index, h) for h in self._kept(image, read)]
-                if index is not None:
-                    read_whole.add(index)
-        for index in range(frames.shape[0]):
-            gray = self.display.gray(frames[index])
-            regions = screen.candidates(gray, index)
-            if not regions or index in read_whole:
-                continue
-            self.regions += len(regions)
-            rgb = self.display.render(frames[index : index + 1])[0]
-            passed = self._gate(rgb, regions)
-            for window in ocr.windows(passed, *rgb.shape[:2]):
-                hits += [(index, h) for h in self._kept(rgb, self._read(rgb, window))]
+        read_whole = {index for index, _ in views if index is not None}
+        screened = [i for i in range(frames.shape[0]) if i not in read_whole]
+        jobs = [partial(self._read_view, index, image) for index, image in views]
+        jobs += [partial(self._screen, frames, index) for index in screened]
+        done = _run(jobs, self.workers)
+        hits: Hits = []
+        for found, regions in done:  # in job order, whatever order the threads ran in
+            hits += found
+            self.regions += regions
         return hits
+
+    def _read_view(self, index: int | None, image: Picture) -> tuple[Hits, int]:
+        return [(index, h) for h in self._whole_view(index, image)], 0
+
+    def _screen(self, frames: Frames, index: int) -> tuple[Hits, int]:
+        """The screen on one frame, the gate on its regions, OCR of the windows that pass:
+        what was read, and the number of regions. Runs in the frame pool's threads (each
+        with its own engine); the caches it shares hold only what any thread would compute
+        the same from the same pixels, so the outcome does not depend on the order.
+
+        A region or a read line wholly inside a ``skip`` area (masked anyway) is left out."""
+        regions = screen.candidates(self.display.gray(frames[index]), index)
+        count = len(regions)
+        regions = [r for r in regions if not _within((r.x0, r.y0, r.x1, r.y1), self.skip)]
+        if not regions:
+            return [], count
+        rgb = self.display.render(frames[index : index + 1])[0]
+        passed = self._gate(rgb, regions)
+        hits: Hits = []
+        for window in ocr.windows(passed, *rgb.shape[:2]):
+            read = [h for h in self._read(rgb, window)
+                    if not _within((h.x0, h.y0, h.x1, h.y1), self.skip)]  # fmt: skip
+            hits += [(index, h) for h in self._kept(rgb, read)]
+        return hits, count
+
+    def _whole_view(self, index: int | None, image: Picture) -> list[ocr.TextHit]:
+        """What OCR reads in one whole view (``ocr.read``), kept by the second reads.
+
+        Read again (at verification), only what changed is read: the areas whose pixels
+        differ from the view's last read (``changed_windows``: each the whole band along
+        its line, with a margin across, grown over every line read there before) are read
+        whole; a line read before outside all of them is taken as it was read (its pixels,
+        and those around it, are the same). A mask that missed part of a line, a line
+        partly masked, text next to a mask: all lie in a changed band and are read again."""
+        prior = self._whole.get(index)
+        if prior is None or prior[0].shape != image.shape:
+            kept = self._kept(image, ocr.read(image, self.engine, self.device, self.skip))
+        else:
+            before, old = prior
+            areas = changed_windows(before, image, old)
+            if areas is None:
+                kept = self._kept(image, ocr.read(image, self.engine, self.device, self.skip))
+            else:
+                kept = [h for h in old if not any(_meets(h, a) for a in areas)]
+                for x0, y0, x1, y1 in areas:
+                    read = ocr.read(np.ascontiguousarray(image[y0:y1, x0:x1]),
+                                    self.engine, self.device)  # fmt: skip
+                    moved = [ocr.TextHit(h.x0 + x0, h.y0 + y0, h.x1 + x0, h.y1 + y0, h.score,
+                                         h.text, h.vertical) for h in read]  # fmt: skip
+                    kept += self._kept(image, moved)
+                self.reread_areas += len(areas)
+        self._whole[index] = (image, kept)
+        return kept
 
     def _gate(self, rgb: Picture, regions: list[Box]) -> list[Box]:
         """The regions that read as text (``ocr.gate_regions``: one batched call for the
@@ -222,6 +341,79 @@ class Looker:
         areas = tuple((a, _digest(_area(rgb, a))) for a in dict.fromkeys(read))
         self._cache.setdefault(key, []).append((areas, hits))
         return hits
+
+
+Area = ocr.Area
+REREAD_SHARE = 0.5  # changed bands covering more of a view than this: the view is read whole
+_CLOSE = np.ones((9, 9), np.uint8)  # changed pixels this close are one area (a line's glyphs)
+
+
+def _within(box: Area, areas: list[Area]) -> bool:
+    return any(a[0] <= box[0] and a[1] <= box[1] and box[2] <= a[2] and box[3] <= a[3]
+               for a in areas)  # fmt: skip
+
+
+def _meets(hit: ocr.TextHit, area: Area) -> bool:
+    return _overlaps((hit.x0, hit.y0, hit.x1, hit.y1), area)
+
+
+def _band(x0: int, y0: int, x1: int, y1: int, rows: int, columns: int) -> Area:
+    """The band read for a changed area: the whole width of the view (the whole height for
+    an area taller than wide, a line turned by 90 degrees), with a margin across of one
+    line height (at least 8 px) on each side, as ``ocr.region_window`` reads a region."""
+    margin = max(8, min(x1 - x0, y1 - y0))
+    if (y1 - y0) > (x1 - x0):
+        return max(0, x0 - margin), 0, min(columns, x1 + margin), rows
+    return 0, max(0, y0 - margin), columns, min(rows, y1 + margin)
+
+
+def _overlaps(a: Area, b: Area) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _union(a: Area, b: Area) -> Area:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def changed_windows(before: Picture, after: Picture, hits: list[ocr.TextHit]) -> list[Area] | None:
+    """The parts of a whole view to read again after its pixels changed (masking): one
+    band (``_band``) per area of changed pixels, grown to hold every line read before that
+    meets it (a line partly masked is read again whole, in its own band), overlapping
+    bands merged. ``[]``: nothing changed; None: the bands would cover more than
+    REREAD_SHARE of the view (it is read whole)."""
+    import cv2
+
+    rows, columns = after.shape[:2]
+    diff = np.any(before != after, axis=-1) if after.ndim == 3 else before != after
+    if not diff.any():
+        return []
+    joined = cv2.dilate(diff.astype(np.uint8), _CLOSE)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    areas = [_band(x, y, x + w, y + h, rows, columns) for x, y, w, h, _ in stats[1:count].tolist()]
+    lines = [((h.x0, h.y0, h.x1, h.y1), _band(h.x0, h.y0, h.x1, h.y1, rows, columns)) for h in hits]
+    changed = True
+    while changed:
+        changed = False
+        for i, area in enumerate(areas):
+            for box, band in lines:
+                if _overlaps(box, area) and _union(area, box) != area:
+                    area = _union(area, _union(box, band))
+                    changed = True
+            areas[i] = area
+        merged: list[Area] = []
+        for area in areas:
+            for j, other in enumerate(merged):
+                if _overlaps(area, other):
+                    merged[j] = _union(area, other)
+                    changed = True
+                    break
+            else:
+                merged.append(area)
+        areas = merged
+    covered = np.zeros((rows, columns), dtype=bool)
+    for x0, y0, x1, y1 in areas:
+        covered[y0:y1, x0:x1] = True
+    return None if covered.mean() > REREAD_SHARE else areas
 
 
 def _area(rgb: Picture, area: tuple[int, int, int, int]) -> Picture:
@@ -287,9 +479,17 @@ def _clean(
     boxes: list[Box] = [b for b in (x.clipped(rows, columns) for x in plan.boxes) if b]
     display = Display(decoded, ds)
     looker = Looker(display, settings, full=plan.needed, is_identifying=is_identifying)
-    seen = looker.look(decoded.frames)
-    allow = settings.pixel_allow_list
+    # the header plan's boxes are masked whatever OCR reads in them: a line found wholly
+    # inside one is not recognised (the banner's lines were most of the cost of reading a
+    # risky ultrasound frame whole)
+    looker.skip = [(b.x0, b.y0, b.x1, b.y1) for b in boxes]
     value = mask.fill_value(decoded, ds)
+    # in "recipe" mode the plan's boxes are all that is masked: what the first look would
+    # read outside them is read by verification all the same
+    seen: Hits = []
+    if mode == "ocr" or not boxes:
+        seen = looker.look(decoded.frames)
+    allow = settings.pixel_allow_list
     if mode == "ocr":
         text = detect.unique_boxes(detect.text_boxes(seen, rows, columns, looker.gray))
         share = _text_share(text, rows, columns)
@@ -320,6 +520,7 @@ def _clean(
         return _held(
             "pixel cleaning is off and OCR reads text in the image", start, frames=decoded.count
         )
+    looker.release()  # the first look's frames (a copy when the plan masked some)
     saved = snapshot(ds)
     rounds = EXTRA_ROUNDS if mode == "ocr" else 0
     while True:
