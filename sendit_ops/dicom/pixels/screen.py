@@ -94,7 +94,7 @@ def strokes(gray: Picture) -> list[Picture]:
 def _aligned(tall: Column, mid: NDArray[np.floating[Any]]) -> bool:
     """Glyphs of one line look like letters on a baseline: most of similar height, their
     middles on one line (lung vessels chained together are not)."""
-    median = float(np.median(tall))
+    median = line_classifier.median(tall)
     similar = (tall >= 0.6 * median) & (tall <= 1.5 * median)
     if similar.sum() < 2 or similar.mean() < 0.6:
         return False
