@@ -30,6 +30,11 @@ MODULES = (
     "sendit_ops.airflow.dasher_hook",
     "sendit_ops.airflow.google_target",
     "sendit_ops.airflow.dag_factory",
+    # the OCR engine's code (rapidocr, ONNX Runtime, its model classes): ~1.4 s to import,
+    # paid by the first image of every task otherwise, now that every image is screened
+    # (the engines themselves are made in the task: ONNX Runtime's threads do not survive
+    # a fork)
+    "rapidocr.main",
 )
 
 
