@@ -332,6 +332,10 @@ def test_new_settings_are_validated():
         load_settings({"pixel_mask_max_share": 3})
     with pytest.raises(ConfigError, match="pixel_device"):
         load_settings({"pixel_device": "tpu"})
+    assert Settings().pixel_threads == 0
+    assert load_settings({"pixel_threads": "1"}).pixel_threads == 1
+    with pytest.raises(ConfigError, match="pixel_threads"):
+        load_settings({"pixel_threads": 9})
 
 
 @pytest.mark.unit

@@ -7,6 +7,8 @@ that appears anywhere the pixels changed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pixel_images import Planted, plant, planted_us
@@ -125,11 +127,10 @@ def test_what_the_header_plan_masks_is_not_recognised(monkeypatch):
     assert "ocr" in {b.source for b in outcome.boxes}  # the id below it is masked
 
 
-def test_frames_read_in_parallel_give_what_one_thread_gives(monkeypatch):
+def test_frames_read_in_parallel_give_what_one_thread_gives():
     """A cine's frames are screened and read by several threads, each with its own engine:
     the outcome (boxes, their order, what was read) is the serial one."""
     from sendit_ops.dicom.pixels import clean, plan_pixels
-    from sendit_ops.dicom.pixels import stage as stage_module
     from sendit_ops.sample_data import PATIENTS, make_burned_in_ultrasound
 
     def cine():
@@ -139,14 +140,15 @@ def test_frames_read_in_parallel_give_what_one_thread_gives(monkeypatch):
 
     outcomes, reads = [], []
     for workers in (1, 2, 2):
-        monkeypatch.setattr(stage_module, "FRAME_WORKERS", workers)
+        settings = replace(OCR, pixel_threads=workers)
         ds = cine()
         decoded = decode(ds)
-        looker = Looker(Display(decoded, ds), OCR, full=True)
+        looker = Looker(Display(decoded, ds), settings, full=True)
+        assert looker.workers == workers
         reads.append([(f, h.x0, h.y0, h.x1, h.y1, h.text, h.score) for f, h in looker.look(
             decoded.frames)])  # fmt: skip
         matcher = identifier_matcher(["DOE", "JANE"], [])
-        outcome = clean(ds, plan_pixels(ds), OCR, matcher)
+        outcome = clean(ds, plan_pixels(ds), settings, matcher)
         outcomes.append((outcome.cleaned, outcome.held_reason, outcome.boxes, ds.PixelData))
     assert reads[0] and reads[0] == reads[1] == reads[2]
     assert outcomes[0][0] and outcomes[0] == outcomes[1] == outcomes[2]

@@ -112,6 +112,9 @@ class Settings:
     pixel_hold: str = "study"
     pixel_screening: str = "all"
     pixel_device: str = "auto"
+    # threads that look at the frames of one image (0: the cores, at most 4); each has its
+    # own OCR engine (~100-150 MB)
+    pixel_threads: int = 0
     # an image whose text mask would cover more than this share of its area is held
     pixel_mask_max_share: float = 0.10
     gzip_level: int = 1  # ISA-L level 1: ~15x zlib level 1 on CT data, same size (performance.md)
@@ -167,6 +170,7 @@ _INT = {
     "chunk_size": (1, 1000),
     "max_batches_in_flight": (1, 10000),
     "watch_poll_seconds": (1, 3600),
+    "pixel_threads": (0, 4),
 }
 _FLOAT = {"pixel_mask_max_share": (0.0, 1.0)}
 _TUPLE = {

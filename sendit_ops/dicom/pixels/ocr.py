@@ -1,13 +1,13 @@
 """The OCR engine: rapidocr 3.10 (PP-OCR ONNX models inside the wheel; nothing is downloaded).
 
-One engine per thread and device, created on first use and reused (loading the models
-takes longer than reading a frame): rapidocr keeps per-call options on the engine object, so
-an engine is never shared between threads, and the pixel stage reads the frames of a cine
-in a few threads at once (``stage.FRAME_WORKERS``; ONNX Runtime and OpenCV release the GIL
-while they work). Detection runs at the image's own scale (rapidocr's
-default first scales a 512x512 frame UP to 736, twice the work); small text is read by
-:func:`read_region` instead, which scales a candidate region so its line is ~32 px high,
-the height the recognition model reads best.
+One engine per thread and device, created on first use and reused (loading the models takes
+longer than reading a frame): rapidocr keeps per-call options on the engine object, so an
+engine is never shared between threads, and the pixel stage reads the frames of a cine in a
+few threads at once (``pixel_threads``; 0: ``stage.FRAME_WORKERS``, the cores; ONNX Runtime
+and OpenCV release the GIL while they work). Detection runs at the image's own scale
+(rapidocr's default first scales a 512x512 frame UP to 736, twice the work); small text is
+read by :func:`read_region` instead, which scales a candidate region so its line is ~32 px
+high, the height the recognition model reads best.
 
 Threads: ONNX Runtime runs one intra-op thread per engine (``MAX_THREADS``): on this 2-core
 machine kind two intra-op threads doubled the CPU time of a read for no gain in wall time

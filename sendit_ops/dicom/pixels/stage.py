@@ -4,12 +4,12 @@ Every image is looked at (issue 22): every frame goes through the text screen
 (``screen.candidates``, a few ms per frame) and each region it reports is read by OCR. An
 image whose header says it may carry text (``plan.risk``) is also read whole (full-frame
 OCR of its key views), the screen's regions on top; a line or region wholly inside the
-header plan's boxes is not recognised (they are masked whatever is read there). The
-frames of a cine and its views are read by ``FRAME_WORKERS`` threads (``_run``), each with
-its own engine. Only a recognised text line (``detect.fits_text``) is masked; an image
-whose text mask would cover more than ``pixel_mask_max_share`` of its area is held (a mask
-that large is more likely anatomy than annotation, or a screen full of text a reviewer
-should see).
+header plan's boxes is not recognised (they are masked whatever is read there). The frames
+of a cine and its views are read by ``pixel_threads`` threads (``_run``; 0:
+``FRAME_WORKERS``, the cores), each with its own engine. Only a recognised text line
+(``detect.fits_text``) is masked; an image whose text mask would cover more than
+``pixel_mask_max_share`` of its area is held (a mask that large is more likely anatomy than
+annotation, or a screen full of text a reviewer should see).
 
 An image with something masked is delivered only when the re-encoded output, looked at
 the same way (every frame screened, the same views read; of a view read whole, the bands
@@ -111,10 +111,12 @@ _Areas = tuple[tuple[tuple[int, int, int, int], bytes], ...]
 MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data is not flat
 
 
-# threads that screen and read the frames of a cine at once, the calling thread one of them:
-# the cores (ONNX Runtime and OpenCV release the GIL; each thread has its own engine,
-# ``ocr.engine``, ~100 MB once it has read, so no more threads than cores)
-FRAME_WORKERS = max(1, min(4, os.cpu_count() or 1))
+# threads that screen and read the frames of a cine at once, the calling thread one of them,
+# when ``pixel_threads`` is 0: the cores (ONNX Runtime and OpenCV release the GIL; each
+# thread has its own engine, ``ocr.engine``, ~100 MB once it has read, so no more threads
+# than cores); at most MAX_THREADS
+MAX_THREADS = 4
+FRAME_WORKERS = max(1, min(MAX_THREADS, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _Job = TypeVar("_Job")
@@ -125,9 +127,7 @@ def _helpers() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max(1, FRAME_WORKERS - 1), thread_name_prefix="sendit-pixels"
-            )
+            _pool = ThreadPoolExecutor(MAX_THREADS - 1, thread_name_prefix="sendit-pixels")
         return _pool
 
 
@@ -189,7 +189,8 @@ class Looker:
         self.full = full
         self.engine = settings.ocr_engine
         self.device = settings.pixel_device
-        self.workers = FRAME_WORKERS  # threads reading the frames of a cine
+        # threads reading the frames of a cine
+        self.workers = min(MAX_THREADS, settings.pixel_threads or FRAME_WORKERS)
         self.skip: list[ocr.Area] = []  # areas masked anyway: lines inside are not read
         # (window, digest of its pixels) -> reads of it: the areas each read looked at
         # (with their digests) and what OCR read
