@@ -19,7 +19,7 @@ components and the grey crop around them:
   strokes crossed along the band (as ``text_like`` counts them).
 
 The decision is a small ensemble of boosted trees over these features (100 trees of depth
-3, evaluated in plain Python: ~0.1 ms a line), trained on generated data
+3, evaluated with numpy, every tree a level at a time: ~0.1 ms a line), trained on generated data
 (``devtools/train_line_classifier.py``: positives are the screen's lines on planted text
 of several fonts, sizes, both polarities, turned by 90 degrees, on CT/MR anatomy, a
 radiograph, ultrasound speckle and flat fields; negatives the screen's lines on text-free
