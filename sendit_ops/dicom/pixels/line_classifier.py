@@ -44,6 +44,18 @@ from numpy.typing import NDArray
 from sendit_ops.dicom.pixels.display import Picture
 
 WEIGHTS = Path(__file__).with_name("line_classifier.json")
+# the screen's component images: uint16 labels, or int32 where 16 bits could overflow
+Labels = NDArray[np.integer[Any]]
+
+
+def members(labels: Labels, ids: NDArray[np.int_]) -> NDArray[np.bool_]:
+    """Where ``labels`` is one of ``ids`` (``np.isin``, the same result): by a lookup table
+    over the labels up to the largest id (one past it False, for every larger label), ~5x
+    faster than np.isin on a line's crop, and the screen asks it of ~25 lines a CT slice."""
+    table = np.zeros(int(ids.max()) + 2, dtype=bool)
+    table[ids] = True
+    found: NDArray[np.bool_] = np.take(table, labels, mode="clip")
+    return found
 NAMES = (
     "log_height",
     "log_aspect",
@@ -89,7 +101,7 @@ def median(values: NDArray[Any]) -> float:
 
 
 def features(
-    gray: Picture, labels: NDArray[np.int32], stats: NDArray[np.int32],
+    gray: Picture, labels: Labels, stats: NDArray[np.int32],
     box: tuple[int, int, int, int], ids: NDArray[np.int_], across: bool,
 ) -> NDArray[np.float64]:  # fmt: skip
     """The features (``NAMES``) of one line: its box, the labels of its glyph components
@@ -108,7 +120,7 @@ def features(
     )
     crop = gray[cy0:cy1, cx0:cx1].astype(np.float32)
     sub = labels[cy0:cy1, cx0:cx1]
-    ink = np.isin(sub, ids)
+    ink = members(sub, ids)
     inner = np.zeros_like(ink)
     inner[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0] = True
     if across:  # read along the line
@@ -234,7 +246,7 @@ def score(values: NDArray[np.float64]) -> float:
 
 
 def is_text(
-    gray: Picture, labels: NDArray[np.int32], stats: NDArray[np.int32],
+    gray: Picture, labels: Labels, stats: NDArray[np.int32],
     box: tuple[int, int, int, int], ids: NDArray[np.int_], across: bool,
 ) -> bool:  # fmt: skip
     """Whether the line may be text (kept for OCR): its score at or above the threshold."""
