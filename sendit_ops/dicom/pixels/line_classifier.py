@@ -56,6 +56,8 @@ def members(labels: Labels, ids: NDArray[np.int_]) -> NDArray[np.bool_]:
     table[ids] = True
     found: NDArray[np.bool_] = np.take(table, labels, mode="clip")
     return found
+
+
 NAMES = (
     "log_height",
     "log_aspect",
