@@ -147,22 +147,38 @@ def _chains(
 Line = tuple[tuple[int, int, int, int], NDArray[np.int_]]
 
 
-def _lines(stats: NDArray[np.int32], across: bool) -> list[Line]:
-    """Glyph boxes chained along the reading direction into lines: (x0, y0, x1, y1) and
-    the labels of the line's glyphs (components ``1 + index into stats``).
+# glyphs of different masks are chained in one call, each mask shifted this far across
+# the line from the others (so no glyph of one overlaps a glyph of another)
+_APART = 1 << 20
+
+
+def _lines(masks: list[NDArray[np.int32]], across: bool) -> list[list[Line]]:
+    """Glyph boxes chained along the reading direction into lines, for the component
+    stats of each of a frame's masks: per mask, its lines as (x0, y0, x1, y1) and the
+    labels of the line's glyphs (components ``1 + index into stats``).
 
     A chain is a line when it is 6-56 px high across the line and longer than high, and is
     either one merged word (2.5 times longer than high) or glyphs that line up like letters
-    (``_aligned``)."""
-    x, y, w, h, area = (stats[:, i] for i in range(5))
-    if across:
-        x, y, w, h = y, x, h, w
-    glyph = (h >= GLYPH_MIN) & (h <= GLYPH_MAX) & (w <= 6 * GLYPH_MAX) & (area >= 4)
-    idx = np.flatnonzero(glyph)
-    if not len(idx) or len(idx) > MAX_GLYPHS:
-        return []
-    a0, b0 = x[idx], y[idx]
-    a1, b1 = a0 + w[idx], b0 + h[idx]
+    (``_aligned``). A mask with more than MAX_GLYPHS glyphs is texture: no line of it.
+
+    The masks are chained together, each shifted ``_APART`` across the line: one pass of
+    numpy calls a frame instead of one a mask (on a CT slice their overhead was most of
+    this step's time, Dec 2026)."""
+    parts = []
+    for k, stats in enumerate(masks):
+        x, y, w, h, area = (stats[:, i].astype(np.int64) for i in range(5))
+        if across:
+            x, y, w, h = y, x, h, w
+        glyph = (h >= GLYPH_MIN) & (h <= GLYPH_MAX) & (w <= 6 * GLYPH_MAX) & (area >= 4)
+        idx = np.flatnonzero(glyph)
+        if len(idx) and len(idx) <= MAX_GLYPHS:
+            shift = np.full(len(idx), k * _APART, dtype=np.int64)
+            parts.append((np.full(len(idx), k), idx, x[idx], y[idx] + shift, w[idx], h[idx]))
+    out: list[list[Line]] = [[] for _ in masks]
+    if not parts:
+        return out
+    mask_of, idx, a0, b0, w, h = (np.concatenate(p) for p in zip(*parts, strict=True))
+    a1, b1 = a0 + w, b0 + h
     grouped, starts = _chains(a0, b0, a1, b1)
     # each chain's box and size at once (a CT slice has hundreds of chains, most one glyph:
     # a Python loop over them was a third of the screen's time, Dec 2026)
@@ -173,13 +189,15 @@ def _lines(stats: NDArray[np.int32], across: bool) -> list[Line]:
     # one glyph: a line only as a merged word; more: longer than high, and aligned
     fits = (tall >= LINE_MIN) & (tall <= LINE_MAX)
     fits &= np.where(sizes == 1, long_ >= 2.5 * tall, long_ >= 1.2 * tall)
-    out = []
     for c in np.flatnonzero(fits):
         chain = grouped[starts[c] : starts[c] + sizes[c]]
-        if sizes[c] > 1 and not _aligned(b1[chain] - b0[chain], (b0[chain] + b1[chain]) / 2):
+        k = int(mask_of[chain[0]])
+        shift = k * _APART
+        if sizes[c] > 1 and not _aligned(h[chain], (b0[chain] - shift + b1[chain] - shift) / 2):
             continue
-        box = (lb0[c], la0[c], lb1[c], la1[c]) if across else (la0[c], lb0[c], la1[c], lb1[c])
-        out.append((_box(box), idx[chain] + 1))
+        c0, c1 = lb0[c] - shift, lb1[c] - shift
+        box = (c0, la0[c], c1, la1[c]) if across else (la0[c], c0, la1[c], c1)
+        out[k].append((_box(box), idx[chain] + 1))
     return out
 
 
@@ -214,7 +232,7 @@ def lines(gray: Picture) -> list[tuple[Line, Labels, NDArray[np.int32], bool]]:
     """Step 3 on one 8-bit grey frame (already at the screen's scale): every chained line
     with the component image it was found in, the components' stats (label ``i`` at row
     ``i - 1``) and whether it runs across (turned text)."""
-    out = []
+    found: list[tuple[Labels, NDArray[np.int32]]] = []
     limit = MAX_DENSITY * gray.size
     for mask in strokes(gray):
         ink = cv2.countNonZero(mask)
@@ -229,10 +247,13 @@ def lines(gray: Picture) -> list[tuple[Line, Labels, NDArray[np.int32], bool]]:
         )
         # cv2's stubs leave the dtype open: stats are int32 (CV_32S), labels uint16 or int32
         stats = np.asarray(all_stats[1:count], dtype=np.int32)
-        labels: Labels = np.asarray(all_labels)
-        for across in (False, True):
-            for line in _lines(stats, across):
-                out.append((line, labels, stats, across))
+        found.append((np.asarray(all_labels), stats))
+    stats_of = [stats for _, stats in found]
+    along, turned = _lines(stats_of, False), _lines(stats_of, True)
+    out = []
+    for (labels, stats), flat, upright in zip(found, along, turned, strict=True):
+        out += [(line, labels, stats, False) for line in flat]
+        out += [(line, labels, stats, True) for line in upright]
     return out
 
 
