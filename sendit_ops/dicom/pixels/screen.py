@@ -172,8 +172,7 @@ def _lines(masks: list[NDArray[np.int32]], across: bool) -> list[list[Line]]:
         glyph = (h >= GLYPH_MIN) & (h <= GLYPH_MAX) & (w <= 6 * GLYPH_MAX) & (area >= 4)
         idx = np.flatnonzero(glyph)
         if len(idx) and len(idx) <= MAX_GLYPHS:
-            shift = np.full(len(idx), k * _APART, dtype=np.int64)
-            parts.append((np.full(len(idx), k), idx, x[idx], y[idx] + shift, w[idx], h[idx]))
+            parts.append((np.full(len(idx), k), idx, x[idx], y[idx] + k * _APART, w[idx], h[idx]))
     out: list[list[Line]] = [[] for _ in masks]
     if not parts:
         return out
