@@ -6,7 +6,8 @@ image whose header says it may carry text (``plan.risk``) is also read whole (fu
 OCR of its key views), the screen's regions on top; a line or region wholly inside the
 header plan's boxes is not recognised (they are masked whatever is read there). The frames
 of a cine and its views are read by ``pixel_threads`` threads (``_run``; 0:
-``FRAME_WORKERS``, the cores), each with its own engine. Only a recognised text line
+``FRAME_WORKERS``, the cores), each with its own engine over the process's one set of
+models (``ocr.engine``). Only a recognised text line
 (``detect.fits_text``) is masked; an image whose text mask would cover more than
 ``pixel_mask_max_share`` of its area is held (a mask that large is more likely anatomy than
 annotation, or a screen full of text a reviewer should see).
@@ -112,9 +113,9 @@ MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data
 
 
 # threads that screen and read the frames of a cine at once, the calling thread one of them,
-# when ``pixel_threads`` is 0: the cores (ONNX Runtime and OpenCV release the GIL; each
-# thread has its own engine, ``ocr.engine``, ~100 MB once it has read, so no more threads
-# than cores); at most MAX_THREADS
+# when ``pixel_threads`` is 0: the cores (ONNX Runtime and OpenCV release the GIL; the
+# models are shared, ``ocr.engine``, but each thread reading at once needs its own working
+# memory, ~100 MB while it detects, so no more threads than cores); at most MAX_THREADS
 MAX_THREADS = 4
 FRAME_WORKERS = max(1, min(MAX_THREADS, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
@@ -262,7 +263,7 @@ class Looker:
     def _screen(self, frames: Frames, index: int) -> tuple[Hits, int]:
         """The screen on one frame, the gate on its regions, OCR of the windows that pass:
         what was read, and the number of regions. Runs in the frame pool's threads (each
-        with its own engine); the caches it shares hold only what any thread would compute
+        with its own engine object); the caches it shares hold only what any thread would compute
         the same from the same pixels, so the outcome does not depend on the order.
 
         A region or a read line wholly inside a ``skip`` area (masked anyway) is left out."""
