@@ -128,18 +128,23 @@ def _helpers() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
+            ocr.one_heap()
             _pool = ThreadPoolExecutor(MAX_THREADS - 1, thread_name_prefix="sendit-pixels")
         return _pool
 
 
-def _run(jobs: Sequence[Callable[[], _Job]], workers: int) -> list[_Job]:
+def _run(
+    jobs: Sequence[Callable[[], _Job]], workers: int, order: Sequence[int] | None = None
+) -> list[_Job]:
     """Each job's result, in the jobs' order: run by the calling thread and up to
-    ``workers - 1`` helper threads, each taking the next job not yet taken. The first
-    exception stops the taking and is raised here."""
+    ``workers - 1`` helper threads, each taking the next job not yet taken (in ``order``, a
+    permutation of the jobs' indices, when given). The first exception stops the taking
+    and is raised here."""
+    sequence = range(len(jobs)) if order is None else order
     if workers <= 1 or len(jobs) <= 1:
         return [job() for job in jobs]
     results: list[_Job | None] = [None] * len(jobs)
-    taken = iter(range(len(jobs)))
+    taken = iter(sequence)
     lock = threading.Lock()
     failed = threading.Event()
 
@@ -164,6 +169,21 @@ def _run(jobs: Sequence[Callable[[], _Job]], workers: int) -> list[_Job]:
         if error is not None:
             raise error
     return cast(list[_Job], results)  # every job ran (or its exception was raised)
+
+
+def _spread(first: int, rest: int) -> list[int]:
+    """The order the jobs of a look are taken in: the ``first`` (whole views, each a
+    detection pass) spread evenly among the ``rest`` (frames to screen), not all at once.
+    Two whole views read at once are the largest working memory of a look (two detection
+    passes and their recognition), and one waits for the other's detection anyway
+    (``ocr._OneAtATime``): spread, a thread reads a view while the other screens frames."""
+    step = rest // first if first else 0
+    frames = iter(range(first, first + rest))
+    order: list[int] = []
+    for view in range(first):
+        order.append(view)
+        order += [next(frames) for _ in range(step)]
+    return order + list(frames)
 
 
 class FlatRenderingError(Exception):
@@ -250,7 +270,8 @@ class Looker:
         screened = [i for i in range(frames.shape[0]) if i not in read_whole]
         jobs = [partial(self._read_view, index, image) for index, image in views]
         jobs += [partial(self._screen, frames, index) for index in screened]
-        done = _run(jobs, self.workers)
+        done = _run(jobs, self.workers, _spread(len(views), len(screened)))
+        ocr.release_memory()  # what the reads freed (held else through the next steps)
         hits: Hits = []
         for found, regions in done:  # in job order, whatever order the threads ran in
             hits += found
@@ -449,7 +470,7 @@ def clean(
     if settings.pixel_cleaning == "off" and plan.needed:
         return _held("pixel cleaning is off and the image may carry burned-in text", start)
     try:
-        decoded = decode(ds)
+        decoded = decode(ds, view=True)  # (read-only: masking works on copies)
     except UndecodableError as exc:
         return _held(str(exc), start)
     saved = snapshot(ds)
@@ -528,11 +549,14 @@ def _clean(
     while True:
         masked = mask.apply(decoded.frames, boxes, value)
         syntax = write_back(ds, masked, decoded)
-        again = decode(ds)
+        again = decode(ds, view=True)
         if again.frames.shape != masked.shape or not np.array_equal(again.frames, masked):
             restore(ds, saved)
             return _held("re-encoded pixels differ from the masked pixels", start,
                          boxes=tuple(boxes), frames=decoded.count)  # fmt: skip
+        # the same values: of native data, a view of the bytes written back, and the
+        # copy masking made is let go before the frames are looked at again
+        masked = again.frames
         seen = looker.look(again.frames)
         left = check.residual([h for _, h in seen], allow, is_identifying)
         if not left:
