@@ -218,8 +218,12 @@ class Looker:
         self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
         # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text
         self._gates: dict[tuple[int, int, int, int, bytes], bool] = {}
-        # frame index (None: a projection) -> the whole view last read and what was kept
-        self._whole: dict[int | None, tuple[Picture, list[ocr.TextHit]]] = {}
+        # place of a view among ``Display.views`` -> the whole view last read there and
+        # what was kept (by place, not by frame index: the max and the min projections
+        # have none, and each was compared with the other's last read, which differs
+        # nearly everywhere: both were read whole again at verification, and with two
+        # threads it depended on which had finished last)
+        self._whole: dict[int, tuple[Picture, list[ocr.TextHit]]] = {}
         self.frames_screened = 0
         self.regions = 0
         self.reread_areas = 0  # changed areas of whole views read again (not whole views)
@@ -268,7 +272,8 @@ class Looker:
                 raise FlatRenderingError
         read_whole = {index for index, _ in views if index is not None}
         screened = [i for i in range(frames.shape[0]) if i not in read_whole]
-        jobs = [partial(self._read_view, index, image) for index, image in views]
+        jobs = [partial(self._read_view, place, index, image)
+                for place, (index, image) in enumerate(views)]  # fmt: skip
         jobs += [partial(self._screen, frames, index) for index in screened]
         done = _run(jobs, self.workers, _spread(len(views), len(screened)))
         ocr.release_memory()  # what the reads freed (held else through the next steps)
@@ -278,8 +283,8 @@ class Looker:
             self.regions += regions
         return hits
 
-    def _read_view(self, index: int | None, image: Picture) -> tuple[Hits, int]:
-        return [(index, h) for h in self._whole_view(index, image)], 0
+    def _read_view(self, place: int, index: int | None, image: Picture) -> tuple[Hits, int]:
+        return [(index, h) for h in self._whole_view(place, image)], 0
 
     def _screen(self, frames: Frames, index: int) -> tuple[Hits, int]:
         """The screen on one frame, the gate on its regions, OCR of the windows that pass:
@@ -302,8 +307,9 @@ class Looker:
             hits += [(index, h) for h in self._kept(rgb, read)]
         return hits, count
 
-    def _whole_view(self, index: int | None, image: Picture) -> list[ocr.TextHit]:
-        """What OCR reads in one whole view (``ocr.read``), kept by the second reads.
+    def _whole_view(self, place: int, image: Picture) -> list[ocr.TextHit]:
+        """What OCR reads in one whole view (``ocr.read``), kept by the second reads; the
+        view is the ``place``-th of ``Display.views`` (the same views each look).
 
         Read again (at verification), only what changed is read: the areas whose pixels
         differ from the view's last read (``changed_windows``: each the whole band along
@@ -311,7 +317,7 @@ class Looker:
         whole; a line read before outside all of them is taken as it was read (its pixels,
         and those around it, are the same). A mask that missed part of a line, a line
         partly masked, text next to a mask: all lie in a changed band and are read again."""
-        prior = self._whole.get(index)
+        prior = self._whole.get(place)
         if prior is None or prior[0].shape != image.shape:
             kept = self._kept(image, ocr.read(image, self.engine, self.device, self.skip))
         else:
@@ -328,7 +334,7 @@ class Looker:
                                          h.text, h.vertical) for h in read]  # fmt: skip
                     kept += self._kept(image, moved)
                 self.reread_areas += len(areas)
-        self._whole[index] = (image, kept)
+        self._whole[place] = (image, kept)
         return kept
 
     def _gate(self, rgb: Picture, regions: list[Box]) -> list[Box]:
