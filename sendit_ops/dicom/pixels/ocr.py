@@ -161,9 +161,9 @@ class _OneAtATime:
 
     A detection pass is the engine's largest working memory by far: on a 640x480 view
     ~45 MB live and ~150 MB of the process's heap at its peak (the allocator's pieces);
-    two at once in a cine's two threads raised the peak by ~200 MB. Detection is a small
-    share of a cine's work (its key views, the windows of regions not read before): the
-    other thread screens frames, gates and recognises meanwhile."""
+    two whole reads at once took +203 MB over the heap at rest, one +115 MB (Dec 2026).
+    Detection is a small share of a cine's work (its key views, the windows of regions not
+    read before): the other thread screens frames, gates and recognises meanwhile."""
 
     def __init__(self, session: Any):
         self.session = session
@@ -202,8 +202,8 @@ def one_heap() -> None:
 
     glibc gives each new thread a heap of its own, and each heap keeps what was freed in
     it: a detection's buffers freed in one thread's heap were of no use to the other's,
-    and a 2-thread cine peaked ~40 MB higher (Dec 2026: 445-451 -> 407-412 MB, the CPU time
-    the same; the threads allocate little but ONNX Runtime's buffers)."""
+    and the 2-thread 120-frame cine peaked ~30 MB higher (Dec 2026: 444-451 -> 414-424 MB,
+    the CPU time the same: the threads' large allocations are ONNX Runtime's buffers)."""
     mallopt = _glibc("mallopt")
     if mallopt is not None:
         mallopt(M_ARENA_MAX, 1)

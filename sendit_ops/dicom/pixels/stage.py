@@ -173,10 +173,10 @@ def _run(
 
 def _spread(first: int, rest: int) -> list[int]:
     """The order the jobs of a look are taken in: the ``first`` (whole views, each a
-    detection pass) spread evenly among the ``rest`` (frames to screen), not all at once.
-    Two whole views read at once are the largest working memory of a look (two detection
-    passes and their recognition), and one waits for the other's detection anyway
-    (``ocr._OneAtATime``): spread, a thread reads a view while the other screens frames."""
+    detection pass) spread evenly among the ``rest`` (frames to screen), not all at once:
+    detection runs one pass at a time (``ocr._OneAtATime``, for memory), so with the views
+    first one thread would wait for the other's detection; spread, a thread reads a view
+    while the other screens frames. (It did not change the peak measurably.)"""
     step = rest // first if first else 0
     frames = iter(range(first, first + rest))
     order: list[int] = []
