@@ -154,6 +154,48 @@ def test_frames_read_in_parallel_give_what_one_thread_gives():
     assert outcomes[0][0] and outcomes[0] == outcomes[1] == outcomes[2]
 
 
+def test_threads_share_the_models_and_read_at_once_what_one_thread_reads():
+    """Each thread has its own engine object over the one set of ONNX sessions
+    (``ocr._twin``): two threads reading at once (whole reads, the gate narrowing its own
+    recognizer's input shape meanwhile) read exactly what one thread reads alone."""
+    import threading
+
+    from sendit_ops.dicom.pixels.model import SCREEN, Box
+
+    ds, _ = planted_us([Planted("DOE, JANE Q", 60, 200, 20), Planted("MRN-100234", 60, 330, 18)],
+                       seed=11)  # fmt: skip
+    decoded = decode(ds)
+    rgb = Display(decoded, ds).render(decoded.frames[:1])[0]
+    boxes = [Box(60, 200, 200, 222, 0, SCREEN), Box(60, 330, 190, 350, 0, SCREEN),
+             Box(300, 100, 330, 112, 0, SCREEN)]  # fmt: skip
+
+    def work() -> tuple[list[tuple[int, int, int, int, str, float]], list[bool]]:
+        whole = [(h.x0, h.y0, h.x1, h.y1, h.text, h.score) for h in ocr_module.read(rgb)]
+        return whole, ocr_module.gate_regions(rgb, boxes)
+
+    alone = work()
+    assert any("JANE" in t.upper() for *_, t, _ in alone[0]) and alone[1][:2] == [True, True]
+    results: list[object] = []
+    engines: list[object] = []
+    start = threading.Barrier(2)
+
+    def thread() -> None:
+        engines.append(ocr_module.engine())
+        start.wait()
+        results.extend(work() for _ in range(3))
+
+    threads = [threading.Thread(target=thread) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [alone] * 6
+    first, second = engines
+    assert first is not second and first.text_rec is not second.text_rec
+    assert first.text_rec.session.session is second.text_rec.session.session  # one session
+    assert first.text_det.session.session is second.text_det.session.session
+
+
 def test_an_error_in_one_frame_stops_the_others_and_is_raised():
     from sendit_ops.dicom.pixels.stage import _run
 

@@ -315,6 +315,26 @@ def test_32_bit_colour_that_neither_jpeg_ls_nor_rle_holds_goes_out_native():
 # ---- undecodable input -------------------------------------------------------------------
 
 
+def test_native_frames_are_a_view_of_the_stored_bytes_only_when_they_are_those_bytes():
+    """``decode(ds, view=True)`` (the stage's): native frames equal to the stored bytes are
+    a read-only view of them (no 37 MB copy of a cine); where the decoder changes a value
+    (12-bit signed data sign-extended, from the second frame on) the frames are a copy,
+    the same as without ``view``."""
+    ds = make_image(PATIENTS[0], "VIEW1", "20240115", "CT", 1, 1, size=16)
+    ds.NumberOfFrames = 3
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 1
+    stack = (np.arange(3 * 16 * 16) % 2000).astype(np.int16).reshape(3, 16, 16)
+    ds.PixelData = stack.astype("<i2").tobytes()
+    plain, shared = decode(ds), decode(ds, view=True)
+    assert np.array_equal(plain.frames, shared.frames) and not shared.frames.flags.writeable
+    assert np.shares_memory(shared.frames, np.frombuffer(ds.PixelData, np.uint8))
+    stack[1:, 0, 0] = 0x0FFF  # -1 in 12 bits
+    ds.PixelData = stack.astype("<i2").tobytes()
+    plain, shared = decode(ds), decode(ds, view=True)
+    assert plain.frames[1, 0, 0] == -1 and np.array_equal(plain.frames, shared.frames)
+    assert not np.shares_memory(shared.frames, np.frombuffer(ds.PixelData, np.uint8))
+
+
 def test_undecodable_pixels_are_held_with_a_reason_never_an_exception():
     j2k = pydicom.dcmread(get_testdata_file("US1_J2KI.dcm"))
     j2k.PixelData = j2k.PixelData[: len(j2k.PixelData) // 3]  # a cut codestream

@@ -1,10 +1,14 @@
 """The OCR engine: rapidocr 3.10 (PP-OCR ONNX models inside the wheel; nothing is downloaded).
 
-One engine per thread and device, created on first use and reused (loading the models takes
-longer than reading a frame): rapidocr keeps per-call options on the engine object, so an
-engine is never shared between threads, and the pixel stage reads the frames of a cine in a
-few threads at once (``pixel_threads``; 0: ``stage.FRAME_WORKERS``, the cores; ONNX Runtime
-and OpenCV release the GIL while they work). Detection runs at the image's own scale
+One set of models per process and device, loaded on first use and reused (loading them takes
+longer than reading a frame), and one light engine object per thread over them (``engine``):
+the pixel stage reads the frames of a cine in a few threads at once (``pixel_threads``; 0:
+``stage.FRAME_WORKERS``, the cores; ONNX Runtime and OpenCV release the GIL while they
+work). rapidocr keeps per-call state on its Python objects (the options of a call, the
+detector's preprocessing, the recognizer's input shape that ``gate_regions`` narrows), so
+no thread calls another's objects; the three ONNX Runtime sessions beneath are shared
+(``InferenceSession.run`` is thread-safe): a second full engine per thread cost ~75 MB of
+models (Dec 2026, docs/performance.md). Detection runs at the image's own scale
 (rapidocr's default first scales a 512x512 frame UP to 736, twice the work); small text is
 read by :func:`read_region` instead, which scales a candidate region so its line is ~32 px
 high, the height the recognition model reads best.
@@ -22,6 +26,8 @@ is compared in memory and never logged, raised or returned by the stage.
 
 from __future__ import annotations
 
+import copy
+import ctypes
 import logging
 import os
 import threading
@@ -55,6 +61,9 @@ GATE_SCORE = 0.3
 GATE_WIDTH = 128  # a region whose quick read is less sure than this is not read again
 _local = threading.local()  # .engines: this thread's engines by device
 _lock = threading.Lock()  # engines are created one at a time (imports, model files)
+# device -> the process's loaded engine: no call is ever made on it (its per-call state
+# stays as loaded); every thread's engine is a twin of it (``_twin``)
+_models: dict[str, Any] = {}
 
 
 class OCRUnavailableError(Exception):
@@ -98,7 +107,8 @@ def resolve_device(device: str) -> str:
 
 
 def engine(name: str = "rapidocr", device: str = "cpu") -> Any:
-    """This thread's OCR engine for ``device`` (created once per thread)."""
+    """This thread's OCR engine for ``device`` (created once per thread, over the models
+    the process loaded once: see the module docstring)."""
     if name != "rapidocr":
         raise OCRUnavailableError(f"OCR engine {name!r} is not supported")
     device = resolve_device(device)
@@ -106,7 +116,8 @@ def engine(name: str = "rapidocr", device: str = "cpu") -> Any:
     if device in engines:
         return engines[device]
     with _lock:
-        if device not in engines:
+        loaded = _models.get(device)
+        if loaded is None:
             try:
                 from rapidocr import RapidOCR
             except ImportError as exc:
@@ -115,13 +126,87 @@ def engine(name: str = "rapidocr", device: str = "cpu") -> Any:
             params = {**ENGINE_PARAMS, "EngineConfig.onnxruntime.intra_op_num_threads": threads}
             if device == "cuda":
                 params["EngineConfig.onnxruntime.use_cuda"] = True
-            created = RapidOCR(params=params)
-            _without_memory_patterns(created)
-            engines[device] = created
+            loaded = RapidOCR(params=params)
+            _without_memory_patterns(loaded)
+            _models[device] = loaded
+            release_memory()  # the sessions rapidocr opened first, and loading's buffers
             # rapidocr's own logger would print what it reads at debug level
             for logger_name in ("RapidOCR", "rapidocr"):
                 logging.getLogger(logger_name).setLevel(logging.CRITICAL)
+        engines[device] = _twin(loaded)
         return engines[device]
+
+
+def _twin(loaded: Any) -> Any:
+    """An engine for one thread over ``loaded``'s ONNX Runtime sessions: copies of the
+    objects rapidocr changes during a call (the engine: the options of a call; the
+    detector: its preprocessing; the recognizer: ``rec_image_shape``, ``gate_regions``),
+    sharing what no call changes (the sessions, whose ``run`` is thread-safe; the
+    configuration; the pre- and post-processing steps, which keep no state between calls).
+    ``loaded`` itself is never called: a twin made while another thread reads copies the
+    state as loaded, not that thread's state in the middle of a call."""
+    twin = copy.copy(loaded)
+    twin.text_det = copy.copy(loaded._load_det_model())
+    twin.text_det.session = _OneAtATime(loaded._load_det_model().session)
+    twin.text_cls = copy.copy(loaded._load_cls_model())
+    twin.text_rec = copy.copy(loaded._load_rec_model())
+    return twin
+
+
+_detecting = threading.Lock()
+
+
+class _OneAtATime:
+    """The detection model's session, run by one thread at a time (``_detecting``).
+
+    A detection pass is the engine's largest working memory by far: on a 640x480 view
+    ~45 MB live and ~150 MB of the process's heap at its peak (the allocator's pieces);
+    two whole reads at once took +203 MB over the heap at rest, one +115 MB (Dec 2026).
+    Detection is a small share of a cine's work (its key views, the windows of regions not
+    read before): the other thread screens frames, gates and recognises meanwhile."""
+
+    def __init__(self, session: Any):
+        self.session = session
+
+    def __call__(self, batch: Any) -> Any:
+        with _detecting:
+            return self.session(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
+def _glibc(name: str) -> Any:
+    """glibc's function ``name``, or None (another C library)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (AttributeError, OSError):
+        return None
+
+
+def release_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere
+    nothing). ONNX Runtime's buffers of a read are freed to the C heap, which keeps most of
+    them: after a cine's first look ~150 MB, held through masking and verification."""
+    trim = _glibc("malloc_trim")
+    if trim is not None:
+        trim(0)
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def one_heap() -> None:
+    """Threads started from now on allocate from the heaps already there (glibc's
+    ``mallopt(M_ARENA_MAX, 1)``; elsewhere nothing), called before the frame threads start.
+
+    glibc gives each new thread a heap of its own, and each heap keeps what was freed in
+    it: a detection's buffers freed in one thread's heap were of no use to the other's,
+    and the 2-thread 120-frame cine peaked ~30 MB higher (Dec 2026: 444-451 -> 414-424 MB,
+    the CPU time the same: the threads' large allocations are ONNX Runtime's buffers)."""
+    mallopt = _glibc("mallopt")
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, 1)
 
 
 def _without_memory_patterns(ocr: Any) -> None:
@@ -277,7 +362,7 @@ def gate_regions(
         return out
     turned, _ = ocr.cls_and_rotate(crops)
     recognizer = ocr._load_rec_model()
-    shape = recognizer.rec_image_shape  # this thread's engine: no other call sees it
+    shape = recognizer.rec_image_shape  # this thread's twin (``_twin``): none other sees it
     recognizer.rec_image_shape = [shape[0], shape[1], GATE_WIDTH]
     try:
         result = ocr.recognize_txt(turned)

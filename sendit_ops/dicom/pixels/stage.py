@@ -6,7 +6,8 @@ image whose header says it may carry text (``plan.risk``) is also read whole (fu
 OCR of its key views), the screen's regions on top; a line or region wholly inside the
 header plan's boxes is not recognised (they are masked whatever is read there). The frames
 of a cine and its views are read by ``pixel_threads`` threads (``_run``; 0:
-``FRAME_WORKERS``, the cores), each with its own engine. Only a recognised text line
+``FRAME_WORKERS``, the cores), each with its own engine over the process's one set of
+models (``ocr.engine``). Only a recognised text line
 (``detect.fits_text``) is masked; an image whose text mask would cover more than
 ``pixel_mask_max_share`` of its area is held (a mask that large is more likely anatomy than
 annotation, or a screen full of text a reviewer should see).
@@ -112,9 +113,9 @@ MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data
 
 
 # threads that screen and read the frames of a cine at once, the calling thread one of them,
-# when ``pixel_threads`` is 0: the cores (ONNX Runtime and OpenCV release the GIL; each
-# thread has its own engine, ``ocr.engine``, ~100 MB once it has read, so no more threads
-# than cores); at most MAX_THREADS
+# when ``pixel_threads`` is 0: the cores (ONNX Runtime and OpenCV release the GIL; the
+# models are shared, ``ocr.engine``, but each thread reading at once needs its own working
+# memory, ~100 MB while it detects, so no more threads than cores); at most MAX_THREADS
 MAX_THREADS = 4
 FRAME_WORKERS = max(1, min(MAX_THREADS, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
@@ -127,18 +128,23 @@ def _helpers() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
+            ocr.one_heap()
             _pool = ThreadPoolExecutor(MAX_THREADS - 1, thread_name_prefix="sendit-pixels")
         return _pool
 
 
-def _run(jobs: Sequence[Callable[[], _Job]], workers: int) -> list[_Job]:
+def _run(
+    jobs: Sequence[Callable[[], _Job]], workers: int, order: Sequence[int] | None = None
+) -> list[_Job]:
     """Each job's result, in the jobs' order: run by the calling thread and up to
-    ``workers - 1`` helper threads, each taking the next job not yet taken. The first
-    exception stops the taking and is raised here."""
+    ``workers - 1`` helper threads, each taking the next job not yet taken (in ``order``, a
+    permutation of the jobs' indices, when given). The first exception stops the taking
+    and is raised here."""
+    sequence = range(len(jobs)) if order is None else order
     if workers <= 1 or len(jobs) <= 1:
         return [job() for job in jobs]
     results: list[_Job | None] = [None] * len(jobs)
-    taken = iter(range(len(jobs)))
+    taken = iter(sequence)
     lock = threading.Lock()
     failed = threading.Event()
 
@@ -163,6 +169,21 @@ def _run(jobs: Sequence[Callable[[], _Job]], workers: int) -> list[_Job]:
         if error is not None:
             raise error
     return cast(list[_Job], results)  # every job ran (or its exception was raised)
+
+
+def _spread(first: int, rest: int) -> list[int]:
+    """The order the jobs of a look are taken in: the ``first`` (whole views, each a
+    detection pass) spread evenly among the ``rest`` (frames to screen), not all at once:
+    detection runs one pass at a time (``ocr._OneAtATime``, for memory), so with the views
+    first one thread would wait for the other's detection; spread, a thread reads a view
+    while the other screens frames. (It did not change the peak measurably.)"""
+    step = rest // first if first else 0
+    frames = iter(range(first, first + rest))
+    order: list[int] = []
+    for view in range(first):
+        order.append(view)
+        order += [next(frames) for _ in range(step)]
+    return order + list(frames)
 
 
 class FlatRenderingError(Exception):
@@ -197,8 +218,12 @@ class Looker:
         self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
         # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text
         self._gates: dict[tuple[int, int, int, int, bytes], bool] = {}
-        # frame index (None: a projection) -> the whole view last read and what was kept
-        self._whole: dict[int | None, tuple[Picture, list[ocr.TextHit]]] = {}
+        # place of a view among ``Display.views`` -> the whole view last read there and
+        # what was kept (by place, not by frame index: the max and the min projections
+        # have none, and each was compared with the other's last read, which differs
+        # nearly everywhere: both were read whole again at verification, and with two
+        # threads it depended on which had finished last)
+        self._whole: dict[int, tuple[Picture, list[ocr.TextHit]]] = {}
         self.frames_screened = 0
         self.regions = 0
         self.reread_areas = 0  # changed areas of whole views read again (not whole views)
@@ -247,22 +272,24 @@ class Looker:
                 raise FlatRenderingError
         read_whole = {index for index, _ in views if index is not None}
         screened = [i for i in range(frames.shape[0]) if i not in read_whole]
-        jobs = [partial(self._read_view, index, image) for index, image in views]
+        jobs = [partial(self._read_view, place, index, image)
+                for place, (index, image) in enumerate(views)]  # fmt: skip
         jobs += [partial(self._screen, frames, index) for index in screened]
-        done = _run(jobs, self.workers)
+        done = _run(jobs, self.workers, _spread(len(views), len(screened)))
+        ocr.release_memory()  # what the reads freed (held else through the next steps)
         hits: Hits = []
         for found, regions in done:  # in job order, whatever order the threads ran in
             hits += found
             self.regions += regions
         return hits
 
-    def _read_view(self, index: int | None, image: Picture) -> tuple[Hits, int]:
-        return [(index, h) for h in self._whole_view(index, image)], 0
+    def _read_view(self, place: int, index: int | None, image: Picture) -> tuple[Hits, int]:
+        return [(index, h) for h in self._whole_view(place, image)], 0
 
     def _screen(self, frames: Frames, index: int) -> tuple[Hits, int]:
         """The screen on one frame, the gate on its regions, OCR of the windows that pass:
         what was read, and the number of regions. Runs in the frame pool's threads (each
-        with its own engine); the caches it shares hold only what any thread would compute
+        with its own engine object); the caches it shares hold only what any thread would compute
         the same from the same pixels, so the outcome does not depend on the order.
 
         A region or a read line wholly inside a ``skip`` area (masked anyway) is left out."""
@@ -280,8 +307,9 @@ class Looker:
             hits += [(index, h) for h in self._kept(rgb, read)]
         return hits, count
 
-    def _whole_view(self, index: int | None, image: Picture) -> list[ocr.TextHit]:
-        """What OCR reads in one whole view (``ocr.read``), kept by the second reads.
+    def _whole_view(self, place: int, image: Picture) -> list[ocr.TextHit]:
+        """What OCR reads in one whole view (``ocr.read``), kept by the second reads; the
+        view is the ``place``-th of ``Display.views`` (the same views each look).
 
         Read again (at verification), only what changed is read: the areas whose pixels
         differ from the view's last read (``changed_windows``: each the whole band along
@@ -289,7 +317,7 @@ class Looker:
         whole; a line read before outside all of them is taken as it was read (its pixels,
         and those around it, are the same). A mask that missed part of a line, a line
         partly masked, text next to a mask: all lie in a changed band and are read again."""
-        prior = self._whole.get(index)
+        prior = self._whole.get(place)
         if prior is None or prior[0].shape != image.shape:
             kept = self._kept(image, ocr.read(image, self.engine, self.device, self.skip))
         else:
@@ -306,7 +334,7 @@ class Looker:
                                          h.text, h.vertical) for h in read]  # fmt: skip
                     kept += self._kept(image, moved)
                 self.reread_areas += len(areas)
-        self._whole[index] = (image, kept)
+        self._whole[place] = (image, kept)
         return kept
 
     def _gate(self, rgb: Picture, regions: list[Box]) -> list[Box]:
@@ -448,7 +476,7 @@ def clean(
     if settings.pixel_cleaning == "off" and plan.needed:
         return _held("pixel cleaning is off and the image may carry burned-in text", start)
     try:
-        decoded = decode(ds)
+        decoded = decode(ds, view=True)  # (read-only: masking works on copies)
     except UndecodableError as exc:
         return _held(str(exc), start)
     saved = snapshot(ds)
@@ -527,11 +555,14 @@ def _clean(
     while True:
         masked = mask.apply(decoded.frames, boxes, value)
         syntax = write_back(ds, masked, decoded)
-        again = decode(ds)
+        again = decode(ds, view=True)
         if again.frames.shape != masked.shape or not np.array_equal(again.frames, masked):
             restore(ds, saved)
             return _held("re-encoded pixels differ from the masked pixels", start,
                          boxes=tuple(boxes), frames=decoded.count)  # fmt: skip
+        # the same values: of native data, a view of the bytes written back, and the
+        # copy masking made is let go before the frames are looked at again
+        masked = again.frames
         seen = looker.look(again.frames)
         left = check.residual([h for _, h in seen], allow, is_identifying)
         if not left:
