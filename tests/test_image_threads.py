@@ -4,7 +4,9 @@ sequential run (``pixel_threads`` 1) gives, and an error in one image surfaces t
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -240,3 +242,22 @@ def test_an_error_reading_an_image_comes_after_the_images_before_it(tmp_path, mo
     assert one["ERR00002"][0] == "ERROR"
     assert "0001_0005.dcm" not in {Path(k).name for k in one["work"]}
     assert two == one
+
+
+def test_a_forked_child_makes_its_own_threads():
+    """A task process forked from one that ran a batch (e.g. a preloaded parent) has none of
+    the parent's threads: its jobs still run."""
+    with in_order.InOrder(2, lambda k, r: None, most=2, budget=9) as q:
+        q.put(0, lambda: threading.current_thread().name)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        signal.alarm(30)  # a pool waiting for threads that are not there: killed, not hung
+        done: list[str] = []
+        with in_order.InOrder(2, lambda k, r: done.append(r), most=2, budget=9) as q:
+            q.put(0, lambda: "ran")
+        os.write(write, done[0].encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    assert status == 0 and os.read(read, 10) == b"ran"

@@ -22,6 +22,7 @@ not the pixel stage's frame helpers (``stage._helpers``): a job may use those it
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +37,17 @@ R = TypeVar("R")
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's threads are not there (a pool that believes they
+    are would never run a job); the child makes its own."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def pool(threads: int) -> ThreadPoolExecutor:

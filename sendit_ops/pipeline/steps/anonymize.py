@@ -1,10 +1,20 @@
 """Step 3, anonymize: stage PSEUDONYMIZED -> ANONYMIZED, HELD or EMPTY.
 
 Read (the accepted images, the study's needles, the pseudonym), then per image: clean the
-header (profile, then the site's recipe) and, when planned, the pixels (``_clean``); a held
-image is kept back with its thumbnail, the others are written. Then decide what the batch
-does with its held images (``held_verdict``, a pure function of counts, the reviewer's
-decision and ``pixel_hold``) and write the record.
+header (profile, then the site's recipe: ``_header``) and, when planned, the pixels
+(``_pixels``); a held image is kept back with its thumbnail, the others are written. Then
+decide what the batch does with its held images (``held_verdict``, a pure function of
+counts, the reviewer's decision and ``pixel_hold``) and write the record.
+
+Threads (issue 22): the headers are cleaned on the step's thread, one image after the other
+(the batch's ``LeakScanner`` notes what each wrote: it is never touched from another
+thread); the pixel stages run meanwhile in ``image_threads`` threads (``pixel_threads``;
+``pipeline.in_order``), and each image is finished (named, written or held, counted, the
+progress reported) back on the step's thread in the images' order: names, files and the
+record are those of a sequential run, and an error is raised when its image's turn comes,
+as it would have been. A pixel stage touches only its own dataset; what it shares is read
+only (the settings, the ``identifying`` test: compiled patterns and sets) or per thread
+(the OCR engines, ``ocr.engine``).
 """
 
 from __future__ import annotations
