@@ -152,10 +152,11 @@ class Tally:
         return sorted(self.names - {h["file"] for h in self.held})
 
 
-# decoded pixel bytes of the images in the image threads at once (at least one image,
-# however large): small images (a CT slice: 0.5 MB) are the case that pays; a cine of
-# hundreds of MB decoded is screened alone, as before
-IN_FLIGHT_BYTES = 64 << 20
+# decoded pixel bytes of the images in flight at once (at least one image, however large):
+# small images (a CT slice: 0.5 MB) are the case that pays; a cine (a 120-frame 640x480
+# grey one: 37 MB decoded, several times that in working copies) is screened alone, as
+# before: its frames are already read by the frame threads
+IN_FLIGHT_BYTES = 32 << 20
 
 
 def image_threads(settings: Settings) -> int:
