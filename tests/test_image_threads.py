@@ -79,9 +79,12 @@ def test_what_is_in_flight_stays_within_the_count_and_the_weight():
 def test_a_jobs_error_comes_in_its_turn_after_the_earlier_ones(threads):
     done: list[int] = []
     boom = RuntimeError("image 3")
+    started, ended = [], []
 
     def job(n: int) -> int:
-        time.sleep(0.01 * (5 - n) if n < 5 else 0)
+        started.append(n)
+        time.sleep(0.01 * (5 - n) if n < 5 else 0.05)
+        ended.append(n)
         if n == 3:
             raise boom
         return n
@@ -92,6 +95,7 @@ def test_a_jobs_error_comes_in_its_turn_after_the_earlier_ones(threads):
             q.put(n, lambda n=n: job(n))
     assert caught.value is boom
     assert done == [0, 1, 2]
+    assert sorted(started) == sorted(ended), "no job still runs once the error is raised"
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -261,3 +265,41 @@ def test_a_forked_child_makes_its_own_threads():
     os.close(write)
     _, status = os.waitpid(child, 0)
     assert status == 0 and os.read(read, 10) == b"ran"
+
+
+CODEC_FILES = [
+    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline, YBR
+    "JPEG2000.dcm",
+    "emri_small_jpeg_2k_lossless.dcm",  # 10 frames
+    "MR_small_RLE.dcm",
+    "SC_rgb_rle_2frame.dcm",
+    "JPEGLSNearLossless_16.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "JPGLosslessP14SV1_1s_1f_8b.dcm",
+]
+
+
+def test_codecs_decode_and_encode_the_same_in_threads_at_once():
+    """Images are decoded and re-encoded in several threads at once now (before: one image
+    at a time): every codec plugin gives what it gives one call at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from pydicom.data import get_testdata_file
+
+    from sendit_ops.dicom.pixels.codec import decode, write_back
+
+    def round_trip(name: str) -> tuple[bytes, bytes, str]:
+        ds = pydicom.dcmread(get_testdata_file(name))
+        decoded = decode(ds)
+        frames = decoded.frames.copy()
+        frames[:, :4, :4] = 0  # a small mask, as the stage's
+        syntax = write_back(ds, frames, decoded)
+        again = decode(ds)
+        return decoded.frames.tobytes(), np.asarray(again.frames).tobytes(), str(syntax)
+
+    names = CODEC_FILES * 4
+    alone = {name: round_trip(name) for name in CODEC_FILES}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(round_trip, names))
+    assert together == [alone[name] for name in names]

@@ -13,7 +13,8 @@ Errors come back as they would sequentially: a job's exception is raised when it
 be finished comes, after every job put before it was finished; an exception of the step's
 own thread (e.g. reading the next image) first finishes what was put before it. After an
 exception, jobs not yet started are cancelled and running ones waited for (no thread works
-on a failed batch once the step has returned).
+on a failed batch once the step has returned; after an interrupt such as Ctrl-C, not
+waited for).
 
 The threads are the process's, made on first use and kept (``pool``): each keeps its OCR
 engine (``dicom.pixels.ocr.engine``, one per thread) from one batch to the next. They are
@@ -109,19 +110,22 @@ class InOrder(Generic[K, R]):
             self._finish_oldest()
 
     def _finish_oldest(self) -> None:
-        entry = self._pending.popleft()
-        self._weight -= entry.weight
+        entry = self._pending[0]
         try:
-            self.finish(entry.key, entry.future.result())
+            result = entry.future.result()  # its error; or an interrupt while it runs
+            self._pending.popleft()
+            self._weight -= entry.weight
+            self.finish(entry.key, result)
         except BaseException:
             self._broken = True
             raise
 
-    def _abandon(self) -> None:
-        """Cancel the jobs not started, wait for the running ones; forget them all."""
+    def _abandon(self, wait: bool) -> None:
+        """Cancel the jobs not started; ``wait``: for the running ones too. Forget them."""
         for entry in self._pending:
             entry.future.cancel()
-        wait_all([e.future for e in self._pending])
+        if wait:
+            wait_all([e.future for e in self._pending])
         self._pending.clear()
         self._weight = 0
 
@@ -134,10 +138,11 @@ class InOrder(Generic[K, R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        orderly = kind is None or issubclass(kind, Exception)  # not an interrupt (Ctrl-C)
         try:
-            if kind is None or (issubclass(kind, Exception) and not self._broken):
+            if orderly and not self._broken:
                 # the jobs put before the step's own error are finished first, as a
                 # sequential run would have (their own error, if any, is raised instead)
                 self.drain()
         finally:
-            self._abandon()
+            self._abandon(wait=orderly)
