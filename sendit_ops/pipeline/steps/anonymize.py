@@ -1,10 +1,20 @@
 """Step 3, anonymize: stage PSEUDONYMIZED -> ANONYMIZED, HELD or EMPTY.
 
 Read (the accepted images, the study's needles, the pseudonym), then per image: clean the
-header (profile, then the site's recipe) and, when planned, the pixels (``_clean``); a held
-image is kept back with its thumbnail, the others are written. Then decide what the batch
-does with its held images (``held_verdict``, a pure function of counts, the reviewer's
-decision and ``pixel_hold``) and write the record.
+header (profile, then the site's recipe: ``_header``) and, when planned, the pixels
+(``_pixels``); a held image is kept back with its thumbnail, the others are written. Then
+decide what the batch does with its held images (``held_verdict``, a pure function of
+counts, the reviewer's decision and ``pixel_hold``) and write the record.
+
+Threads (issue 22): the headers are cleaned on the step's thread, one image after the other
+(the batch's ``LeakScanner`` notes what each wrote: it is never touched from another
+thread); the pixel stages run meanwhile in ``image_threads`` threads (``pixel_threads``;
+``pipeline.in_order``), and each image is finished (named, written or held, counted, the
+progress reported) back on the step's thread in the images' order: names, files and the
+record are those of a sequential run, and an error is raised when its image's turn comes,
+as it would have been. A pixel stage touches only its own dataset; what it shares is read
+only (the settings, the ``identifying`` test: compiled patterns and sets) or per thread
+(the OCR engines, ``ocr.engine``).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +31,7 @@ from pydicom.dataset import Dataset
 from sendit_ops.core.atomic_files import write_atomic
 from sendit_ops.core.lifecycle import Stage, State
 from sendit_ops.core.records import BatchRecord
+from sendit_ops.core.settings import Settings
 from sendit_ops.dicom.annex_e import CLEAN_PIXEL_DATA_CODE, add_method_codes
 from sendit_ops.dicom.annex_e.record import append_method
 from sendit_ops.dicom.anonymize import anonymize_dataset
@@ -28,9 +40,11 @@ from sendit_ops.dicom.io import read_full, text
 from sendit_ops.dicom.leak_scan import LeakScanner
 from sendit_ops.dicom.pixels import PixelOutcome, PixelPlan, plan_pixels
 from sendit_ops.dicom.pixels import clean as clean_pixels
+from sendit_ops.dicom.pixels.stage import FRAME_WORKERS, MAX_THREADS
 from sendit_ops.dicom.recipe_variables import recipe_variables
 from sendit_ops.packaging.archive import shared_header
 from sendit_ops.pipeline.context import StepContext
+from sendit_ops.pipeline.in_order import InOrder
 from sendit_ops.pipeline.study_scan import AcceptedImage
 from sendit_ops.pipeline.work_files import BatchFiles, HeaderSummary
 
@@ -138,6 +152,34 @@ class Tally:
         return sorted(self.names - {h["file"] for h in self.held})
 
 
+# decoded pixel bytes of the images in flight at once (at least one image, however large):
+# small images (a CT slice: 0.5 MB) are the case that pays; a cine (a 120-frame 640x480
+# grey one: 37 MB decoded, several times that in working copies) is screened alone, as
+# before: its frames are already read by the frame threads
+IN_FLIGHT_BYTES = 32 << 20
+
+
+def image_threads(settings: Settings) -> int:
+    """Threads that run the pixel stages of a batch's images while its headers are cleaned:
+    ``pixel_threads`` (0: the cores, ``stage.FRAME_WORKERS``), at most
+    ``stage.MAX_THREADS``; 1: one image after the other on the step's thread."""
+    return min(MAX_THREADS, settings.pixel_threads or FRAME_WORKERS)
+
+
+def _pixel_bytes(ds: Dataset) -> int:
+    """What one image's pixels take decoded (frames x rows x columns x samples x bytes):
+    its weight in flight. Unreadable values count as one frame of 1 x 1."""
+
+    def number(keyword: str, default: int) -> int:
+        try:
+            return max(default, int(ds.get(keyword) or default))
+        except (TypeError, ValueError):
+            return default
+
+    size = number("Rows", 1) * number("Columns", 1) * number("NumberOfFrames", 1)
+    return size * number("SamplesPerPixel", 1) * max(1, number("BitsAllocated", 8) // 8)
+
+
 def pixel_plan(ctx: StepContext, original: Dataset, risk: str | None) -> PixelPlan | None:
     """The pixel stage's plan for one image: the header's (graylist boxes, ultrasound
     regions) when the filters found a risk; else, with ``pixel_screening`` all (the
@@ -150,23 +192,31 @@ def pixel_plan(ctx: StepContext, original: Dataset, risk: str | None) -> PixelPl
     return None
 
 
-def _clean(
-    ctx: StepContext,
-    image: AcceptedImage,
-    scanner: LeakScanner,
-    identifying: Callable[[str], bool],
-    variables: dict[str, Any],
-    decision: str | None,
-) -> Cleaned:
-    """Read one image and clean it in memory: header, then pixels when planned; the
-    method codes say what was done. ``identifying``: the batch's test of OCR text (built
-    once per batch, not per image)."""
+def _header(
+    ctx: StepContext, image: AcceptedImage, scanner: LeakScanner, variables: dict[str, Any]
+) -> tuple[Dataset, PixelPlan | None]:
+    """Read one image and clean its header (the part that updates the batch's ``scanner``:
+    always on the step's own thread, image after image); the pixel plan, from the original
+    header."""
     original = read_full(image.file)
     risk = image.pixels  # the filter step's verdict on this image
     plan = pixel_plan(ctx, original, risk)
     ds = anonymize_dataset(
         original, ctx.recipe, variables, scanner, ctx.profile, clean=scanner.descriptors
     )
+    return ds, plan
+
+
+def _pixels(
+    ctx: StepContext,
+    ds: Dataset,
+    plan: PixelPlan | None,
+    identifying: Callable[[str], bool],
+    decision: str | None,
+) -> Cleaned:
+    """The pixel stage of one header-cleaned image when planned, and the method codes
+    saying what was done. Touches only ``ds`` (and reads ``identifying``, ``ctx``): it may
+    run in an image thread (``pipeline.in_order``) while the next images' headers are cleaned."""
     result = Cleaned(ds)
     if plan is not None:
         outcome = clean_pixels(ds, plan, ctx.settings, identifying, released=decision == RELEASE)
@@ -199,17 +249,28 @@ def anonymize_batch(ctx: StepContext, record: BatchRecord, files: BatchFiles) ->
     files.anonymized.mkdir(parents=True)
     decision = review_decision(record)
     tally = Tally()
-    for done, image in enumerate(images):
+
+    def finish(index: int, cleaned: Cleaned) -> None:  # in the images' order
+        image = images[index]
         if ctx.progress is not None:
-            ctx.progress.images_done(done, len(images))
-        cleaned = _clean(ctx, image, scanner, identifying, variables, decision)
+            ctx.progress.images_done(index, len(images))
         name = _file_name(image.series, image.instance, tally.names)
         if cleaned.held:
             assert cleaned.outcome is not None
             tally.held.append(_held_entry(name, image.pixels, cleaned.outcome, files.review))
-            continue
+            return
         cleaned.ds.save_as(files.anonymized / name, enforce_file_format=True)
         tally.delivered(name, cleaned)
+
+    # the headers are cleaned here, image after image (the scanner notes what each wrote);
+    # the pixel stages run in the image threads meanwhile; each image is finished (written
+    # or held, named, counted) here in its order: the outcome of a sequential run
+    threads = image_threads(ctx.settings)
+    with InOrder(threads, finish, most=2 * threads, budget=IN_FLIGHT_BYTES) as queue:
+        for index, image in enumerate(images):
+            ds, plan = _header(ctx, image, scanner, variables)
+            job = partial(_pixels, ctx, ds, plan, identifying, decision)
+            queue.put(index, job, _pixel_bytes(ds) if plan else 0, inline=plan is None)
     files.write_header(
         HeaderSummary(
             study_date=tally.study_date,
