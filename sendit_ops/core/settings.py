@@ -113,7 +113,7 @@ class Settings:
     pixel_screening: str = "all"
     pixel_device: str = "auto"
     # threads that look at the frames of one image and at the images of a batch (0: the
-    # cores, at most 4; 1: one after the other); each has its own OCR engine (~100-150 MB)
+    # cores, at most 4; 1: one after the other); they share the OCR models (ocr.engine)
     pixel_threads: int = 0
     # an image whose text mask would cover more than this share of its area is held
     pixel_mask_max_share: float = 0.10

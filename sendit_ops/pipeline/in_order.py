@@ -17,7 +17,8 @@ on a failed batch once the step has returned; after an interrupt such as Ctrl-C,
 waited for).
 
 The threads are the process's, made on first use and kept (``pool``): each keeps its OCR
-engine (``dicom.pixels.ocr.engine``, one per thread) from one batch to the next. They are
+engine object (``dicom.pixels.ocr.engine``: one per thread over the process's one set of
+models) from one batch to the next. They are
 not the pixel stage's frame helpers (``stage._helpers``): a job may use those itself.
 """
 

@@ -156,6 +156,16 @@ def _twin(loaded: Any) -> Any:
 _detecting = threading.Lock()
 
 
+def _fresh_locks() -> None:
+    """In a forked child: a lock another thread of the parent held at the fork stays held
+    forever in the child (that thread is not there to release it); the child's are new."""
+    global _lock, _detecting
+    _lock, _detecting = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks)
+
+
 class _OneAtATime:
     """The detection model's session, run by one thread at a time (``_detecting``).
 

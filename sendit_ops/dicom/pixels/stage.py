@@ -123,6 +123,18 @@ _pool_lock = threading.Lock()
 _Job = TypeVar("_Job")
 
 
+def _forget_helpers() -> None:
+    """In a forked child (a task process forked from a parent that screened a cine): the
+    parent's helper threads are not there, and a pool that believes they are would never
+    run a frame job; the child makes its own."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_helpers)
+
+
 def _helpers() -> ThreadPoolExecutor:
     """The process's helper threads (created on first use; they keep their engines)."""
     global _pool

@@ -14,7 +14,7 @@ progress reported) back on the step's thread in the images' order: names, files 
 record are those of a sequential run, and an error is raised when its image's turn comes,
 as it would have been. A pixel stage touches only its own dataset; what it shares is read
 only (the settings, the ``identifying`` test: compiled patterns and sets) or per thread
-(the OCR engines, ``ocr.engine``).
+(the OCR engine objects, ``ocr.engine``, over models shared thread-safely).
 """
 
 from __future__ import annotations
