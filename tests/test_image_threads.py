@@ -303,3 +303,24 @@ def test_codecs_decode_and_encode_the_same_in_threads_at_once():
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(round_trip, names))
     assert together == [alone[name] for name in names]
+
+
+def test_a_forked_child_runs_the_pixel_stages_frame_jobs():
+    """The pixel stage's frame helpers (``stage._helpers``) are the parent's threads too:
+    a child forked after a cine was screened in threads still runs its frame jobs, and the
+    OCR engine's locks are not left held by a thread of the parent."""
+    from sendit_ops.dicom.pixels import ocr, stage
+
+    assert stage._run([lambda: 1, lambda: 2, lambda: 3], 2) == [1, 2, 3]
+    read, write = os.pipe()
+    with ocr._lock:  # held by the parent at the fork, as another thread may hold it
+        child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        signal.alarm(30)  # a pool waiting for threads that are not there: killed, not hung
+        ran = stage._run([lambda: "a", lambda: "b", lambda: "c"], 2)
+        with ocr._lock, ocr._detecting:
+            os.write(write, "".join(ran).encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    assert status == 0 and os.read(read, 10) == b"abc"
