@@ -117,6 +117,11 @@ MIN_CONTRAST = 8  # grey levels (of 255) a rendered view must span when the data
 # models are shared, ``ocr.engine``, but each thread reading at once needs its own working
 # memory, ~100 MB while it detects, so no more threads than cores); at most MAX_THREADS
 MAX_THREADS = 4
+# a look at frames of this many bytes or more gives the heap's free pages back after it
+# (``ocr.release_memory``): a cine's reads leave ~150 MB freed but held; on a single frame
+# the trim (a walk of the whole heap, and the pages faulted in again by the next look) cost
+# ~28 ms a 512x512 frame on the full OCR path and more than the screen on a CT slice
+TRIM_BYTES = 16 << 20
 FRAME_WORKERS = max(1, min(MAX_THREADS, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -288,7 +293,8 @@ class Looker:
                 for place, (index, image) in enumerate(views)]  # fmt: skip
         jobs += [partial(self._screen, frames, index) for index in screened]
         done = _run(jobs, self.workers, _spread(len(views), len(screened)))
-        ocr.release_memory()  # what the reads freed (held else through the next steps)
+        if frames.nbytes >= TRIM_BYTES:  # what the reads freed (held else through the next steps)
+            ocr.release_memory()
         hits: Hits = []
         for found, regions in done:  # in job order, whatever order the threads ran in
             hits += found
