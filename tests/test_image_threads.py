@@ -201,6 +201,19 @@ def test_threads_deliver_record_and_name_what_a_sequential_run_does(tmp_path, mo
     assert two == one
 
 
+def fail_on(monkeypatch, step: str, instance: int, error: Exception) -> None:
+    """The anonymize step's ``step`` (a function it calls with the image's dataset first)
+    raises ``error`` on the image of InstanceNumber ``instance``."""
+    real = getattr(anonymize, step)
+
+    def failing(ds, *args, **kw):
+        if int(ds.InstanceNumber) == instance:
+            raise error
+        return real(ds, *args, **kw)
+
+    monkeypatch.setattr(anonymize, step, failing)
+
+
 @pytest.mark.parametrize(
     "error", [RuntimeError("pixel stage broke"), BatchError("an image cannot be cleaned")]
 )
@@ -210,14 +223,7 @@ def test_an_error_in_one_images_pixel_stage_surfaces_as_it_would_sequentially(
     source = tmp_path / "input"
     write_study(source / "ERR00001", PATIENTS[0], "ERR00001", "20240115", "CT", 1, 6, size=128)
     slow_first(monkeypatch)
-    clean = anonymize.clean_pixels
-
-    def failing(ds, *args, **kw):
-        if int(ds.InstanceNumber) == 4:
-            raise error
-        return clean(ds, *args, **kw)
-
-    monkeypatch.setattr(anonymize, "clean_pixels", failing)
+    fail_on(monkeypatch, "clean_pixels", 4, error)
     one = outcome(*run(source, tmp_path / "one", pixel_threads=1, keep_work_files=True))
     two = outcome(*run(source, tmp_path / "two", pixel_threads=2, keep_work_files=True))
     state, reasons = one["ERR00001"][:2]
@@ -233,14 +239,7 @@ def test_an_error_reading_an_image_comes_after_the_images_before_it(tmp_path, mo
     source = tmp_path / "input"
     write_study(source / "ERR00002", PATIENTS[0], "ERR00002", "20240115", "CT", 1, 6, size=128)
     slow_first(monkeypatch)
-    header = anonymize.anonymize_dataset
-
-    def failing(original, *args, **kw):
-        if int(original.InstanceNumber) == 5:
-            raise ValueError("a header that cannot be cleaned")
-        return header(original, *args, **kw)
-
-    monkeypatch.setattr(anonymize, "anonymize_dataset", failing)
+    fail_on(monkeypatch, "anonymize_dataset", 5, ValueError("a header that cannot be cleaned"))
     one = outcome(*run(source, tmp_path / "one", pixel_threads=1, keep_work_files=True))
     two = outcome(*run(source, tmp_path / "two", pixel_threads=2, keep_work_files=True))
     assert one["ERR00002"][0] == "ERROR"
