@@ -33,6 +33,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -186,8 +187,9 @@ class _OneAtATime:
         return getattr(self.session, name)
 
 
+@cache
 def _glibc(name: str) -> Any:
-    """glibc's function ``name``, or None (another C library)."""
+    """glibc's function ``name``, or None (another C library); looked up once."""
     try:
         return getattr(ctypes.CDLL(None), name)
     except (AttributeError, OSError):
