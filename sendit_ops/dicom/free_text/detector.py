@@ -3,6 +3,7 @@ resolved (the longer finding wins; a date or phone number wins over the id it lo
 
 from __future__ import annotations
 
+from sendit_ops.dicom.free_text.institutions import institutions
 from sendit_ops.dicom.free_text.model import Finding, Kind
 from sendit_ops.dicom.free_text.names import names
 from sendit_ops.dicom.free_text.patterns import all_patterns
@@ -18,7 +19,7 @@ def find_phi(text: str) -> list[Finding]:
     """Non-overlapping findings in ``text``, in order."""
     if not text or not text.strip():
         return []
-    return resolve(text, [*all_patterns(text), *names(text)])
+    return resolve(text, [*all_patterns(text), *institutions(text), *names(text)])
 
 
 def resolve(text: str, findings: list[Finding]) -> list[Finding]:

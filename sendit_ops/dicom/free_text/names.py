@@ -40,7 +40,8 @@ _CAPS_TITLES = frozenset({"dr", "np", "oa", "ca", "mtra", "mta", "pd"})  # not P
 # written after a name
 POST_NOMINALS = _split(
     """
-md do phd rn np pa mbbs frcr frcp facr dmd dds lpn crna mph msc bsc med
+md do phd rn np pa mbbs frcr frcp facr dmd dds lpn crna mph msc bsc med pa-c aprn dnp fnp
+mbchb frcpc facc facp facs rdms rvt rdcs cnmt arrt rph pharmd lcsw rrt
 """
 )
 # words before a name: relations, roles, verbs of authorship and a few prepositions
@@ -73,6 +74,14 @@ _AUTHOR = _split(
     """
 dictated transcribed typed signed reviewed reported verified befundet diktiert
 geschrieben validé dicté revisado dictado firmado
+"""
+)
+# words joining the items of a list of names
+_AND = _split("and und et y e")
+# abbreviations of radiology text that follow a surname without being initials
+_ABBREVIATIONS = _split(
+    """
+ct mr mri us xr cr dx nm pet spect ed er icu or ap pa lat rt lt bil ok re cc fyi asap
 """
 )
 PARTICLES = _split(
@@ -206,25 +215,202 @@ class _Names:
             if not (surname_after_first or self.namelike(b, after_cue)):
                 break
             j += 1
-        # an inverted given name: "KRAMER, JULIA", "Okonjo-Iweala, Ngozi"
+        # an inverted given name ("KRAMER, JULIA", "Okonjo-Iweala, Ngozi") or initials
+        # ("Smith, J. R.", "Jones, M.", "Lee, J.R."); after a cue any capitalised given
+        # name that is not an ordinary word ("PARK, MIN-JI")
         if j + 1 < len(self.toks):
             a, b = self.toks[j], self.toks[j + 1]
             between = self.text[a.end : b.start]
-            if between.strip() == "," and len(between) <= 2 and self.lex.is_first_name(b.folded):
-                j += 1
-                while (
-                    j + 1 < len(self.toks)
-                    and self.toks[j + 1].initial
-                    and _gap(self.text, self.toks[j], self.toks[j + 1], " .")
-                ):
-                    j += 1
+            if between.strip() == "," and len(between) <= 2:
+                if b.initial and b.dot:
+                    j = self.initials(j + 1)
+                elif self.given(b, after_cue) and not self.starts_name(j + 1):
+                    j = self.initials(j + 1, first=False)
+        # initials written without dots after a surname reached from a cue: "Smith JR"
+        if (
+            after_cue
+            and not self.caps_text
+            and j + 1 < len(self.toks)
+            and self.toks[j].cap
+            and not self.toks[j].upper
+            and self.dotless_initials(j + 1)
+        ):
+            j += 1
         return j
+
+    def initials(self, k: int, first: bool = True) -> int:
+        """Index of the last of the initials that follow token ``k`` (``k`` itself an
+        initial when ``first``)."""
+        while (
+            k + 1 < len(self.toks)
+            and self.toks[k + 1].initial
+            and (self.toks[k].dot or not first)
+            and _gap(self.text, self.toks[k], self.toks[k + 1], " .")
+        ):
+            k += 1
+        return k
+
+    def given(self, t: _Tok, after_cue: bool) -> bool:
+        """A given name after "SURNAME, ": a first name of the lists (after a cue, even one
+        that is also a word: "LOPEZ, ANA"), or a hyphenated given name whose parts are first
+        names or short syllables that are not words ("Jean-Luc", "MIN-JI"); not a
+        credential ("PA-C") nor the next word of a sentence ("Krüger, Telefon")."""
+        if not t.cap or t.folded in POST_NOMINALS or t.folded in TITLES:
+            return False
+        if self.lex.is_first_name(t.folded) or (after_cue and t.folded in self.lex.first):
+            return True
+        parts = [p for p in t.folded.split("-") if p]
+        return len(parts) > 1 and all(
+            self.lex.is_first_name(p) or (len(p) <= 3 and p.isalpha()) for p in parts
+        )
+
+    def starts_name(self, k: int) -> bool:
+        """Token ``k`` begins a name of its own: a name word follows it ("amara diallo, tom
+        reyes": "tom" is not Diallo's given name but the next person's)."""
+        if k + 1 >= len(self.toks):
+            return False
+        a, b = self.toks[k], self.toks[k + 1]
+        return (
+            self.text[a.end : b.start] == " "
+            and not b.initial
+            and b.folded not in CUES | TITLES | POST_NOMINALS
+            and self.lex.is_name(b.folded)
+            and (b.cap == a.cap)
+        )
+
+    def dotless_initials(self, k: int) -> bool:
+        """Two or three capitals after a surname, ending the phrase: "Smith JR", "Okafor AB"
+        (not "Smith CT today": an abbreviation of the text continues it)."""
+        t = self.toks[k]
+        if not (
+            t.upper
+            and 2 <= len(t.word) <= 3
+            and not t.dot
+            and t.folded not in POST_NOMINALS | TITLES | _ABBREVIATIONS
+            and self.text[self.toks[k - 1].end : t.start] == " "
+        ):
+            return False
+        rest = self.text[t.end :]
+        return (
+            not rest.strip()
+            or rest.lstrip()[:1] in ",;)"
+            or rest.lstrip().startswith(("and ", "& "))
+        )
 
     def add(self, i: int, j: int) -> None:
         start, end = self.toks[i].start, self.toks[j].end
         if self.toks[j].initial and self.toks[j].dot:
             end += 1
         self.found.append(Finding(start, end, Kind.NAME))
+
+    def add_listed(self, i: int, j: int) -> None:
+        """A name, and the names listed after it: once a cue or the words have shown that
+        this is a name, "cc: Dr. Okafor, mary jones; Lee, J. R. and T. Berg" is a list of
+        people, and each item is taken on weaker evidence than a name alone (any case)."""
+        self.add(i, j)
+        for _ in range(8):
+            k = self.list_next(j)
+            item = self.list_item(k) if k is not None else None
+            if item is None:
+                return
+            self.add(*item)
+            j = item[1]
+
+    def list_next(self, j: int) -> int | None:
+        """Index of the token after a list separator (``,`` ``;`` ``&`` ``/`` "and")
+        following token ``j``, or None."""
+        toks, n = self.toks, len(self.toks)
+        if j + 1 >= n:
+            return None
+        a, b = toks[j], toks[j + 1]
+        sep = self.text[a.end + (1 if a.dot else 0) : b.start]
+        if b.folded in _AND and sep.strip(" ,") == "" and sep and j + 2 < n:
+            if self.text[b.end : toks[j + 2].start] == " ":
+                return j + 2
+            return None
+        if len(sep) <= 3 and sep.strip() in (",", ";", "&", "/", "+"):
+            return j + 1
+        return None
+
+    def list_item(self, k: int) -> tuple[int, int] | None:
+        """First and last token of the listed name at token ``k`` (after its titles), or
+        None."""
+        toks, n = self.toks, len(self.toks)
+        titled = False
+        while k + 1 < n and toks[k].folded in TITLES and _gap(self.text, toks[k], toks[k + 1]):
+            k, titled = k + 1, True
+        t = toks[k]
+        if t.folded in CUES or t.folded in PARTICLES or t.folded in POST_NOMINALS:
+            return None
+        if t.folded in TITLES:
+            return None
+        end = self.item_end(k, titled)
+        return None if end is None else (k, end)
+
+    def item_end(self, k: int, titled: bool) -> int | None:
+        """Last token of a listed name whose first token (after titles) is ``k``."""
+        toks, n, lex = self.toks, len(self.toks), self.lex
+        t = toks[k]
+        if titled:
+            return self.grow(k, after_cue=True) if self.title_target(t) else None
+        nxt = toks[k + 1] if k + 1 < n else None
+        if t.initial and t.dot:  # J. R. Smith, J.R. Smith
+            m = self.initials(k) + 1
+            if m < n and toks[m].cap and len(toks[m].word) > 1 and not self.common(toks[m]):
+                return self.grow(m, after_cue=True)
+            return None
+        if self.inverted(k):
+            return self.grow(k, after_cue=True)
+        if not t.cap:  # lowercase: a name of the lists, alone if not a word, or a pair
+            if lex.is_strong_name(t.folded):
+                return self.grow(k, after_cue=True)
+            if (
+                nxt is not None
+                and not nxt.cap
+                and self.text[t.end : nxt.start] == " "
+                and lex.is_name(t.folded)
+                and lex.is_name(nxt.folded)
+                and (t.folded in lex.first or nxt.folded in lex.last)
+                and not (self.common(t) and self.common(nxt))
+            ):
+                return max(self.grow(k, after_cue=True), k + 1)
+            return None
+        if self.caps_text or t.upper:
+            if lex.is_strong_name(t.folded) or (
+                lex.is_name(t.folded)
+                and nxt is not None
+                and self.text[t.end : nxt.start] == " "
+                and lex.is_strong_name(nxt.folded)
+            ):
+                return self.grow(k, after_cue=True)
+            return None
+        # capitalised: a word of the name lists, or two unknown capitalised words ("Anja
+        # Krüger, Telefon 0171...": a German noun is capitalised too)
+        if (lex.is_name(t.folded) and (not self.common(t) or t.folded in lex.first)) or (
+            not self.common(t)
+            and nxt is not None
+            and self.text[t.end : nxt.start] == " "
+            and nxt.cap
+            and self.namelike(nxt)
+        ):
+            return self.grow(k, after_cue=True)
+        return None
+
+    def inverted(self, k: int) -> bool:
+        """Token ``k`` is a surname written before a comma and a given name or initials:
+        "Smith, J. R.", "PARK, MIN-JI"."""
+        toks = self.toks
+        if k + 1 >= len(toks):
+            return False
+        t, b = toks[k], toks[k + 1]
+        between = self.text[t.end : b.start]
+        if not (t.cap and len(t.word) > 1 and between.strip() == "," and len(between) <= 2):
+            return False
+        if t.folded in TITLES or t.folded in CUES or t.folded in POST_NOMINALS:
+            return False
+        if not (self.lex.is_name(t.folded) or not self.common(t)):
+            return False
+        return (b.initial and b.dot) or self.given(b, after_cue=True)
 
     # ---- rules --------------------------------------------------------------------------
 
@@ -250,10 +436,10 @@ class _Names:
                 while j + 1 < n and toks[j].folded in PARTICLES and j - k < 3:
                     j += 1  # Dr. van der Berg, Dr. de la Cruz
                 if j > k and toks[j].cap and _gap(self.text, toks[j - 1], toks[j]):
-                    self.add(k, self.grow(j, after_cue=True))
+                    self.add_listed(k, self.grow(j, after_cue=True))
                     continue
                 if k < n and _gap(self.text, toks[k - 1], toks[k]) and self.title_target(toks[k]):
-                    self.add(k, self.grow(k, after_cue=True))
+                    self.add_listed(k, self.grow(k, after_cue=True))
                     continue
             # a relation, role or verb before a name
             if nxt is not None and t.folded in CUES and _gap(self.text, t, nxt):
@@ -273,6 +459,7 @@ class _Names:
                     cand.folded not in TITLES | CUES | PARTICLES
                     and (
                         self.namelike(cand, after_cue=True)
+                        or self.inverted(k)
                         or (
                             (t.folded in _AUTHOR or toks[k - 1].folded in _AUTHOR)
                             and cand.upper
@@ -281,14 +468,16 @@ class _Names:
                     )
                     and self.worth(cand, t)
                 ):
-                    self.add(k, self.grow(k, after_cue=True))
+                    self.add_listed(k, self.grow(k, after_cue=True))
                     continue
             # a name by its words: a first name with another name-like word, or two names
             if nxt is not None and _gap(self.text, t, nxt, " ,") and self.pair(t, nxt):
                 start = i
                 if i > 0 and toks[i - 1].initial and _gap(self.text, toks[i - 1], t, " ."):
                     start = i - 1
-                self.add(start, self.grow(i + 1 if "," not in self.text[t.end : nxt.start] else i))
+                self.add_listed(
+                    start, self.grow(i + 1 if "," not in self.text[t.end : nxt.start] else i)
+                )
                 continue
             # initials and a surname: J. Whitaker, J. K. Mbeki
             if t.initial and t.dot and nxt is not None and _gap(self.text, t, nxt, " ."):
@@ -296,7 +485,7 @@ class _Names:
                 while k < n and toks[k].initial and toks[k].dot:
                     k += 1
                 if k < n and toks[k].cap and len(toks[k].word) > 2 and not self.common(toks[k]):
-                    self.add(i, self.grow(k))
+                    self.add_listed(i, self.grow(k))
                     continue
             # a surname and initials: Иванов И.И., Smith J.
             if (
@@ -309,7 +498,7 @@ class _Names:
                 and (self.lex.is_name(t.folded) or _SLAVIC_GREEK_SURNAME.search(t.word.lower()))
                 and not self.common(t)
             ):
-                self.add(i, self.grow(i))
+                self.add_listed(i, self.grow(i))
                 continue
             # a lone Slavic or Greek surname form in mixed-case text (not the first word)
             if (
