@@ -133,7 +133,11 @@ class _Institutions:
             # the longest prefix that is an institution (a run may continue into a sentence)
             for n in range(len(words), 0, -1):
                 if self.institution([w.group(0) for w in words[:n]]):
-                    while n > 1 and _key(words[n - 1].group(0)) in _GENERIC:
+                    while (
+                        n > 1
+                        and _key(words[n - 1].group(0)) in _GENERIC
+                        and _key(words[n - 1].group(0)) not in INSTITUTION_WORDS
+                    ):
                         n -= 1  # "SAINT LUKE ED": the department is not the place's name
                     end = words[n - 1].end()
                     if self.text[end - 1] == "." and _key(words[n - 1].group(0)) not in (

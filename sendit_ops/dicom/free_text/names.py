@@ -211,6 +211,14 @@ class _Names:
                 break
             surname_after_first = (
                 not self.caps_text and b.cap and not b.upper and self.lex.is_first_name(a.folded)
+            ) or (
+                # "discussed with gregory house": lowercase, a first name then a surname of
+                # the lists, after a cue
+                after_cue
+                and not a.cap
+                and not b.cap
+                and self.lex.is_first_name(a.folded)
+                and b.folded in self.lex.last
             )
             if not (surname_after_first or self.namelike(b, after_cue)):
                 break
@@ -257,12 +265,19 @@ class _Names:
         credential ("PA-C") nor the next word of a sentence ("Krüger, Telefon")."""
         if not t.cap or t.folded in POST_NOMINALS or t.folded in TITLES:
             return False
-        if self.lex.is_first_name(t.folded) or (after_cue and t.folded in self.lex.first):
+        if self.lex.is_first_name(t.folded):
             return True
+        if after_cue and t.folded in self.lex.first and self.ends_phrase(t):
+            return True  # "LOPEZ, ANA" (not "Kim, May need MRI")
         parts = [p for p in t.folded.split("-") if p]
         return len(parts) > 1 and all(
             self.lex.is_first_name(p) or (len(p) <= 3 and p.isalpha()) for p in parts
         )
+
+    def ends_phrase(self, t: _Tok) -> bool:
+        """Nothing but a list separator or the end of the text after ``t``."""
+        rest = self.text[t.end + (1 if t.dot else 0) :].lstrip()
+        return not rest or rest[:1] in ",;)/&" or fold(rest.split()[0]) in _AND
 
     def starts_name(self, k: int) -> bool:
         """Token ``k`` begins a name of its own: a name word follows it ("amara diallo, tom
@@ -290,12 +305,7 @@ class _Names:
             and self.text[self.toks[k - 1].end : t.start] == " "
         ):
             return False
-        rest = self.text[t.end :]
-        return (
-            not rest.strip()
-            or rest.lstrip()[:1] in ",;)"
-            or rest.lstrip().startswith(("and ", "& "))
-        )
+        return self.ends_phrase(t)
 
     def add(self, i: int, j: int) -> None:
         start, end = self.toks[i].start, self.toks[j].end
@@ -384,9 +394,20 @@ class _Names:
             ):
                 return self.grow(k, after_cue=True)
             return None
-        # capitalised: a word of the name lists, or two unknown capitalised words ("Anja
-        # Krüger, Telefon 0171...": a German noun is capitalised too)
-        if (lex.is_name(t.folded) and (not self.common(t) or t.folded in lex.first)) or (
+        # capitalised: a name of the lists that is not a word; a first name that is a word
+        # ("Grace", "May") only alone at the end of the list or before a surname; two
+        # unknown capitalised words ("Anja Krüger, Telefon 0171...": a German noun is
+        # capitalised too)
+        pair = (
+            nxt is not None
+            and self.text[t.end : nxt.start] == " "
+            and nxt.cap
+            and lex.is_strong_name(nxt.folded)
+        )
+        if (
+            lex.is_strong_name(t.folded)
+            or (t.folded in lex.first and (self.ends_phrase(t) or pair))
+        ) or (
             not self.common(t)
             and nxt is not None
             and self.text[t.end : nxt.start] == " "
@@ -487,14 +508,14 @@ class _Names:
                 if k < n and toks[k].cap and len(toks[k].word) > 2 and not self.common(toks[k]):
                     self.add_listed(i, self.grow(k))
                     continue
-            # a surname and initials: Иванов И.И., Smith J.
+            # a surname and initials: Иванов И.И., Smith J., Smith, J. R.
             if (
                 t.cap
                 and len(t.word) > 2
                 and nxt is not None
                 and nxt.initial
                 and nxt.dot
-                and _gap(self.text, t, nxt, " ")
+                and _gap(self.text, t, nxt, " ,")
                 and (self.lex.is_name(t.folded) or _SLAVIC_GREEK_SURNAME.search(t.word.lower()))
                 and not self.common(t)
             ):
@@ -609,8 +630,30 @@ class _Names:
                     self.found.append(Finding(start, end, Kind.NAME))
 
 
+# nouns after which a person's name is the name of a disease, sign, fracture, device or
+# method ("Parkinson disease", "Sister Mary Joseph nodule", "Jones fracture", "Foley
+# catheter"): an eponym, not a person of the record
+_EPONYM_NOUNS = re.compile(
+    r"(?:['’]s)?\s+(?:disease|syndrome|sign|fracture|lesion|tumou?r|sarcoma|lymphoma|"
+    r"carcinoma|catheter|classification|criteria|score|scale|angle|line|lines|node|nodule|"
+    r"cyst|ring|tear|pouch|space|injury|deformity|phenomenon|effect|units?|procedure|"
+    r"approach|maneuver|manoeuvre|view|position|test|equation|index|grade|stage|palsy|"
+    r"anomaly|malformation|hernia|diverticulum|aneurysm|thyroiditis|disorder|tube|"
+    r"shunt|valve|stent|filter|needle|operation|repair|technique|method|protocol|"
+    r"krankheit|syndrom|fraktur|maladie|enfermedad|morbo)\b",
+    re.IGNORECASE,
+)
+
+
+def _eponymous(text: str, f: Finding) -> bool:
+    """A name followed by a disease, sign or device noun, and not after a title."""
+    before = text[: f.start].rstrip()
+    titled = re.search(r"(?:^|\W)(?:dr|mr|mrs|ms|prof|nurse)\.?$", before, re.IGNORECASE)
+    return titled is None and _EPONYM_NOUNS.match(text, f.end) is not None
+
+
 def names(text: str) -> list[Finding]:
     """People's names in ``text`` (see the module docstring)."""
     if not any(c.isalpha() for c in text):
         return []
-    return _Names(text, lexicon()).run()
+    return [f for f in _Names(text, lexicon()).run() if not _eponymous(text, f)]

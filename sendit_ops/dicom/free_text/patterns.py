@@ -352,13 +352,23 @@ _FACILITY = re.compile(
 )
 
 
+_FACILITY_PARTS = frozenset(w.lower() for f in _FACILITY_WORDS for w in f.split())
+_NOT_A_PLACE = frozenset(
+    {"outside", "other", "another", "referring", "local", "same", "previous", "prior",
+     "external", "this", "that", "our", "your", "the", "a", "an", "of"}
+)  # fmt: skip
+
+
 def _facility_ok(text: str, m: re.Match[str]) -> bool:
     """A facility needs a capitalised name word that is not the facility word itself (not
     "Radiology" alone, not "the hospital")."""
     words = re.findall(r"[^\W\d_]+", m.group(0))
     if re.search(r"[\u3040-\u9fff]", m.group(0)):
         return True
-    return len(words) >= 2 and any(w[:1].isupper() for w in words[1:] + words[:1])
+    # a word naming the place: not only facility words and "Outside", "Other", "Referring"
+    # ("Outside Hospital", "Heart Institute", "Referring Clinic" name no place)
+    naming = [w for w in words if w.lower() not in _FACILITY_PARTS | _NOT_A_PLACE]
+    return len(words) >= 2 and bool(naming) and any(w[:1].isupper() for w in words[1:] + words[:1])
 
 
 def addresses(text: str) -> list[Finding]:
