@@ -118,3 +118,104 @@ def test_a_complete_date_carries_its_value_for_shifting():
 def test_ages_up_to_89_are_kept():
     assert not find_phi("72-year-old male, shortness of breath")
     assert [f.kind for f in find_phi("Patient is 93 years old")] == [Kind.AGE]
+
+
+def _left(text: str) -> str:
+    """``text`` with its findings replaced by their placeholders."""
+    for f in sorted(find_phi(text), reverse=True):
+        text = text[: f.start] + f.kind.placeholder + text[f.end :]
+    return text
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # every name of a list after a person cue, in any case
+        ("cc: dr. halvorsen, grace obi", ["halvorsen", "grace", "obi"]),
+        ("cc: Dr. Mwangi; Dr. Petit and Ines Carvalho", ["Mwangi", "Petit", "Ines", "Carvalho"]),
+        ("discussed with Dr. Ruiz and olga brandt by phone", ["Ruiz", "olga", "brandt"]),
+        ("read by simon akers, laura wendt", ["simon", "akers", "laura", "wendt"]),
+        ("REVIEWED WITH DR. FINCH AND DR. OKORO", ["FINCH", "OKORO"]),
+        ("CC: NAM, SEO-YEON; DIAZ, ANA", ["NAM", "SEO-YEON", "DIAZ", "ANA"]),
+        # surname-comma-initials, initials-surname, surname-initials, with their initials
+        ("Pt seen by Dr. Varga and Whitcombe, L. J.", ["Varga", "Whitcombe", "L", "J"]),
+        ("Read by Asante, K.", ["Asante", "K"]),
+        ("Fenwick, D. R.", ["Fenwick", "D", "R"]),
+        ("Reviewed with P.K. Raman", ["P", "K", "Raman"]),
+        ("Dictated by Lindahl TR", ["Lindahl", "TR"]),
+        # hyphens, apostrophes, capitals, credentials, "per"
+        ("Per Dr. Ní Bhriain-Walsh ok to scan", ["Bhriain-Walsh"]),
+        ("Spoke with Declan O'Shea-Murphy", ["Declan", "O'Shea-Murphy"]),
+        ("DISCUSSED WITH DR ROSA MORENO", ["ROSA", "MORENO"]),
+        ("Tech: M. Ambrose RT(R)(CT)", ["Ambrose"]),
+        ("Nadia Rahimi, MD and Colm Byrne, DO", ["Nadia", "Rahimi", "Colm", "Byrne"]),
+        ("Sonographer: Petra Lund, RDMS", ["Petra", "Lund"]),
+        ("per Castellano, add delayed phase", ["Castellano"]),
+    ],
+)
+def test_names_in_lists_initials_and_credentials_are_found(text, names):
+    left = _left(text)
+    assert not [n for n in names if n in left], left
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Prior at Tufts Medical", ["Tufts"]),
+        ("Outside study from Sarasota Memorial", ["Sarasota"]),
+        ("Transferred from Ochsner Health", ["Ochsner"]),
+        ("Prior CT at Jackson Memorial, no change", ["Jackson"]),
+        ("Images from Children's of Minnesota", ["Minnesota"]),
+        ("Comparison from Duke University Health System", ["Duke"]),
+        ("Seen at Hackensack Meridian Health in May", ["Hackensack", "Meridian"]),
+        ("Prior at Cedars-Sinai", ["Cedars"]),
+        ("Outside read, Tampa General.", ["Tampa"]),
+        ("TRANSFERRED FROM OCHSNER HEALTH", ["OCHSNER"]),
+    ],
+)
+def test_institutions_without_a_hospital_word_are_found(text, words):
+    left = _left(text)
+    assert "[address]" in left and not [w for w in words if w in left], left
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hounsfield units 40 in the lesion",
+        "Gleason 4+3, PI-RADS 4",
+        "Eval for Parkinson disease",
+        "Foley catheter in place, Swan-Ganz catheter tip in the right pulmonary artery",
+        "Mass effect on the lateral ventricle",
+        "Procedure under General anesthesia",
+        "Status post General Anesthesia",
+        "Jones fracture of the fifth metatarsal",
+        "Sister Mary Joseph nodule",
+        "Transferred from Outside Hospital ICU",
+        "Prior from Emergency Department",
+        "FROM REGIONAL LYMPH NODES",
+        "GE Healthcare Discovery MR750, Philips Healthcare Ingenia",
+        "Discussed with ED attending and ICU team",
+        "cc: referring physician, Oncology",
+        "Read by attending and resident",
+        "Compared with prior from the General Medical Council guidelines",
+        "Per Fleischner criteria, no follow up",
+    ],
+)
+def test_eponyms_departments_and_vendors_are_kept(text):
+    assert not find_phi(text), [(text[f.start : f.end], f.kind.value) for f in find_phi(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        # the list ends where the names end; the following words of the sentence stay
+        ("cc: Dr. Lee, Will follow up", "Will follow up"),
+        ("Seen by Dr. Kim, May need MRI", "May need MRI"),
+        ("Discussed with Dr. Smith, findings unchanged", "findings unchanged"),
+        ("Read by Smith CT today", "CT today"),
+        ("Tochter Anja Krüger, Telefon 0171 2345678", "Telefon"),
+        ("From Dr. Li Wei at Pacific Heart Institute", "From Dr. [name] at [address]"),
+    ],
+)
+def test_a_list_of_names_stops_at_the_sentence(text, kept):
+    assert kept in _left(text)

@@ -47,16 +47,19 @@ orthopedic
 """
 )
 # department, service and clinical words: a run of only these and institution words names
-# no place ("from Emergency Department", "at General Anesthesia", "Memorial Day")
-_GENERIC = _split(
+# no place ("from Emergency Department", "at General Anesthesia", "Memorial Day", "ENT
+# Clinic"); ``patterns`` asks the same of a facility ("Outside Hospital")
+NOT_A_PLACE = _split(
     """
-outside other same another prior previous external referring local emergency department
+outside osh other same another prior previous external referring local emergency department
 dept radiology icu ed er or pacu ward floor unit service services team teams home day days
 lymph node nodes anesthesia anaesthesia effect practice practitioner medicine surgery
 oncology cardiology neurology internal family public mental primary urgent acute critical
 intensive care the a an of and for our your their this that ct mri mr us pet xr cr dx nm
 follow up protocol study studies exam report images film films scan scans council society
 association college board committee guideline guidelines criteria classification
+mdt multidisciplinary tumor tumour ir gi ent ob gyn obgyn nicu picu ccu sicu micu cvicu im fm
+id pt ot msk cv vir mfm peds pediatric paediatric adult breast neuro body chest spine trauma
 """
 )
 _CONNECTORS = frozenset({"of", "the", "and", "&", "for", "de"})
@@ -67,13 +70,14 @@ _CUE = re.compile(
 _WORD = re.compile(r"[A-ZÀ-Þ][\w'’]*(?:-[A-ZÀ-Þa-z][\w'’]*)*\.?|&|(?:of|the|and|for|de)\b")
 _ANCHOR = re.compile(
     r"(?<![\w'’.-])(?P<prev>[A-ZÀ-Þ][\w'’]*)\s(?P<anchor>General|Memorial|Methodist|"
-    r"Presbyterian|Baptist|Permanente|Health\sSystem|Healthcare)\b(?:\s[A-Z][\w'’]*)*"
+    r"Presbyterian|Baptist|Permanente|Regional|Health|Healthcare|Medicine)\b(?:\s[A-Z][\w'’]*)*"
 )
 _CHILDRENS_OF = re.compile(r"(?<!\w)Children['’]s\s+(?:Hospital\s+)?of\s+(?:the\s+)?[A-Z][\w'’.-]*")
 
 
 def _key(word: str) -> str:
-    return fold(word.rstrip("."))
+    """A word folded, without a trailing dot or possessive ("Men's" is "men")."""
+    return re.sub(r"['’]s$", "", fold(word.rstrip(".")))
 
 
 def _parts(word: str) -> list[str]:
@@ -107,15 +111,17 @@ class _Institutions:
     def proper(self, word: str) -> bool:
         """A word that names this place, not what kind of place it is."""
         parts = _parts(word)
-        if not parts or all(p in INSTITUTION_WORDS or p in _GENERIC for p in parts):
+        if not parts or all(p in INSTITUTION_WORDS or p in NOT_A_PLACE for p in parts):
             return False
         if any(p in VENDORS or p == "ge" for p in parts):
             return False
-        if self.caps_text or (word.isupper() and len(word) > 1):
+        if not self.caps_text and word.isupper() and len(word) > 1:
+            return True  # an acronym in mixed-case text: "UCLA Health", "OHSU"
+        if self.caps_text:
             return any(
                 self.lex.is_name(p) or p not in self.lex.common
                 for p in parts
-                if p not in INSTITUTION_WORDS and p not in _GENERIC
+                if p not in INSTITUTION_WORDS and p not in NOT_A_PLACE
             )
         return True
 
@@ -135,7 +141,7 @@ class _Institutions:
                 if self.institution([w.group(0) for w in words[:n]]):
                     while (
                         n > 1
-                        and _key(words[n - 1].group(0)) in _GENERIC
+                        and _key(words[n - 1].group(0)) in NOT_A_PLACE
                         and _key(words[n - 1].group(0)) not in INSTITUTION_WORDS
                     ):
                         n -= 1  # "SAINT LUKE ED": the department is not the place's name
@@ -164,7 +170,7 @@ class _Institutions:
             if not self.proper(prev) or key in self.lex.common:
                 continue  # "Post General Anesthesia", "Mass General" (cued only)
             tail = re.findall(r"[\w'’]+", self.text[m.end("anchor") : m.end()])
-            if any(_key(w) in _GENERIC for w in tail):
+            if any(_key(w) in NOT_A_PLACE for w in tail):
                 continue
             if re.match(r"\s+[a-z]", self.text[m.end() :]):
                 continue  # "Xyz General anesthesia": an adjective, not a place

@@ -261,7 +261,7 @@ class _Names:
     def given(self, t: _Tok, after_cue: bool) -> bool:
         """A given name after "SURNAME, ": a first name of the lists (after a cue, even one
         that is also a word: "LOPEZ, ANA"), or a hyphenated given name whose parts are first
-        names or short syllables that are not words ("Jean-Luc", "MIN-JI"); not a
+        names or short syllables, not all of them words ("Jean-Luc", "MIN-JI"); not a
         credential ("PA-C") nor the next word of a sentence ("Krüger, Telefon")."""
         if not t.cap or t.folded in POST_NOMINALS or t.folded in TITLES:
             return False
@@ -270,8 +270,10 @@ class _Names:
         if after_cue and t.folded in self.lex.first and self.ends_phrase(t):
             return True  # "LOPEZ, ANA" (not "Kim, May need MRI")
         parts = [p for p in t.folded.split("-") if p]
-        return len(parts) > 1 and all(
-            self.lex.is_first_name(p) or (len(p) <= 3 and p.isalpha()) for p in parts
+        return (
+            len(parts) > 1
+            and all(self.lex.is_first_name(p) or (len(p) <= 5 and p.isalpha()) for p in parts)
+            and not all(p in self.lex.common for p in parts)
         )
 
     def ends_phrase(self, t: _Tok) -> bool:

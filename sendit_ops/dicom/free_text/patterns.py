@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import phonenumbers
 
+from sendit_ops.dicom.free_text.institutions import NOT_A_PLACE
 from sendit_ops.dicom.free_text.model import Finding, Kind
 
 _I = re.IGNORECASE
@@ -353,10 +354,6 @@ _FACILITY = re.compile(
 
 
 _FACILITY_PARTS = frozenset(w.lower() for f in _FACILITY_WORDS for w in f.split())
-_NOT_A_PLACE = frozenset(
-    {"outside", "other", "another", "referring", "local", "same", "previous", "prior",
-     "external", "this", "that", "our", "your", "the", "a", "an", "of"}
-)  # fmt: skip
 
 
 def _facility_ok(text: str, m: re.Match[str]) -> bool:
@@ -365,9 +362,9 @@ def _facility_ok(text: str, m: re.Match[str]) -> bool:
     words = re.findall(r"[^\W\d_]+", m.group(0))
     if re.search(r"[\u3040-\u9fff]", m.group(0)):
         return True
-    # a word naming the place: not only facility words and "Outside", "Other", "Referring"
-    # ("Outside Hospital", "Heart Institute", "Referring Clinic" name no place)
-    naming = [w for w in words if w.lower() not in _FACILITY_PARTS | _NOT_A_PLACE]
+    # a word naming the place: not only facility words, departments and "Outside", "Other"
+    # ("Outside Hospital", "Heart Institute", "ENT Clinic" name no place)
+    naming = [w for w in words if w.lower() not in _FACILITY_PARTS | NOT_A_PLACE]
     return len(words) >= 2 and bool(naming) and any(w[:1].isupper() for w in words[1:] + words[:1])
 
 
