@@ -143,6 +143,8 @@ def _left(text: str) -> str:
         ("Fenwick, D. R.", ["Fenwick", "D", "R"]),
         ("Reviewed with P.K. Raman", ["P", "K", "Raman"]),
         ("Dictated by Lindahl TR", ["Lindahl", "TR"]),
+        ("Reviewed by T Walsh and K Obi", ["T Walsh", "K Obi"]),
+        ("Hartmann JR, Okafor AB. Radiology 2020", ["Hartmann", "JR", "Okafor", "AB"]),
         # hyphens, apostrophes, capitals, credentials, "per"
         ("Per Dr. Ní Bhriain-Walsh ok to scan", ["Bhriain-Walsh"]),
         ("Spoke with Declan O'Shea-Murphy", ["Declan", "O'Shea-Murphy"]),
@@ -171,6 +173,9 @@ def test_names_in_lists_initials_and_credentials_are_found(text, names):
         ("Prior at Cedars-Sinai", ["Cedars"]),
         ("Outside read, Tampa General.", ["Tampa"]),
         ("TRANSFERRED FROM OCHSNER HEALTH", ["OCHSNER"]),
+        ("Prior at NYU Langone Health", ["NYU", "Langone"]),
+        ("Pt transferred from Good Samaritan", ["Good Samaritan"]),
+        ("Voruntersuchung aus dem Universitätsklinikum Freiburg", ["Freiburg"]),
     ],
 )
 def test_institutions_without_a_hospital_word_are_found(text, words):
@@ -199,6 +204,10 @@ def test_institutions_without_a_hospital_word_are_found(text, words):
         "Read by attending and resident",
         "Compared with prior from the General Medical Council guidelines",
         "Per Fleischner criteria, no follow up",
+        "Prior from ENT Clinic, Breast Imaging Center",
+        "Mental Health consult, Nuclear Medicine bone scan",
+        "Discussed at Tumor Board",
+        "Pain in RLQ, Murphy sign",
     ],
 )
 def test_eponyms_departments_and_vendors_are_kept(text):
@@ -213,6 +222,7 @@ def test_eponyms_departments_and_vendors_are_kept(text):
         ("Seen by Dr. Kim, May need MRI", "May need MRI"),
         ("Discussed with Dr. Smith, findings unchanged", "findings unchanged"),
         ("Read by Smith CT today", "CT today"),
+        ("Seen by Dr. Hale. Mass in the right upper lobe", "Mass in the right"),
         ("Tochter Anja Krüger, Telefon 0171 2345678", "Telefon"),
         ("From Dr. Li Wei at Pacific Heart Institute", "From Dr. [name] at [address]"),
     ],

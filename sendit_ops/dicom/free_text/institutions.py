@@ -43,7 +43,8 @@ episcopal community county veterans va sinai permanente infirmary hospitals hosp
 physicians imaging diagnostics radiology associates partners system systems network care
 center centre institute cancer heart women's womens hopkins deaconess charity providence
 trinity shriners kindred rehabilitation rehab specialty surgical surgery orthopaedic
-orthopedic
+orthopedic samaritan nursing living hospice physician radiologic radiological
+teleradiology
 """
 )
 # department, service and clinical words: a run of only these and institution words names

@@ -82,6 +82,7 @@ _AND = _split("and und et y e")
 _ABBREVIATIONS = _split(
     """
 ct mr mri us xr cr dx nm pet spect ed er icu or ap pa lat rt lt bil ok re cc fyi asap
+llq luq rlq ruq ivc svc cbd lad rca lcx pe dvt ln mm cm ml iv im po prn wnl nad hx dx
 """
 )
 PARTICLES = _split(
@@ -199,6 +200,8 @@ class _Names:
             a, b = self.toks[j], self.toks[j + 1]
             if not _gap(self.text, a, b, " -.'’"):
                 break
+            if a.dot and not a.initial and a.folded not in PARTICLES and b.start > a.end + 1:
+                break  # "Dr. Hale. Mass noted": a full stop ends the sentence, not the name
             if b.initial or (
                 b.folded in PARTICLES
                 and j + 2 < len(self.toks)
@@ -302,12 +305,12 @@ class _Names:
         if not (
             t.upper
             and 2 <= len(t.word) <= 3
-            and not t.dot
             and t.folded not in POST_NOMINALS | TITLES | _ABBREVIATIONS
             and self.text[self.toks[k - 1].end : t.start] == " "
         ):
             return False
-        return self.ends_phrase(t)
+        rest = self.text[t.end :]
+        return self.ends_phrase(t) or (rest[:1] == "." and rest[1:2] in ("", " "))
 
     def add(self, i: int, j: int) -> None:
         start, end = self.toks[i].start, self.toks[j].end
@@ -349,12 +352,17 @@ class _Names:
         None."""
         toks, n = self.toks, len(self.toks)
         titled = False
-        while k + 1 < n and toks[k].folded in TITLES and _gap(self.text, toks[k], toks[k + 1]):
+        while (
+            k + 1 < n
+            and toks[k].folded in TITLES
+            and (len(toks[k].word) > 1 or toks[k].dot)
+            and _gap(self.text, toks[k], toks[k + 1])
+        ):
             k, titled = k + 1, True
         t = toks[k]
         if t.folded in CUES or t.folded in PARTICLES or t.folded in POST_NOMINALS:
             return None
-        if t.folded in TITLES:
+        if t.folded in TITLES and not t.initial:
             return None
         end = self.item_end(k, titled)
         return None if end is None else (k, end)
@@ -366,13 +374,19 @@ class _Names:
         if titled:
             return self.grow(k, after_cue=True) if self.title_target(t) else None
         nxt = toks[k + 1] if k + 1 < n else None
-        if t.initial and t.dot:  # J. R. Smith, J.R. Smith
-            m = self.initials(k) + 1
+        if t.initial:  # J. R. Smith, J.R. Smith, K Obi
+            m = self.initials(k) + 1 if t.dot else k + 1
+            if not t.dot and (m >= n or self.text[t.end : toks[m].start] != " "):
+                return None
             if m < n and toks[m].cap and len(toks[m].word) > 1 and not self.common(toks[m]):
                 return self.grow(m, after_cue=True)
             return None
         if self.inverted(k):
             return self.grow(k, after_cue=True)
+        if (  # "Smith JR, Lee AB"
+            t.cap and not t.upper and lex.is_name(t.folded) and k + 1 < n
+        ) and self.dotless_initials(k + 1):
+            return k + 1
         if not t.cap:  # lowercase: a name of the lists, alone if not a word, or a pair
             if lex.is_strong_name(t.folded):
                 return self.grow(k, after_cue=True)
@@ -474,7 +488,10 @@ class _Names:
                 ):
                     k += 1
                 while (
-                    k + 1 < n and toks[k].folded in TITLES and _gap(self.text, toks[k], toks[k + 1])
+                    k + 1 < n
+                    and toks[k].folded in TITLES
+                    and (len(toks[k].word) > 1 or toks[k].dot)  # "by M Jones": an initial
+                    and _gap(self.text, toks[k], toks[k + 1])
                 ):
                     k += 1  # "relayed to PA Morgan": a title between the cue and the name
                 cand = toks[k]
@@ -493,6 +510,18 @@ class _Names:
                 ):
                     self.add_listed(k, self.grow(k, after_cue=True))
                     continue
+                # an initial without its dot, then a surname: "read by M Jones"
+                if (
+                    cand.initial
+                    and k + 1 < n
+                    and self.text[cand.end : toks[k + 1].start] == " "
+                    and toks[k + 1].cap
+                    and len(toks[k + 1].word) > 1
+                    and self.lex.is_name(toks[k + 1].folded)
+                    and not self.common(toks[k + 1])
+                ):
+                    self.add_listed(k, self.grow(k + 1, after_cue=True))
+                    continue
             # a name by its words: a first name with another name-like word, or two names
             if nxt is not None and _gap(self.text, t, nxt, " ,") and self.pair(t, nxt):
                 start = i
@@ -510,6 +539,18 @@ class _Names:
                 if k < n and toks[k].cap and len(toks[k].word) > 2 and not self.common(toks[k]):
                     self.add_listed(i, self.grow(k))
                     continue
+            # a surname and initials without dots, ending a phrase: "Smith JR", "Lee AB."
+            if (
+                not self.caps_text
+                and t.cap
+                and not t.upper
+                and len(t.word) > 2
+                and nxt is not None
+                and self.lex.is_strong_name(t.folded)
+                and self.dotless_initials(i + 1)
+            ):
+                self.add_listed(i, i + 1)
+                continue
             # a surname and initials: Иванов И.И., Smith J., Smith, J. R.
             if (
                 t.cap
