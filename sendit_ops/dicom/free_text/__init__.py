@@ -1,6 +1,7 @@
 """Identifying information in free text that the header does not name (issue 23).
 
-``find_phi(text)`` finds names of any person, addresses and institutions, phone and fax
+``find_phi(text)`` finds names of any person, addresses and institutions (with a facility
+word in ``patterns``, without one in ``institutions``), phone and fax
 numbers, e-mail addresses, URLs, ids, ages over 89 and dates; ``policy.clean_text`` replaces
 them by typed placeholders (``[name]``, ``[date]``...) or shifts the dates. The Clean
 Descriptors option runs it on every kept text attribute after the study's own identifiers

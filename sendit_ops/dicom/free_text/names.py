@@ -12,8 +12,17 @@ A name is recognised from two kinds of evidence (no statistical model, nothing d
   or Russian and Greek surname and patronymic endings.
 
 From its first word a name grows over the capitalised words, initials and particles
-(van, de, O') that follow, and over an inverted given name ("KRAMER, JULIA"). Titles are
-not part of the name: "Dr. [name]" keeps what kind of person was named.
+(van, de, O') that follow, over an inverted given name ("KRAMER, JULIA", "CHO, EUN-JI") and
+over initials after a comma or without dots ("Smith, J. R.", "Smith JR"); it does not grow
+over a full stop that ends a sentence. Titles are not part of the name: "Dr. [name]" keeps
+what kind of person was named.
+
+Once a name is found, the names **listed after it** are taken on weaker evidence, in any
+case: "cc: Dr. Okafor, mary jones; Lee, A. and T. Berg" (separators ``,`` ``;`` ``&`` ``/``
+and "and"; an item is a name of the lists, initials with a surname, a surname with initials,
+or two unknown capitalised words; a first name that is also a word, "May", "Will", only at
+the end of the list). A name followed by a disease, sign or device noun is an eponym
+("Parkinson disease", "Jones fracture"), not a person of the record.
 """
 
 from __future__ import annotations
