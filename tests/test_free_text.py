@@ -153,6 +153,7 @@ def _left(text: str) -> str:
         ("Nadia Rahimi, MD and Colm Byrne, DO", ["Nadia", "Rahimi", "Colm", "Byrne"]),
         ("Sonographer: Petra Lund, RDMS", ["Petra", "Lund"]),
         ("per Castellano, add delayed phase", ["Castellano"]),
+        ("Bernard T Whitlock, M.D.", ["Bernard", "Whitlock"]),
     ],
 )
 def test_names_in_lists_initials_and_credentials_are_found(text, names):
@@ -223,6 +224,7 @@ def test_eponyms_departments_and_vendors_are_kept(text):
         ("Discussed with Dr. Smith, findings unchanged", "findings unchanged"),
         ("Read by Smith CT today", "CT today"),
         ("Seen by Dr. Hale. Mass in the right upper lobe", "Mass in the right"),
+        ("Signed: Ilse Brandauer, M.D.", "[name], M.D."),  # a credential, not initials
         ("Tochter Anja Krüger, Telefon 0171 2345678", "Telefon"),
         ("From Dr. Li Wei at Pacific Heart Institute", "From Dr. [name] at [address]"),
     ],

@@ -242,7 +242,7 @@ class _Names:
             a, b = self.toks[j], self.toks[j + 1]
             between = self.text[a.end : b.start]
             if between.strip() == "," and len(between) <= 2:
-                if b.initial and b.dot:
+                if b.initial and b.dot and not self.dotted_credential(j + 1):
                     j = self.initials(j + 1)
                 elif self.given(b, after_cue) and not self.starts_name(j + 1):
                     j = self.initials(j + 1, first=False)
@@ -636,7 +636,7 @@ class _Names:
         """Capitalised words before MD, RN, PhD ("Amir Haddad, MD")."""
         toks = self.toks
         for k, t in enumerate(toks):
-            if t.folded not in POST_NOMINALS or k == 0 or not t.upper:
+            if k == 0 or not ((t.folded in POST_NOMINALS and t.upper) or self.dotted_credential(k)):
                 continue
             j = k - 1
             if not _gap(self.text, toks[j], t, " ,"):
@@ -646,11 +646,35 @@ class _Names:
                 i > 0
                 and j - i < 3
                 and _gap(self.text, toks[i - 1], toks[i], " .-'")
-                and ((toks[i - 1].cap and not self.common(toks[i - 1])) or toks[i - 1].initial)
+                and (
+                    (
+                        toks[i - 1].cap
+                        and (
+                            not self.common(toks[i - 1])
+                            or self.lex.is_first_name(toks[i - 1].folded)
+                        )
+                    )
+                    or toks[i - 1].initial
+                    # "Owen M Gallagher, M.D.": a first name that is also a word, before
+                    # a middle initial
+                    or (
+                        toks[i - 1].cap and toks[i].initial and toks[i - 1].folded in self.lex.first
+                    )
+                )
             ):
                 i -= 1
             if toks[i].cap and (not self.common(toks[i]) or self.lex.is_name(toks[i].folded)):
                 self.found.append(Finding(toks[i].start, toks[j].end, Kind.NAME))
+
+    def dotted_credential(self, k: int) -> bool:
+        """Tokens from ``k`` spell a post-nominal with dots: "M.D.", "Ph.D.", "R.N."."""
+        word, j = "", k
+        while j < len(self.toks) and self.toks[j].dot and len(self.toks[j].word) <= 2:
+            word += self.toks[j].word
+            if j + 1 < len(self.toks) and self.toks[j + 1].start != self.toks[j].end + 1:
+                break
+            j += 1
+        return len(word) >= 2 and fold(word) in POST_NOMINALS
 
     def dicom_names(self) -> None:
         """``FAMILY^GIVEN^MIDDLE`` when a part is a name (``abdomen^liver`` is not)."""
