@@ -209,6 +209,7 @@ def test_institutions_without_a_hospital_word_are_found(text, words):
         "Mental Health consult, Nuclear Medicine bone scan",
         "Discussed at Tumor Board",
         "Pain in RLQ, Murphy sign",
+        "Seen with Wood lamp, Homer Wright rosettes, Virchow triad",
     ],
 )
 def test_eponyms_departments_and_vendors_are_kept(text):

@@ -715,7 +715,8 @@ _EPONYM_NOUNS = re.compile(
     r"cyst|ring|tear|pouch|space|injury|deformity|phenomenon|effect|units?|procedure|"
     r"approach|maneuver|manoeuvre|view|position|test|equation|index|grade|stage|palsy|"
     r"anomaly|malformation|hernia|diverticulum|aneurysm|thyroiditis|disorder|tube|"
-    r"shunt|valve|stent|filter|needle|operation|repair|technique|method|protocol|"
+    r"shunt|valve|stent|filter|needle|operation|repair|technique|method|protocol|lamp|"
+    r"rosettes?|triad|reflex|formula|law|"
     r"krankheit|syndrom|fraktur|maladie|enfermedad|morbo)\b",
     re.IGNORECASE,
 )
