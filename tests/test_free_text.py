@@ -154,6 +154,9 @@ def _left(text: str) -> str:
         ("Sonographer: Petra Lund, RDMS", ["Petra", "Lund"]),
         ("per Castellano, add delayed phase", ["Castellano"]),
         ("Bernard T Whitlock, M.D.", ["Bernard", "Whitlock"]),
+        ("P. Haig RT(R) and S. Moore RT(R)", ["Haig", "Moore"]),
+        ("Techs: Ann Vu, RT(R) / Raj Iyer, RT(CT)", ["Ann", "Vu", "Raj", "Iyer"]),
+        ("Per Drs. Brandt and Okeke, proceed", ["Brandt", "Okeke"]),
     ],
 )
 def test_names_in_lists_initials_and_credentials_are_found(text, names):
@@ -210,6 +213,7 @@ def test_institutions_without_a_hospital_word_are_found(text, words):
         "Discussed at Tumor Board",
         "Pain in RLQ, Murphy sign",
         "Seen with Wood lamp, Homer Wright rosettes, Virchow triad",
+        "RT knee pain, Knee RT 3 views, XR FOOT RT",
     ],
 )
 def test_eponyms_departments_and_vendors_are_kept(text):
@@ -226,6 +230,7 @@ def test_eponyms_departments_and_vendors_are_kept(text):
         ("Read by Smith CT today", "CT today"),
         ("Seen by Dr. Hale. Mass in the right upper lobe", "Mass in the right"),
         ("Signed: Ilse Brandauer, M.D.", "[name], M.D."),  # a credential, not initials
+        ("Reviewed with PA Morgan and NP Kaur", "PA [name] and NP [name]"),
         ("Tochter Anja Krüger, Telefon 0171 2345678", "Telefon"),
         ("From Dr. Li Wei at Pacific Heart Institute", "From Dr. [name] at [address]"),
     ],

@@ -37,7 +37,7 @@ from sendit_ops.dicom.identifiers import fold
 # titles and roles written before a name (folded, without their dot)
 TITLES = _split(
     """
-dr dra doctor doctora prof pr professor mr mrs ms miss mx mister madam sir dame nurse
+dr drs dra doctor doctora prof pr professor mr mrs ms miss mx mister madam sir dame nurse
 sister pa np herr herrn frau fr hr oa ca pd mtra mta ärztin arzt oberarzt oberärztin
 chefarzt m mme mlle mme me pr docteur sr sra srta don dona dña dott dottssa dottoressa
 sig sigra signor signora κος κα κ δρ καθ γ-н г-н г-жа д-р д-ра д-ром доктор проф
@@ -50,7 +50,7 @@ _CAPS_TITLES = frozenset({"dr", "np", "oa", "ca", "mtra", "mta", "pd"})  # not P
 POST_NOMINALS = _split(
     """
 md do phd rn np pa mbbs frcr frcp facr dmd dds lpn crna mph msc bsc med pa-c aprn dnp fnp
-mbchb frcpc facc facp facs rdms rvt rdcs cnmt arrt rph pharmd lcsw rrt
+mbchb frcpc facc facp facs rdms rvt rdcs cnmt arrt rph pharmd lcsw rrt rt
 """
 )
 # words before a name: relations, roles, verbs of authorship and a few prepositions
@@ -344,10 +344,23 @@ class _Names:
         """Index of the token after a list separator (``,`` ``;`` ``&`` ``/`` "and")
         following token ``j``, or None."""
         toks, n = self.toks, len(self.toks)
+        # credentials after the name are passed over: "J. Roe RT(R) and K. Lee, MD"
+        while (
+            j + 1 < n
+            and _gap(self.text, toks[j], toks[j + 1], " ,()")
+            and (
+                (toks[j + 1].folded in POST_NOMINALS and toks[j + 1].upper)
+                or (
+                    toks[j + 1].upper
+                    and self.text[toks[j + 1].start - 1 : toks[j + 1].start] == "("
+                )
+            )
+        ):
+            j += 1
         if j + 1 >= n:
             return None
         a, b = toks[j], toks[j + 1]
-        sep = self.text[a.end + (1 if a.dot else 0) : b.start]
+        sep = self.text[a.end + (1 if a.dot else 0) : b.start].replace(")", "")
         if b.folded in _AND and sep.strip(" ,") == "" and sep and j + 2 < n:
             if self.text[b.end : toks[j + 2].start] == " ":
                 return j + 2
@@ -387,7 +400,12 @@ class _Names:
             m = self.initials(k) + 1 if t.dot else k + 1
             if not t.dot and (m >= n or self.text[t.end : toks[m].start] != " "):
                 return None
-            if m < n and toks[m].cap and len(toks[m].word) > 1 and not self.common(toks[m]):
+            if (
+                m < n
+                and toks[m].cap
+                and len(toks[m].word) > 1
+                and (not self.common(toks[m]) or lex.is_name(toks[m].folded))
+            ):
                 return self.grow(m, after_cue=True)
             return None
         if self.inverted(k):
@@ -639,8 +657,10 @@ class _Names:
             if k == 0 or not ((t.folded in POST_NOMINALS and t.upper) or self.dotted_credential(k)):
                 continue
             j = k - 1
-            if not _gap(self.text, toks[j], t, " ,"):
-                continue
+            if not _gap(self.text, toks[j], t, " ,") or not (toks[j].cap or toks[j].initial):
+                continue  # "Morgan and NP Kaur": "and" is not the end of a name
+            if t.folded == "rt" and self.text[t.end : t.end + 1] != "(":
+                continue  # RT is a credential as RT(R), RT(CT); alone it is "right"
             i = j
             while (
                 i > 0
@@ -655,10 +675,12 @@ class _Names:
                         )
                     )
                     or toks[i - 1].initial
-                    # "Owen M Gallagher, M.D.": a first name that is also a word, before
-                    # a middle initial
+                    # "Owen M Gallagher, M.D.", "Amy Chu, RT(R)": a first name that is also
+                    # a word, before a middle initial or a surname
                     or (
-                        toks[i - 1].cap and toks[i].initial and toks[i - 1].folded in self.lex.first
+                        toks[i - 1].cap
+                        and toks[i - 1].folded in self.lex.first
+                        and (toks[i].initial or self.lex.is_name(toks[i].folded))
                     )
                 )
             ):
