@@ -17,11 +17,16 @@ and companies), so the evidence is the text's own:
   In text written all in capitals, where capitals say nothing, the proper word must be a
   word of the name lists (``lexicon``) or unknown to the ordinary-word list.
 
-Without a cue only the unambiguous shapes count: a proper word before General, Memorial,
-Methodist, Presbyterian, Baptist, Permanente or Health System, not followed by a lowercase
-word ("Tampa General", not "General anesthesia"; "under General Anesthesia" has no proper
-word), and "Children's of X". Vendors ("GE Healthcare", "Philips Healthcare", "St. Jude
-Medical" devices after no cue) are not institutions of the patient's care.
+Without a cue only the unambiguous shapes count: a proper word that is not an ordinary word
+before General, Memorial, Methodist, Presbyterian, Baptist, Permanente, Regional, Health,
+Healthcare or Medicine, not followed by a lowercase word nor a department word ("Tampa
+General", "Novant Health"; not "General anesthesia", "Post General Anesthesia", "Mental
+Health", "Nuclear Medicine"), and "Children's of X". Vendors ("GE Healthcare", "Philips
+Healthcare") are not institutions of the patient's care.
+
+No gazetteer: an institution named by one word ("at Geisinger") or without any institution
+word ("Sharp Grossmont") is not found; a list of institutions (CMS's Hospital General
+Information, ~5,000 US names) would be a data file to add and keep, not a dependency.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ def _parts(word: str) -> list[str]:
 
 
 class _Institutions:
+    """The institutions of one text (its capitals decide how much capitals say)."""
+
     def __init__(self, text: str, lex: Lexicon):
         self.text = text
         self.lex = lex
@@ -127,6 +134,7 @@ class _Institutions:
         return True
 
     def institution(self, words: list[str]) -> bool:
+        """Two or more words, one of them an institution word and one a proper word."""
         content = [w for w in words if w.lower() not in _CONNECTORS]
         if sum(len(_parts(w)) for w in content) < 2:  # "NewYork-Presbyterian" counts two
             return False
@@ -134,6 +142,8 @@ class _Institutions:
         return has_word and any(self.proper(w) for w in content)
 
     def cued(self) -> list[Finding]:
+        """Institutions after "from", "at", "to", "via": the longest run of capitalised words
+        that holds an institution word and a proper word, less trailing department words."""
         out = []
         for cue in _CUE.finditer(self.text):
             words = self.run_at(cue.end())
@@ -147,12 +157,9 @@ class _Institutions:
                     ):
                         n -= 1  # "SAINT LUKE ED": the department is not the place's name
                     end = words[n - 1].end()
-                    if self.text[end - 1] == "." and _key(words[n - 1].group(0)) not in (
-                        "st",
-                        "mt",
-                        "ste",
-                    ):
-                        end -= 1
+                    last = _key(words[n - 1].group(0))
+                    if self.text[end - 1] == "." and last not in ("st", "mt", "ste"):
+                        end -= 1  # the sentence's full stop, not an abbreviation's
                     out.append(Finding(words[0].start(), end, Kind.ADDRESS))
                     break
         return out
