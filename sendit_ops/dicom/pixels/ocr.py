@@ -535,14 +535,19 @@ def read_window(
             resized = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
             # cv2's stubs leave the dtype open: resizing uint8 gives uint8 (no copy here)
             crop = np.asarray(resized, dtype=np.uint8)
-        found = read(crop, name, device)
         if window.across:
-            # text rotated by 90 degrees: read it turned level (the angle classifier turns
-            # a line that comes out upside down), then map the boxes back
+            # text rotated by 90 degrees: read turned level only (the angle classifier turns
+            # a line that comes out upside down), then the boxes mapped back. Read upright
+            # as well, as before, the window cost twice as much for nothing: on 180 planted
+            # lines no line was masked or held that the turned read alone does not mask or
+            # hold, and the upright read's boxes of a turned line were the wider ones (Dec
+            # 2026, docs/performance.md: a CT slice with anatomy 26 % less CPU)
             width = crop.shape[1]
             turned = read(np.ascontiguousarray(np.rot90(crop)), name, device)
-            found += [TextHit(width - h.y1, h.x0, width - h.y0, h.x1, h.score, h.text, True)
-                      for h in turned]  # fmt: skip
+            found = [TextHit(width - h.y1, h.x0, width - h.y0, h.x1, h.score, h.text, True)
+                     for h in turned]  # fmt: skip
+        else:
+            found = read(crop, name, device)
         hits = [
             TextHit(
                 x0 + int(h.x0 / scale),
