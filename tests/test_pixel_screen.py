@@ -387,7 +387,8 @@ def test_an_unsure_word_counts_only_when_a_second_read_finds_text_again(monkeypa
     """A read below CONFIRM_SCORE of 2+ letters naming no identifier is read again (other
     polarity, wider margin); it is kept when a read finds (mostly) the same letters or two
     or more letters with some confidence. An identifier, anything the free-text detector
-    finds, a sure read or a single character is never read again, never dropped."""
+    finds, a number (3+ digits), a sure read or a single character is never read again,
+    never dropped."""
     from sendit_ops.dicom.pixels import confirm
     from sendit_ops.dicom.pixels.ocr import TextHit
 
@@ -421,6 +422,12 @@ def test_an_unsure_word_counts_only_when_a_second_read_finds_text_again(monkeypa
     others = [TextHit(10, 10, 60, 30, 0.55, t) for t in ("Dr Okafor", "03/04/1971", "MRN 775123")]
     before = len(calls)
     assert checker.keep(image, others) == others and len(calls) == before
+    # a number misread (a dark date across anatomy): no pattern knows it, it is kept all the
+    # same; two digits are read again as any word is
+    misread = [TextHit(10, 10, 60, 30, 0.59, t) for t in ("0/04197", "101/17/1", "A12B3")]
+    assert checker.keep(image, misread) == misread and len(calls) == before
+    assert checker.keep(image, [TextHit(10, 10, 60, 30, 0.55, "X12")]) == []
+    assert len(calls) == before + 1
 
 
 # ---- the stage on planted text (OCR: emulator tier) --------------------------------------
