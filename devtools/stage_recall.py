@@ -48,7 +48,8 @@ def _outcome(case: dict[str, Any]) -> dict[str, Any]:
     ds = acquisition(case["modality"], case["picture"])
     outcome = stage.clean(ds, plan_for(ds), SETTINGS, IDENTIFIERS)
     if not outcome.cleaned:
-        return {"result": "held", "masked": None, "readable": False}
+        return {"result": "held", "masked": None, "readable": False,
+                "reason": str(outcome.held_reason).split(":")[0][:60]}  # fmt: skip
     rows, columns = case["shows"].shape
     masked = float(inside(outcome.boxes, rows, columns)[case["shows"]].mean())
     left = any(IDENTIFIERS(t) for t in readable(ds))
@@ -61,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--start", type=int, default=0, help="first case (skip the ones before)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--each", action="store_true", help="list every case's outcome")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(TESTS))
     rng = np.random.default_rng(args.seed)
     counts: dict[str, Counter[str]] = {}
     missed = []
+    every: list[str] = []
     for n in range(args.start + args.lines):
         case = planted_case(n, rng)  # (drawn in order: the same cases for the same seed)
         if n < args.start or case["shows"].sum() < 20:  # dark on black air: nothing shows
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         group = f"{kind} {'bright' if level > 128 else 'dark'}"
         counts.setdefault(group, Counter())[got["result"]] += 1
         counts[group]["readable"] += got["readable"]
+        if args.each:
+            every.append(f"{n}: {case['label']}: {got['result']} {got['masked']}"
+                         f"{' ' + got['reason'] if got.get('reason') else ''}")  # fmt: skip
         if got["result"] == "missed" or got["readable"]:
             missed.append(f"{n}: {case['label']}: masked {got['masked']}"
                           f"{', identifier readable' if got['readable'] else ''}")  # fmt: skip
@@ -84,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         total.update(c)
     report = {"by_group": {k: dict(v) for k, v in sorted(counts.items())},
               "total": dict(total), "missed_or_readable": missed}  # fmt: skip
+    if args.each:
+        report["each"] = every
     print(json.dumps(report, indent=1, ensure_ascii=True))
     return 0
 

@@ -523,6 +523,43 @@ def test_planted_text_on_every_kind_of_image_is_masked_or_held(modality, kind, f
     assert sum(o.cleaned for o in outcomes) >= 1, [o.held_reason for o in outcomes]
 
 
+@pytest.mark.emulator
+@pytest.mark.parametrize("turn", [1, -1], ids=["counter-clockwise", "clockwise"])
+def test_a_turned_line_is_read_whichever_way_it_turns(turn):
+    """Text turned by 90 degrees either way is read: a window of turned text the gate read
+    beyond doubt that reads as nothing turned one way (upside down: the detector found no
+    line in this dark date across a CT slice) is read turned the other way
+    (``ocr.read_window``); then the stage masks it."""
+    from sendit_ops.dicom.pixels import ocr
+
+    picture = anatomy_slice(512, 3, "CT")
+    before = picture.copy()
+    line = Planted("03/04/1971", 150, 200, 25, 0, "DejaVuSansMono.ttf")
+    cover = ink(line, 512, 512)
+    picture = stored_text(picture, cover, line.level)
+    picture, before, cover = (
+        np.ascontiguousarray(np.rot90(a, turn)) for a in (picture, before, cover)
+    )
+    shows = visible_ink(before, picture, cover)
+    assert shows.sum() >= 100
+    ds = acquisition("CT", picture)
+    display = Display(decode(ds), ds)
+    gray, rgb = display.gray(decode(ds).frames[0]), display.render(decode(ds).frames[:1])[0]
+    regions = [
+        r for r in screen_module.candidates(gray, 0) if shows[r.y0 : r.y1, r.x0 : r.x1].any()
+    ]
+    sure: list[bool] = []
+    verdicts = ocr.gate_regions(rgb, regions, sure=sure)
+    passed = [(r, certain) for r, ok, certain in zip(regions, verdicts, sure, strict=True) if ok]
+    assert any(certain for _, certain in passed)  # the date reads beyond doubt at the gate
+    windows = ocr.windows([r for r, _ in passed], 512, 512, [c for _, c in passed])
+    assert any(IDENTIFIERS(h.text) for w in windows for h in ocr.read_window(rgb, w))
+    outcome = clean(ds, plan_for(ds), SETTINGS, IDENTIFIERS)
+    assert outcome.cleaned, outcome.held_reason
+    assert inside(outcome.boxes, 512, 512)[shows].mean() >= COVERED
+    assert not [t for t in readable(ds) if IDENTIFIERS(t)]
+
+
 def cine(frames: int = 40, size: int = 256) -> np.ndarray:
     """An unflagged grey cine whose anatomy moves from frame to frame."""
     base = anatomy_slice(size + 40, 3, "CT")

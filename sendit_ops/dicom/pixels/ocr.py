@@ -55,6 +55,11 @@ LINE_HEIGHT = 32  # pixels a candidate line is scaled to before it is read
 MAX_WINDOW_PIXELS = 768 * 768  # a window is scaled up no further than this area
 GATE_PAD = 2  # pixels around a candidate region the gate reads
 GATE_SCORE = 0.3
+# a gate read this sure (and this long) is text beyond doubt: a turned window of it that
+# reads as nothing one way is read the other way (``read_window``). On 40 text-free CT/MR
+# slices with anatomy, reading every such window both ways made 54 % more reads and masked
+# a vessel; the regions of the turned lines it was for read at 0.99+ (Dec 2026)
+SURE_SCORE, SURE_LETTERS = 0.9, 4
 # width (pixels at the model's 48 px height) the gate's crops are padded to: the engine pads
 # every crop to 320 (a 6.7:1 line), but a candidate region is mostly 1.2-3:1, so most of a
 # gate read was padding; 128 halved the gate's CPU time on CT slices with anatomy, and
@@ -340,6 +345,11 @@ def _reads_as_text(text: object, score: object) -> bool:
     return letters >= 2 and float(score) >= GATE_SCORE  # type: ignore[arg-type]
 
 
+def _reads_surely(text: object, score: object) -> bool:
+    letters = sum(c.isalnum() for c in str(text))
+    return letters >= SURE_LETTERS and float(score) >= SURE_SCORE  # type: ignore[arg-type]
+
+
 def looks_like_text(rgb: Picture, box: Box, name: str = "rapidocr", device: str = "cpu") -> bool:
     """A quick read of one candidate region by the recognition model alone (no detection):
     True when it reads at least two letters or digits with some confidence.
@@ -351,13 +361,21 @@ def looks_like_text(rgb: Picture, box: Box, name: str = "rapidocr", device: str 
 
 
 def gate_regions(
-    rgb: Picture, boxes: list[Box], name: str = "rapidocr", device: str = "cpu"
+    rgb: Picture,
+    boxes: list[Box],
+    name: str = "rapidocr",
+    device: str = "cpu",
+    sure: list[bool] | None = None,
 ) -> list[bool]:
     """``looks_like_text`` for several regions of one frame in one call: their crops go
     through the angle classifier and the recognition model together, in the engine's
     batches, padded to GATE_WIDTH rather than the engine's 320 (on a CT slice with anatomy
     the screen reports 8-33 regions, most of them short). Each crop is prepared as the
-    engine prepares an image read without detection (scaled within its side bounds)."""
+    engine prepares an image read without detection (scaled within its side bounds).
+
+    ``sure``, when given, receives for each region whether it read as text beyond doubt
+    (``_reads_surely``): such a turned line is read both ways if one finds nothing
+    (``read_window``)."""
     from rapidocr.utils.process_img import resize_image_within_bounds
 
     ocr = engine(name, device)
@@ -370,6 +388,8 @@ def gate_regions(
             crops.append(resized)
             owners.append(index)
     out = [False] * len(boxes)
+    if sure is not None:
+        sure[:] = [False] * len(boxes)
     if not crops:
         return out
     turned, _ = ocr.cls_and_rotate(crops)
@@ -385,6 +405,8 @@ def gate_regions(
     for owner, text, score in zip(owners, texts, scores, strict=False):
         if _reads_as_text(text, score):
             out[owner] = True
+        if sure is not None and _reads_surely(text, score):
+            sure[owner] = True
     return out
 
 
@@ -435,16 +457,21 @@ class Window:
     y1: int
     line: int
     across: bool
+    sure: bool = False  # one of its regions read as text beyond doubt (``gate_regions``)
 
 
-def windows(regions: list[Box], rows: int, columns: int) -> list[Window]:
+def windows(
+    regions: list[Box], rows: int, columns: int, sure: list[bool] | None = None
+) -> list[Window]:
     """The windows to read for a frame's candidate regions (overlapping ones merged, so a
-    line split into several regions is read once)."""
+    line split into several regions is read once); ``sure``: which regions read as text
+    beyond doubt (``gate_regions``)."""
     items: list[Window] = []
-    for box in regions:
+    for index, box in enumerate(regions):
         across = (box.y1 - box.y0) > (box.x1 - box.x0)
         line = max(1, min(box.x1 - box.x0, box.y1 - box.y0))
-        items.append(Window(*region_window(box, rows, columns), line, across))
+        certain = bool(sure[index]) if sure is not None else False
+        items.append(Window(*region_window(box, rows, columns), line, across, certain))
     merged = True
     while merged:
         merged = False
@@ -465,6 +492,7 @@ def windows(regions: list[Box], rows: int, columns: int) -> list[Window]:
                         max(other.y1, item.y1),
                         min(other.line, item.line),
                         other.across,
+                        other.sure or item.sure,
                     )
                     merged = True
                     break
@@ -490,7 +518,7 @@ def transposed(window: Window, rows: int, columns: int) -> Window:
 
 def _widened(window: Window, rows: int, columns: int) -> Window:
     if window.across:
-        return Window(window.x0, 0, window.x1, rows, window.line, True)
+        return Window(window.x0, 0, window.x1, rows, window.line, True, window.sure)
     return Window(0, window.y0, columns, window.y1, window.line, False)
 
 
@@ -503,6 +531,27 @@ def _stretched(crop: Picture) -> Picture:
     scaled = (crop.astype(np.float32) - lo) * (255.0 / (hi - lo))
     clipped: NDArray[np.floating[Any]] = np.clip(scaled + 0.5, 0, 255)
     return clipped.astype(np.uint8)
+
+
+def _read_turned(crop: Picture, name: str, device: str, both: bool) -> list[TextHit]:
+    """Text rotated by 90 degrees, read turned level (boxes in the crop's coordinates).
+
+    Turned counter-clockwise first: a line turned the other way comes out upside down
+    and the angle classifier turns it. When that read finds nothing and ``both`` (the
+    gate read the line beyond doubt), the crop is read turned clockwise too: upside down,
+    a dark date across a CT slice was not found at all by the detector (read upright,
+    "03/04/1971" at 0.99; Dec 2026, docs/performance.md).
+    Not read upright as well (as before): the window cost twice as much for nothing, on
+    180 planted lines, and its boxes of a turned line were the wider ones."""
+    height, width = crop.shape[:2]
+    turned = read(np.ascontiguousarray(np.rot90(crop)), name, device)
+    if turned or not both:  # (x, y) turned is (width - y, x) in the crop
+        return [TextHit(width - h.y1, h.x0, width - h.y0, h.x1, h.score, h.text, True)
+                for h in turned]  # fmt: skip
+    turned = read(np.ascontiguousarray(np.rot90(crop, -1)), name, device)
+    # (x, y) turned clockwise is (y, height - x) in the crop
+    return [TextHit(h.y0, height - h.x1, h.y1, height - h.x0, h.score, h.text, True)
+            for h in turned]  # fmt: skip
 
 
 def read_window(
@@ -536,16 +585,7 @@ def read_window(
             # cv2's stubs leave the dtype open: resizing uint8 gives uint8 (no copy here)
             crop = np.asarray(resized, dtype=np.uint8)
         if window.across:
-            # text rotated by 90 degrees: read turned level only (the angle classifier turns
-            # a line that comes out upside down), then the boxes mapped back. Read upright
-            # as well, as before, the window cost twice as much for nothing: on 180 planted
-            # lines no line was masked or held that the turned read alone does not mask or
-            # hold, and the upright read's boxes of a turned line were the wider ones (Dec
-            # 2026, docs/performance.md: a CT slice with anatomy 26 % less CPU)
-            width = crop.shape[1]
-            turned = read(np.ascontiguousarray(np.rot90(crop)), name, device)
-            found = [TextHit(width - h.y1, h.x0, width - h.y0, h.x1, h.score, h.text, True)
-                     for h in turned]  # fmt: skip
+            found = _read_turned(crop, name, device, window.sure)
         else:
             found = read(crop, name, device)
         hits = [

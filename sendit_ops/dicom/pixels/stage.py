@@ -233,8 +233,9 @@ class Looker:
         # (window, digest of its pixels) -> reads of it: the areas each read looked at
         # (with their digests) and what OCR read
         self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
-        # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text
-        self._gates: dict[tuple[int, int, int, int, bytes], bool] = {}
+        # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text,
+        # and whether beyond doubt (``ocr.gate_regions``)
+        self._gates: dict[tuple[int, int, int, int, bytes], tuple[bool, bool]] = {}
         # place of a view among ``Display.views`` -> the whole view last read there and
         # what was kept (by place, not by frame index: the max and the min projections
         # have none, and each was compared with the other's last read, which differs
@@ -319,7 +320,9 @@ class Looker:
         rgb = self.display.render(frames[index : index + 1])[0]
         passed = self._gate(rgb, regions)
         hits: Hits = []
-        for window in ocr.windows(passed, *rgb.shape[:2]):
+        rows, columns = rgb.shape[:2]
+        sure = [certain for _, certain in passed]
+        for window in ocr.windows([r for r, _ in passed], rows, columns, sure):
             read = [h for h in self._read(rgb, window)
                     if not _within((h.x0, h.y0, h.x1, h.y1), self.skip)]  # fmt: skip
             hits += [(index, h) for h in self._kept(rgb, read)]
@@ -355,20 +358,22 @@ class Looker:
         self._whole[place] = (image, kept)
         return kept
 
-    def _gate(self, rgb: Picture, regions: list[Box]) -> list[Box]:
+    def _gate(self, rgb: Picture, regions: list[Box]) -> list[tuple[Box, bool]]:
         """The regions that read as text (``ocr.gate_regions``: one batched call for the
-        frame's unread regions); a region's verdict is cached by its place and the pixels
-        the gate reads (with the gate's margin)."""
+        frame's unread regions), each with whether it read beyond doubt; a region's verdict
+        is cached by its place and the pixels the gate reads (with the gate's margin)."""
         pad = ocr.GATE_PAD
         keys = []
         for r in regions:
             crop = rgb[max(0, r.y0 - pad) : r.y1 + pad, max(0, r.x0 - pad) : r.x1 + pad]
             keys.append((r.x0, r.y0, r.x1, r.y1, _digest(np.ascontiguousarray(crop))))
         todo = [i for i, k in enumerate(keys) if k not in self._gates]
-        verdicts = ocr.gate_regions(rgb, [regions[i] for i in todo], self.engine, self.device)
-        for i, verdict in zip(todo, verdicts, strict=True):
-            self._gates[keys[i]] = verdict
-        return [r for r, k in zip(regions, keys, strict=True) if self._gates[k]]
+        sure: list[bool] = []
+        verdicts = ocr.gate_regions(rgb, [regions[i] for i in todo], self.engine, self.device, sure)
+        for i, verdict, certain in zip(todo, verdicts, sure, strict=True):
+            self._gates[keys[i]] = (verdict, certain)
+        return [(r, self._gates[k][1]) for r, k in zip(regions, keys, strict=True)
+                if self._gates[k][0]]  # fmt: skip
 
     def _read(self, rgb: Picture, window: ocr.Window) -> list[ocr.TextHit]:
         """OCR of one window, cached. A cached read is reused only when every area it read
