@@ -460,9 +460,11 @@ def test_live_gcs_unreachable_for_a_while_the_deliver_task_retries_and_delivers_
 ):
     """Cloud Storage stops answering object calls (connections dropped) after the run's
     discover checked the bucket. The deliver task's first try fails once the storage
-    library's own retries give up (~2 minutes): TransientError, which Airflow retries
-    (RETRIES: 2 retries, exponential delay from 20 s). Storage is back before the retry,
-    which delivers: one object and one row per batch, and the run succeeds."""
+    library's retries give up (after ``google_retry_seconds``, 15 s here: the libraries'
+    own 120 s by default, ``test_google_retry_seconds_is_the_libraries_own_unless_set``):
+    TransientError, which Airflow retries (RETRIES: 2 retries, exponential delay from 20 s).
+    Storage is back before the retry, which delivers: one object and one row per batch, and
+    the run succeeds."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery, storage
 
@@ -492,6 +494,7 @@ def test_live_gcs_unreachable_for_a_while_the_deliver_task_retries_and_delivers_
             "google_cloud_storage": bucket.name,
             "google_project_name": PROJECT,
             "google_storage_collection": "RETRY",
+            "google_retry_seconds": 15,  # one try gives up after 15 s, not 120 s
         }
         env = {
             "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS": json.dumps([{"path": str(inbox), "name": "r"}]),
