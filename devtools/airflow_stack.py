@@ -61,6 +61,17 @@ def processes_in_sessions(sessions: set[int]) -> list[int]:
     return found
 
 
+def _idle(pid: int) -> bool:
+    """A process holding no work: an executor worker waiting for a task (its title says
+    ``<idle>``) or multiprocessing's resource tracker. Such workers outlive SIGTERM once
+    their scheduler has ended (measured: ``stop`` waited out its whole grace for them)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone
+        return True
+    return b"<idle>" in cmdline or b"multiprocessing.resource_tracker" in cmdline
+
+
 def _signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -294,7 +305,8 @@ class AirflowStack:
         whole group even when its leader has ended already (its executor workers outlive it).
         Then every process still in a component's session or carrying the stack's mark in
         its environment (one that left the group, or was re-parented to init) is ended too:
-        SIGTERM, then SIGKILL after ``grace`` seconds. A stack leaves no process behind
+        SIGTERM, then SIGKILL after ``grace`` seconds, or as soon as the components have
+        ended and only idle executor workers are left. A stack leaves no process behind
         (tests/test_live_airflow.py counts them)."""
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError):  # the whole group has ended
@@ -304,7 +316,13 @@ class AirflowStack:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(deadline - time.monotonic(), 0.1))
         _signal_all(self.processes(), signal.SIGTERM)
-        while self.processes() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            left = self.processes()
+            if not left:
+                break
+            # the components have ended and only idle helpers are left: no need to wait
+            if all(proc.poll() is not None for proc in self.procs) and all(map(_idle, left)):
+                break
             time.sleep(0.2)
         _signal_all(self.processes(), signal.SIGKILL)  # e.g. idle executor workers
         for proc in self.procs:
