@@ -157,7 +157,7 @@ def demo_stack(tmp_path_factory):
         root / "input" / "ACC20010", PATIENTS[0], "ACC20010", "20240309",
         frames=8, report_on=(2, 5),
     )  # fmt: skip
-    db = create_database(f"sendit_dash_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_dash_{secrets.token_hex(4)}", migrated=True)
     stack = AirflowStack(root / "airflow", ROOT / "dags", db, env=stack_env(root)).start()
     try:
         stack.wait_dag(DAG)

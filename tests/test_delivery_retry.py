@@ -453,6 +453,19 @@ def test_bigquery_refusing_the_rows_fails_the_batches_without_objects(google_pip
 # ---- a live Airflow: the deliver task is retried and delivers once -------------------------
 
 
+# a cluster policy of the test's Airflow (AIRFLOW_HOME/config/airflow_local_settings.py):
+# the deliver task's first retry waits 5-9 s instead of RETRIES' 20-39 s; what is retried,
+# how often and why stay the DAG's own (asserted over REST below)
+RETRY_SOON = """
+from datetime import timedelta
+
+
+def task_policy(task):
+    if task.dag_id == "sendit_r" and task.task_id == "deliver":
+        task.retry_delay = timedelta(seconds=5)
+"""
+
+
 @pytest.mark.live
 @pytest.mark.timeout(1800)
 def test_live_gcs_unreachable_for_a_while_the_deliver_task_retries_and_delivers_once(
@@ -460,9 +473,11 @@ def test_live_gcs_unreachable_for_a_while_the_deliver_task_retries_and_delivers_
 ):
     """Cloud Storage stops answering object calls (connections dropped) after the run's
     discover checked the bucket. The deliver task's first try fails once the storage
-    library's own retries give up (~2 minutes): TransientError, which Airflow retries
-    (RETRIES: 2 retries, exponential delay from 20 s). Storage is back before the retry,
-    which delivers: one object and one row per batch, and the run succeeds."""
+    library's retries give up (after ``google_retry_seconds``, 15 s here: the libraries'
+    own 120 s by default, ``test_google_retry_seconds_is_the_libraries_own_unless_set``):
+    TransientError, which Airflow retries (RETRIES: 2 retries, exponential delay from 20 s;
+    from 5 s here, ``RETRY_SOON``). Storage is back before the retry, which delivers: one
+    object and one row per batch, and the run succeeds."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery, storage
 
@@ -492,6 +507,7 @@ def test_live_gcs_unreachable_for_a_while_the_deliver_task_retries_and_delivers_
             "google_cloud_storage": bucket.name,
             "google_project_name": PROJECT,
             "google_storage_collection": "RETRY",
+            "google_retry_seconds": 15,  # one try gives up after 15 s, not 120 s
         }
         env = {
             "AIRFLOW_VAR_SENDIT_INPUT_FOLDERS": json.dumps([{"path": str(inbox), "name": "r"}]),
@@ -507,9 +523,13 @@ def test_live_gcs_unreachable_for_a_while_the_deliver_task_retries_and_delivers_
                 }
             ),
         }
-        db = create_database(f"sendit_retry_{secrets.token_hex(4)}")
+        db = create_database(f"sendit_retry_{secrets.token_hex(4)}", migrated=True)
+        (tmp_path / "airflow" / "config").mkdir(parents=True)
+        (tmp_path / "airflow" / "config" / "airflow_local_settings.py").write_text(RETRY_SOON)
         stack = AirflowStack(tmp_path / "airflow", ROOT / "dags", db, env=env).start()
         stack.wait_dag("sendit_r")
+        deliver = stack.api("GET", "/api/v2/dags/sendit_r/tasks/deliver").json()
+        assert deliver["retries"] == 2 and deliver["retry_exponential_backoff"], deliver
         run_id = stack.trigger("sendit_r", {})
 
         def deliver_ti() -> dict | None:

@@ -236,7 +236,7 @@ def docs_stack(tmp_path_factory):
         "AIRFLOW_VAR_SENDIT_SECRET_KEY": os.environ["AIRFLOW_VAR_SENDIT_SECRET_KEY"],
         "SENDIT_HOME": str(root / "home"),
     }
-    db = create_database(f"sendit_docs_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_docs_{secrets.token_hex(4)}", migrated=True)
     stack = AirflowStack(root / "airflow", ROOT / "dags", db, env=env).start()
     try:
         for dag_id in ("sendit_1_0", "sendit_nightly", "sendit_dasher_check"):

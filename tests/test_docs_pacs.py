@@ -57,7 +57,7 @@ def test_pacs_doc_commands(make_pacs, tmp_path):
         "SENDIT_HOME": str(root / "home"),
     }
     env.pop("AIRFLOW_VAR_SENDIT_PACS_SOURCES", None)
-    db = create_database(f"sendit_docs_pacs_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_docs_pacs_{secrets.token_hex(4)}", migrated=True)
     stack = AirflowStack(root / "airflow", ROOT / "dags", db, env=env).start()
     try:
         stack.wait_dag("sendit_from_pacs")

@@ -37,7 +37,7 @@ def stack_env(root: Path) -> dict[str, str]:
 def local_stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("live-local")
     make_demo_input(root / "input")
-    db = create_database(f"sendit_local_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_local_{secrets.token_hex(4)}", migrated=True)
     stack = AirflowStack(root / "airflow", ROOT / "dags", db, env=stack_env(root)).start()
     yield stack, root
     stack.stop()
@@ -202,7 +202,7 @@ def test_rest_lists_batches_in_error(local_stack):
 def test_celery_executor_with_two_workers_sharing_the_work_root(tmp_path):
     root = tmp_path
     make_demo_input(root / "input")
-    db = create_database(f"sendit_celery_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_celery_{secrets.token_hex(4)}", migrated=True)
     redis_db = 1 + secrets.randbelow(14)
     env = {
         **stack_env(root),
@@ -276,7 +276,7 @@ def test_a_stopped_stack_leaves_no_process_behind(tmp_path):
     from devtools.airflow_stack import processes_marked
 
     make_demo_input(tmp_path / "input")
-    db = create_database(f"sendit_procs_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_procs_{secrets.token_hex(4)}", migrated=True)
     stack = AirflowStack(tmp_path / "airflow", ROOT / "dags", db, env=stack_env(tmp_path))
     assert processes_marked(stack.mark) == []  # none before
     try:

@@ -56,7 +56,7 @@ def stack(tmp_path_factory):
         "AIRFLOW_VAR_SENDIT_SECRET_KEY": os.environ["AIRFLOW_VAR_SENDIT_SECRET_KEY"],
         "SENDIT_HOME": str(root / "home"),
     }
-    db = create_database(f"sendit_sched_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_sched_{secrets.token_hex(4)}", migrated=True)
     running = AirflowStack(root / "airflow", ROOT / "dags", db, env=env).start()
     running.wait_dag("sendit_watch")
     running.wait_dag("sendit_daily")

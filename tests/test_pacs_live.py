@@ -71,7 +71,7 @@ def test_rest_retrieve_of_five_accessions_is_delivered_end_to_end_within_the_poo
         "AIRFLOW_CONN_PACS_LIVE": json.dumps(conn),
         "SENDIT_HOME": str(root / "home"),
     }
-    db = create_database(f"sendit_pacs_{secrets.token_hex(4)}")
+    db = create_database(f"sendit_pacs_{secrets.token_hex(4)}", migrated=True)
     stack = AirflowStack(root / "airflow", ROOT / "dags", db, env=env).start()
     try:
         made = stack.api(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sendit_ops.core.errors import ConfigError, ProviderError
@@ -61,6 +63,26 @@ def test_every_problem_is_reported_at_once():
 def test_google_needs_bucket_and_project():
     with pytest.raises(ConfigError, match="google_cloud_storage"):
         load_settings({"send_to_google": True, "google_project_name": "p"})
+
+
+def test_google_retry_seconds_is_the_libraries_own_unless_set():
+    """Unset (or null): the Google libraries keep their own retry deadlines; a number of
+    seconds replaces them; anything else is refused with the setting's name."""
+    from sendit_ops.airflow.google_target import retry_keywords
+
+    assert load_settings({}).google_retry_seconds is None
+    assert load_settings({"google_retry_seconds": None}).google_retry_seconds is None
+    assert retry_keywords(None) == ({}, {})
+    assert load_settings({"google_retry_seconds": "15"}).google_retry_seconds == 15
+    on_storage, on_bigquery = retry_keywords(15)
+    assert on_storage["retry"].timeout == 15 and on_bigquery["retry"].timeout == 15
+    for bad, words in (
+        (0, "must be between 1 and 3600 (got 0)"),
+        (7200, "must be between 1 and 3600 (got 7200)"),
+        ("soon", "must be a whole number (got 'soon')"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(f"'google_retry_seconds' {words}")):
+            load_settings({"google_retry_seconds": bad})
 
 
 def test_input_folders_shapes():

@@ -14,6 +14,8 @@ accession number, only for objects uploaded and verified in this call.
 Errors are sorted by ``sendit_ops.core.errors.classify``: Google unreachable or answering
 5xx/429 is TransientError (the task is retried by Airflow), a wrong connection, credentials,
 permissions or a missing bucket is ConfigError (the task fails at once with what to fix).
+How long one try lets the client libraries retry a call before that: their own deadlines, or
+the setting ``google_retry_seconds`` (``retry_keywords``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,24 @@ def google_failure(exc: BaseException) -> Failure | None:
 
 
 GOOGLE = (google_failure,)
+
+
+def retry_keywords(seconds: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``retry`` keywords of the Cloud Storage calls and of the BigQuery calls.
+
+    ``None`` (the setting ``google_retry_seconds`` unset): none, so each library keeps its
+    own retry and deadline (Cloud Storage 120 s, BigQuery API calls 600 s, query jobs
+    2400 s). A number: the same retry policies (what is retried, the backoff) with that many
+    seconds as the deadline of each call, after which the call raises and the task fails
+    with TransientError for Airflow's retry."""
+    if seconds is None:
+        return {}, {}
+    from google.cloud.bigquery.retry import DEFAULT_RETRY as BIGQUERY_RETRY
+    from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
+
+    storage = {"retry": STORAGE_RETRY.with_timeout(float(seconds))}
+    bigquery = {"retry": BIGQUERY_RETRY.with_timeout(float(seconds))}
+    return storage, bigquery
 
 
 def rows_parameter(rows: list[dict[str, str]]) -> Any:
@@ -142,11 +162,12 @@ def preflight(settings: Settings) -> tuple[Any, Any, str]:
     from google.cloud import bigquery
 
     storage, bq = _clients(settings)
+    on_storage, on_bigquery = retry_keywords(settings.google_retry_seconds)
     project, dataset = settings.google_project_name, settings.collection
     if not project:  # resolve_settings requires it with Google on: a caller skipped it
         raise ConfigError("'google_project_name' is required to deliver to Google")
     try:
-        bucket = storage.lookup_bucket(settings.google_cloud_storage)
+        bucket = storage.lookup_bucket(settings.google_cloud_storage, **on_storage)
     except Exception as exc:
         raise _setup_error(
             exc,
@@ -162,10 +183,12 @@ def preflight(settings: Settings) -> tuple[Any, Any, str]:
     try:
         ds = bigquery.Dataset(f"{project}.{dataset}")
         ds.location = settings.bigquery_location
-        bq.create_dataset(ds, exists_ok=True)
+        bq.create_dataset(ds, exists_ok=True, **on_bigquery)
         wanted = [bigquery.SchemaField(name, "STRING") for name in BQ_SCHEMA]
         table_id = f"{project}.{dataset}.{settings.bigquery_table}"
-        table = bq.create_table(bigquery.Table(table_id, schema=wanted), exists_ok=True)
+        table = bq.create_table(
+            bigquery.Table(table_id, schema=wanted), exists_ok=True, **on_bigquery
+        )
     except Exception as exc:
         raise _setup_error(
             exc,
@@ -199,11 +222,19 @@ class GoogleTarget:
     classifiers: tuple[ErrorClassifier, ...] = GOOGLE
 
     def __init__(
-        self, bucket: Any, bigquery: Any, table: str, literal_sql: bool | None = None
+        self,
+        bucket: Any,
+        bigquery: Any,
+        table: str,
+        literal_sql: bool | None = None,
+        retry_seconds: int | None = None,
     ) -> None:
         self.bucket = bucket
         self.bigquery = bigquery
         self.table = table
+        # ``retry=`` of every call (the setting google_retry_seconds; none: the libraries')
+        self._on_storage, self._on_bigquery = retry_keywords(retry_seconds)
+        self._on_job = self._job_keywords(retry_seconds)
         # query parameters, except on the BigQuery emulator of the tests (it refuses them)
         self.literal_sql = (
             bool(os.environ.get("BIGQUERY_EMULATOR_HOST")) if literal_sql is None else literal_sql
@@ -212,7 +243,28 @@ class GoogleTarget:
     @classmethod
     def open(cls, settings: Settings) -> GoogleTarget:
         """Connect and run the preflight checks (bucket, dataset, table)."""
-        return cls(*preflight(settings))
+        return cls(*preflight(settings), retry_seconds=settings.google_retry_seconds)
+
+    @staticmethod
+    def _job_keywords(seconds: int | None) -> dict[str, Any]:
+        """``query``'s keywords: the API calls' retry and, for a job BigQuery failed in a
+        way a new job may fix, the deadline of re-running it (the same number)."""
+        if seconds is None:
+            return {}
+        from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
+
+        return {
+            **retry_keywords(seconds)[1],
+            "job_retry": DEFAULT_JOB_RETRY.with_timeout(float(seconds)),
+        }
+
+    def _query(self, statement: str, job_config: Any = None) -> None:
+        """Run one statement to its end, under the retry deadlines of ``__init__``."""
+        if job_config is None:
+            job = self.bigquery.query(statement, **self._on_job)
+        else:
+            job = self.bigquery.query(statement, job_config=job_config, **self._on_job)
+        job.result(**self._on_bigquery)
 
     def ledger_fields(self) -> dict[str, str]:
         """The bucket: the Delivery's location, so a later run knows where it delivered."""
@@ -227,7 +279,7 @@ class GoogleTarget:
 
         md5 = _md5_b64(archive.path)
         name = archive.object_name
-        existing = self.bucket.get_blob(name)
+        existing = self.bucket.get_blob(name, **self._on_storage)
         present = None
         if existing is not None:
             ours = (existing.metadata or {}).get("sha256") or ""
@@ -261,12 +313,13 @@ class GoogleTarget:
                 content_type=CONTENT_TYPE,
                 if_generation_match=generation,
                 checksum="md5",
+                **self._on_storage,
             )
         except PreconditionFailed:
             raise DeliveryError(
                 f"another writer changed {self._where(name)} during the upload; rerun the batch"
             ) from None
-        blob.reload()
+        blob.reload(**self._on_storage)
         if blob.md5_hash != md5:
             raise DeliveryError(
                 f"integrity check failed for {self._where(name)}: the MD5 "
@@ -287,30 +340,30 @@ class GoogleTarget:
         """MERGE the rows (as few statements as the size limit allows)."""
         if self.literal_sql:
             for statement in merge_statements(self.table, rows):
-                self.bigquery.query(statement).result()
+                self._query(statement)
             return RowCounts(sent=len(rows))
         for statement, part in merge_with_parameters(self.table, rows):
-            self.bigquery.query(statement, job_config=rows_parameter(part)).result()
+            self._query(statement, job_config=rows_parameter(part))
         return RowCounts(sent=len(rows))
 
     def remove_object(self, archive: Archive, placed: Placed) -> None:
         """Delete the generation this call uploaded, and only that one."""
-        self.bucket.blob(archive.object_name).delete(if_generation_match=placed.generation)
+        self.bucket.blob(archive.object_name).delete(
+            if_generation_match=placed.generation, **self._on_storage
+        )
 
     def remove_replaced(self, before: Delivery, object_name: str, row_key: str) -> None:
         """The batch's own earlier object (only while it holds sendit's version, under a
         generation precondition) and its earlier row, when they have another name or key."""
         if before.object_name and before.object_name != object_name and before.sha256:
-            old = self.bucket.get_blob(before.object_name)
+            old = self.bucket.get_blob(before.object_name, **self._on_storage)
             if old is not None and (old.metadata or {}).get("sha256") == before.sha256:
-                old.delete(if_generation_match=old.generation)
+                old.delete(if_generation_match=old.generation, **self._on_storage)
         if before.row_key and before.row_key != row_key:
             if self.literal_sql:
-                self.bigquery.query(delete_statement(self.table, before.row_key)).result()
+                self._query(delete_statement(self.table, before.row_key))
             else:
-                self.bigquery.query(
-                    delete_with_parameter(self.table), job_config=key_parameter(before.row_key)
-                ).result()
+                self._query(delete_with_parameter(self.table), key_parameter(before.row_key))
 
     def object_failure(self, exc: Exception) -> Exception:
         """A failed upload: the batch's reason (the exception's text may quote a request)."""

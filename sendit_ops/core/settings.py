@@ -126,6 +126,10 @@ class Settings:
     bigquery_table: str = "dicom"
     bigquery_location: str = "US"
     gcp_conn_id: str = "google_cloud_default"
+    # how long one delivery try lets the Google client libraries retry a call (unreachable,
+    # 429, 5xx) before it fails with TransientError for Airflow's retry; None: the libraries'
+    # own deadlines (Cloud Storage 120 s, BigQuery 600 s)
+    google_retry_seconds: int | None = None
     # operations
     chunk_size: int = 25
     max_batches_in_flight: int = 50  # 2 chunks per step at once (one per core)
@@ -171,7 +175,9 @@ _INT = {
     "max_batches_in_flight": (1, 10000),
     "watch_poll_seconds": (1, 3600),
     "pixel_threads": (0, 4),
+    "google_retry_seconds": (1, 3600),
 }
+_OPTIONAL = {"google_retry_seconds"}  # null: the default (the libraries' own deadlines)
 _FLOAT = {"pixel_mask_max_share": (0.0, 1.0)}
 _TUPLE = {
     "modality_allowlist",
@@ -194,6 +200,8 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
         if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
             return value.lower() in {"true", "yes", "1"}
         problems.append(f"'{name}' must be true or false (got {value!r})")
+        return None
+    if value is None and name in _OPTIONAL:
         return None
     if name in _INT:
         lo, hi = _INT[name]
