@@ -117,7 +117,7 @@ def flat_values(gray: Picture) -> list[int]:
 
 
 def flat_strokes(gray: Picture, seen: Picture | None = None) -> list[Picture]:
-    """Nonzero on the thin parts of the pixels at each of ``flat_values``: what is left of
+    """1 on the thin parts of the pixels at each of ``flat_values``: what is left of
     them after an opening by the screen's square (a flat area wider than a stroke, such as
     the black around an ultrasound sector, is taken away; strokes, thinner, stay), less
     what is nonzero in ``seen`` (the top-hat masks screened: text they hold is found there,
@@ -130,7 +130,7 @@ def flat_strokes(gray: Picture, seen: Picture | None = None) -> list[Picture]:
     value, though, and speckle (a spread of values) holds few pixels of any one value."""
     out = []
     for value in flat_values(gray):
-        at = cv2.compare(gray, value, cv2.CMP_EQ)
+        at = (gray == value).astype(np.uint8)
         thin = cv2.subtract(at, cv2.morphologyEx(at, cv2.MORPH_OPEN, _SQUARE))
         if seen is not None:
             thin = cv2.subtract(thin, seen)
@@ -299,7 +299,7 @@ def _lines_of(gray: Picture) -> tuple[list[tuple[Line, Labels, NDArray[np.int32]
         else:
             texture = True
     if texture:
-        masks += flat_strokes(gray, cv2.multiply(seen, 255))
+        masks += flat_strokes(gray, seen)
     for k, mask in enumerate(masks):
         ink = cv2.countNonZero(mask)
         if ink > limit:
