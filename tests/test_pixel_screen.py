@@ -306,6 +306,37 @@ def test_line_classifier_keeps_text_lines_and_drops_speckle_and_anatomy():
 
 
 @pytest.mark.unit
+def test_flat_strokes_find_dark_text_on_speckle_and_add_nothing_to_text_free_speckle(
+    monkeypatch,
+):
+    """Dark text on ultrasound speckle (level 0 or 20 of 255: darker than the speckle's mean
+    by less than the speckle varies) is found by the screen's flat strokes (pixels at a
+    histogram-spike value, thin) and kept by the pre-filter and the line classifier; the
+    top-hat masks alone find none of these lines. On text-free speckle frames the flat
+    strokes add no region. (Issue 22: the OCR gate and window reads of the stage still
+    read few of them on the frame's rendering.)"""
+    lines = [
+        Planted("MRN 100234", 20, 200, 38, 20, "pillow-default"),
+        Planted("03/04/1971", 30, 220, 22, 0, "hershey-simplex"),
+        Planted("ROE RICHARD", 40, 240, 24, 20, "hershey-simplex"),
+    ]
+    cases = []
+    for n, line in enumerate(lines):
+        picture = ultrasound_picture(512, 512, 40 + n)
+        cover = ink(line, 512, 512)
+        text = stored_text(picture, cover, line.level)
+        cases.append((line, text, visible_ink(picture, text, cover)))
+    frames = [ultrasound_picture(480, 640, seed) for seed in range(4)]
+    with_flat = [screen_module.candidates(frame) for frame in frames]
+    for line, text, shows in cases:
+        assert _found_by_screen(text, shows), line
+    monkeypatch.setattr(screen_module, "flat_strokes", lambda gray, seen=None: [])
+    for line, text, shows in cases:
+        assert not _found_by_screen(text, shows), line
+    assert with_flat == [screen_module.candidates(frame) for frame in frames]
+
+
+@pytest.mark.unit
 def test_screen_view_is_not_flattened_by_outlier_values():
     """Text at 4095 in a 16-bit image with one 65535 pixel: the linear view would show it at
     16 of 255; the screen's robust view shows it."""
