@@ -40,7 +40,7 @@ Frames larger than ``MAX_SIDE`` are screened at a reduced scale (text on those i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -122,6 +122,7 @@ def flat_strokes(gray: Picture, seen: Picture | None = None) -> list[Picture]:
     the black around an ultrasound sector, is taken away; strokes, thinner, stay), less
     what is nonzero in ``seen`` (the top-hat masks screened: text they hold is found there,
     and on a real image with much text its strokes again cost ~20 ms of chaining a frame).
+    One mask per value, in the order of ``flat_values`` (``regions`` pairs them).
 
     Why (issue 22): dark text drawn over ultrasound speckle is darker than its
     surroundings by less than the speckle varies, so the black top-hat at a contrast low
@@ -280,9 +281,12 @@ def lines(gray: Picture) -> list[tuple[Line, Labels, NDArray[np.int32], bool]]:
     return _lines_of(gray)[0]
 
 
-def _lines_of(gray: Picture) -> tuple[list[tuple[Line, Labels, NDArray[np.int32], bool]], int]:
-    """``lines``, and how many of them (the first ones) come from the top-hat masks
-    (``strokes``); the rest come from ``flat_strokes``."""
+def _lines_of(
+    gray: Picture,
+) -> tuple[list[tuple[Line, Labels, NDArray[np.int32], bool]], int, list[int | None]]:
+    """``lines``, how many of them (the first ones) come from the top-hat masks
+    (``strokes``; the rest come from ``flat_strokes``), and the view of each line: None
+    (top-hat) or the flat value its strokes are drawn at."""
     found: list[tuple[Labels, NDArray[np.int32]]] = []
     limit = MAX_DENSITY * gray.size
     masks = strokes(gray)
@@ -298,8 +302,12 @@ def _lines_of(gray: Picture) -> tuple[list[tuple[Line, Labels, NDArray[np.int32]
             cv2.bitwise_or(seen, mask, dst=seen)
         else:
             texture = True
+    values: list[int | None] = [None] * tophat
     if texture:
-        masks += flat_strokes(gray, seen)
+        thin = flat_strokes(gray, seen)
+        masks += thin
+        values += flat_values(gray)[: len(thin)]
+    kept_values: list[int | None] = []
     for k, mask in enumerate(masks):
         ink = cv2.countNonZero(mask)
         if ink > limit:
@@ -314,17 +322,20 @@ def _lines_of(gray: Picture) -> tuple[list[tuple[Line, Labels, NDArray[np.int32]
         # cv2's stubs leave the dtype open: stats are int32 (CV_32S), labels uint16 or int32
         stats = np.asarray(all_stats[1:count], dtype=np.int32)
         found.append((np.asarray(all_labels), stats))
+        kept_values.append(values[k])
         kept_tophat += k < tophat
     stats_of = [stats for _, stats in found]
     along, turned = _lines(stats_of, False), _lines(stats_of, True)
     out = []
+    views: list[int | None] = []
     first_flat = 0
     for k, ((labels, stats), flat, upright) in enumerate(zip(found, along, turned, strict=True)):
         out += [(line, labels, stats, False) for line in flat]
         out += [(line, labels, stats, True) for line in upright]
+        views += [kept_values[k]] * (len(flat) + len(upright))
         if k < kept_tophat:
             first_flat = len(out)
-    return out, first_flat
+    return out, first_flat, views
 
 
 def _repeats(box: tuple[int, int, int, int], kept: list[tuple[int, int, int, int]]) -> bool:
@@ -348,15 +359,40 @@ def screen_scale(gray: Picture) -> tuple[Picture, float]:
     return np.asarray(resized, dtype=np.uint8), scale
 
 
+class Region(NamedTuple):
+    """A candidate region and the view it was found on: ``flat`` None for the top-hat
+    strokes (the frame as rendered), else the grey value (of the 8-bit view) of the flat
+    strokes that made it: its text is read on the *flat view* (``flat_view``)."""
+
+    box: Box
+    flat: int | None
+
+
+def flat_view(gray: Picture, value: int) -> Picture:
+    """The flat view of an 8-bit grey frame for ``value``, as RGB: black where the frame is
+    at ``value``, white elsewhere (the same geometry as the frame). Dark text on speckle,
+    drawn at one value, reads there as black print on white (issue 22)."""
+    flat = np.where(gray == value, 0, 255).astype(np.uint8)
+    return np.repeat(flat[..., None], 3, axis=-1)
+
+
 def candidates(
     gray: Picture, frame: int | None = None, prefilter: bool = True, classify: bool = True
 ) -> list[Box]:
     """Regions of one 8-bit grey frame that may hold a line of text (see the module doc);
     ``prefilter`` False: every line of step 3 (without steps 4-5, for measurements);
     ``classify`` False: without step 5 (``line_classifier``, for measurements)."""
+    return [r.box for r in regions(gray, frame, prefilter, classify)]
+
+
+def regions(
+    gray: Picture, frame: int | None = None, prefilter: bool = True, classify: bool = True
+) -> list[Region]:
+    """``candidates``, each with the view it was found on (``Region``)."""
     gray, scale = screen_scale(gray)
     found: list[tuple[int, int, int, int]] = []
-    every, first_flat = _lines_of(gray)
+    found_views: list[int | None] = []
+    every, first_flat, views = _lines_of(gray)
     kept_tophat = 0
     for n, (line, labels, stats, across) in enumerate(every):
         # a flat-stroke line where a top-hat line was kept is the same text again: it would
@@ -372,11 +408,12 @@ def candidates(
         ):
             continue
         found.append(line[0])
+        found_views.append(views[n])
         if n < first_flat:
             kept_tophat = len(found)
-    boxes = []
-    for x0, y0, x1, y1 in found:
+    out = []
+    for (x0, y0, x1, y1), view in zip(found, found_views, strict=True):
         box = Box(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale),
                   frame, SCREEN)  # fmt: skip
-        boxes.append(box)
-    return boxes
+        out.append(Region(box, view))
+    return out
