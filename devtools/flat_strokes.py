@@ -10,7 +10,7 @@ what they find, before/after in one process, interleaved (the machine's load fal
   255), the regions on the line's ink, those the gate passes, and what the window reads
   (``ocr.read_window``) read there: on the frame's rendering (as the stage reads) and on
   the *flat view* of each flat value (black where the frame is at that value, white
-  elsewhere), which no code reads yet.
+  elsewhere), on which the stage reads flat-stroke regions (``screen.flat_view``).
 
     .venv/bin/python -m devtools.flat_strokes --frames 10 --repeats 5
 
