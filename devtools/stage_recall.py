@@ -17,6 +17,7 @@ string naming one of the planted identifiers. Figures by picture kind and polari
 (bright: the line's level above half the range; dark: below).
 
     .venv/bin/python -m devtools.stage_recall --lines 200 --start 60
+    .venv/bin/python -m devtools.stage_recall --lines 200 --start 60 --kinds ultrasound
 
 Needs the test helpers (tests/) and the fonts ``gate_recall`` names; minutes on one core
 (a case costs ~0.5-1 s).
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from devtools.gate_recall import TESTS, planted_case
+from devtools.gate_recall import KINDS, TESTS, planted_case
 
 COVERED = 0.95  # the planted-text tests' share (tests/test_pixel_screen.py)
 
@@ -63,18 +64,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first case (skip the ones before)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--each", action="store_true", help="list every case's outcome")
+    parser.add_argument(
+        "--kinds",
+        default="",
+        help="only these picture kinds, comma-separated (of: "
+        + ", ".join(sorted({k for _, k in KINDS}))
+        + "); the same cases as a full run",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(TESTS))
+    kinds = set(filter(None, args.kinds.split(",")))
     rng = np.random.default_rng(args.seed)
     counts: dict[str, Counter[str]] = {}
     missed = []
     every: list[str] = []
     for n in range(args.start + args.lines):
         case = planted_case(n, rng)  # (drawn in order: the same cases for the same seed)
+        kind = case["label"].split()[0]
         if n < args.start or case["shows"].sum() < 20:  # dark on black air: nothing shows
             continue
+        if kinds and kind not in kinds:
+            continue
         got = _outcome(case)
-        kind = case["label"].split()[0]
         level = int(case["label"].split(" level ")[1].split()[0])
         group = f"{kind} {'bright' if level > 128 else 'dark'}"
         counts.setdefault(group, Counter())[got["result"]] += 1

@@ -12,7 +12,10 @@ How (OpenCV, on the 8-bit view of a frame):
    text keep what is thinner than the square and brighter OR darker than its surroundings,
    so text is found whatever its value (not only at the top of the range: a real CR carries
    it at 1001 of 1023) and on either polarity (dark text on a bright field); a contrast
-   threshold keeps strokes, not noise;
+   threshold keeps strokes, not noise; and, when a top-hat mask was texture (speckle),
+   *flat strokes* (``flat_strokes``): the thin parts of the pixels at a value that is a
+   spike of the frame's histogram (text is drawn at one value; speckle spreads over many),
+   for dark text on speckle that no top-hat level separates from it (issue 22);
 2. *glyphs*: connected components 3-48 px high (8-40 px text, with margin) and not wider
    than a short word;
 3. *lines*: glyphs of similar height that overlap vertically and follow each other within
@@ -37,7 +40,7 @@ Frames larger than ``MAX_SIDE`` are screened at a reduced scale (text on those i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -75,6 +78,14 @@ BAND = (0.2, 0.8)  # the middle band of a line, as shares of its height
 RUNS_SHORT, RUNS, RUNS_PER_HEIGHT, SHORT = 3, 4, 1.0, 2.5
 SMALL = 10  # a short line lower than this (px) needs one stroke fewer
 BLOCK_FILL, BLOCKS_FILL = 0.85, 0.7
+# flat strokes (``flat_strokes``, issue 22): a grey value is a spike of the frame's
+# histogram when it holds at least FLAT_LEAST pixels more than the median of its six
+# neighbouring values (three each side), and more than FLAT_SIGMA times the square root of
+# that median (counting noise); the FLAT_VALUES largest spikes are screened
+FLAT_LEAST, FLAT_SIGMA, FLAT_VALUES = 30, 6.0, 3
+# a flat-stroke line with this share of its box inside a kept top-hat line is a repeat
+REPEAT = 0.7
+_NEAR = (-3, -2, -1, 1, 2, 3)
 
 
 def strokes(gray: Picture) -> list[Picture]:
@@ -89,6 +100,42 @@ def strokes(gray: Picture) -> list[Picture]:
         for level in CONTRASTS:
             if level < peak:
                 out.append((contrast > level).astype(np.uint8))
+    return out
+
+
+def flat_values(gray: Picture) -> list[int]:
+    """The grey values burned-in text may be drawn at: spikes of the histogram (see
+    FLAT_LEAST). Speckle, anatomy and noise spread over neighbouring values; text is drawn
+    at one value, so its inked pixels stand out of the histogram even when they stand out
+    of the picture by less than the picture varies (dark text on speckle)."""
+    counts = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel()
+    padded = np.concatenate([np.zeros(3, np.float32), counts, np.zeros(3, np.float32)])
+    near = np.median(np.stack([padded[3 + d : 259 + d] for d in _NEAR]), axis=0)
+    excess = counts - near
+    spikes = np.flatnonzero((excess >= FLAT_LEAST) & (excess >= FLAT_SIGMA * np.sqrt(near + 1)))
+    return [int(v) for v in spikes[np.argsort(-excess[spikes], kind="stable")][:FLAT_VALUES]]
+
+
+def flat_strokes(gray: Picture, seen: Picture | None = None) -> list[Picture]:
+    """1 on the thin parts of the pixels at each of ``flat_values``: what is left of
+    them after an opening by the screen's square (a flat area wider than a stroke, such as
+    the black around an ultrasound sector, is taken away; strokes, thinner, stay), less
+    what is nonzero in ``seen`` (the top-hat masks screened: text they hold is found there,
+    and on a real image with much text its strokes again cost ~20 ms of chaining a frame).
+    One mask per value, in the order of ``flat_values`` (``regions`` pairs them).
+
+    Why (issue 22): dark text drawn over ultrasound speckle is darker than its
+    surroundings by less than the speckle varies, so the black top-hat at a contrast low
+    enough to hold it covers the speckle too (more than MAX_DENSITY: skipped as texture)
+    and at a higher level it does not reach the strokes. Its strokes are drawn at one
+    value, though, and speckle (a spread of values) holds few pixels of any one value."""
+    out = []
+    for value in flat_values(gray):
+        at = (gray == value).astype(np.uint8)
+        thin = cv2.subtract(at, cv2.morphologyEx(at, cv2.MORPH_OPEN, _SQUARE))
+        if seen is not None:
+            thin = cv2.subtract(thin, seen)
+        out.append(np.asarray(thin, dtype=np.uint8))
     return out
 
 
@@ -231,9 +278,37 @@ def lines(gray: Picture) -> list[tuple[Line, Labels, NDArray[np.int32], bool]]:
     """Step 3 on one 8-bit grey frame (already at the screen's scale): every chained line
     with the component image it was found in, the components' stats (label ``i`` at row
     ``i - 1``) and whether it runs across (turned text)."""
+    return _lines_of(gray)[0]
+
+
+def _lines_of(
+    gray: Picture,
+) -> tuple[list[tuple[Line, Labels, NDArray[np.int32], bool]], int, list[int | None]]:
+    """``lines``, how many of them (the first ones) come from the top-hat masks
+    (``strokes``; the rest come from ``flat_strokes``), and the view of each line: None
+    (top-hat) or the flat value its strokes are drawn at."""
     found: list[tuple[Labels, NDArray[np.int32]]] = []
     limit = MAX_DENSITY * gray.size
-    for mask in strokes(gray):
+    masks = strokes(gray)
+    tophat = len(masks)
+    kept_tophat = 0
+    # flat strokes only where a top-hat mask was texture (skipped): text on texture; on a
+    # smooth picture the top-hat holds text, and the values clipped by the grey view (bone,
+    # air on a CT slice) make flat thin edges (8 regions more on deid-data's CT brains)
+    seen = np.zeros_like(gray)
+    texture = False
+    for mask in masks:
+        if cv2.countNonZero(mask) <= limit:
+            cv2.bitwise_or(seen, mask, dst=seen)
+        else:
+            texture = True
+    values: list[int | None] = [None] * tophat
+    if texture:
+        thin = flat_strokes(gray, seen)
+        masks += thin
+        values += flat_values(gray)[: len(thin)]
+    kept_values: list[int | None] = []
+    for k, mask in enumerate(masks):
         ink = cv2.countNonZero(mask)
         if ink > limit:
             continue
@@ -247,13 +322,30 @@ def lines(gray: Picture) -> list[tuple[Line, Labels, NDArray[np.int32], bool]]:
         # cv2's stubs leave the dtype open: stats are int32 (CV_32S), labels uint16 or int32
         stats = np.asarray(all_stats[1:count], dtype=np.int32)
         found.append((np.asarray(all_labels), stats))
+        kept_values.append(values[k])
+        kept_tophat += k < tophat
     stats_of = [stats for _, stats in found]
     along, turned = _lines(stats_of, False), _lines(stats_of, True)
     out = []
-    for (labels, stats), flat, upright in zip(found, along, turned, strict=True):
+    views: list[int | None] = []
+    first_flat = 0
+    for k, ((labels, stats), flat, upright) in enumerate(zip(found, along, turned, strict=True)):
         out += [(line, labels, stats, False) for line in flat]
         out += [(line, labels, stats, True) for line in upright]
-    return out
+        views += [kept_values[k]] * (len(flat) + len(upright))
+        if k < kept_tophat:
+            first_flat = len(out)
+    return out, first_flat, views
+
+
+def _repeats(box: tuple[int, int, int, int], kept: list[tuple[int, int, int, int]]) -> bool:
+    """Whether REPEAT of ``box``'s area lies inside one of the ``kept`` boxes."""
+    x0, y0, x1, y1 = box
+    area = REPEAT * (x1 - x0) * (y1 - y0)
+    for k0, l0, k1, l1 in kept:
+        if max(0, min(x1, k1) - max(x0, k0)) * max(0, min(y1, l1) - max(y0, l0)) >= area:
+            return True
+    return False
 
 
 def screen_scale(gray: Picture) -> tuple[Picture, float]:
@@ -267,15 +359,46 @@ def screen_scale(gray: Picture) -> tuple[Picture, float]:
     return np.asarray(resized, dtype=np.uint8), scale
 
 
+class Region(NamedTuple):
+    """A candidate region and the view it was found on: ``flat`` None for the top-hat
+    strokes (the frame as rendered), else the grey value (of the 8-bit view) of the flat
+    strokes that made it: its text is read on the *flat view* (``flat_view``)."""
+
+    box: Box
+    flat: int | None
+
+
+def flat_view(gray: Picture, value: int) -> Picture:
+    """The flat view of an 8-bit grey frame for ``value``, as RGB: black where the frame is
+    at ``value``, white elsewhere (the same geometry as the frame). Dark text on speckle,
+    drawn at one value, reads there as black print on white (issue 22)."""
+    flat = np.where(gray == value, 0, 255).astype(np.uint8)
+    return np.repeat(flat[..., None], 3, axis=-1)
+
+
 def candidates(
     gray: Picture, frame: int | None = None, prefilter: bool = True, classify: bool = True
 ) -> list[Box]:
     """Regions of one 8-bit grey frame that may hold a line of text (see the module doc);
     ``prefilter`` False: every line of step 3 (without steps 4-5, for measurements);
     ``classify`` False: without step 5 (``line_classifier``, for measurements)."""
+    return [r.box for r in regions(gray, frame, prefilter, classify)]
+
+
+def regions(
+    gray: Picture, frame: int | None = None, prefilter: bool = True, classify: bool = True
+) -> list[Region]:
+    """``candidates``, each with the view it was found on (``Region``)."""
     gray, scale = screen_scale(gray)
-    found = []
-    for line, labels, stats, across in lines(gray):
+    found: list[tuple[int, int, int, int]] = []
+    found_views: list[int | None] = []
+    every, first_flat, views = _lines_of(gray)
+    kept_tophat = 0
+    for n, (line, labels, stats, across) in enumerate(every):
+        # a flat-stroke line where a top-hat line was kept is the same text again: it would
+        # cost a gate read and add nothing (real ultrasound with much text, Dec 2026)
+        if n >= first_flat and _repeats(line[0], found[:kept_tophat]):
+            continue
         if prefilter and not text_like(labels, line, across):
             continue
         if (
@@ -285,9 +408,12 @@ def candidates(
         ):
             continue
         found.append(line[0])
-    boxes = []
-    for x0, y0, x1, y1 in found:
+        found_views.append(views[n])
+        if n < first_flat:
+            kept_tophat = len(found)
+    out = []
+    for (x0, y0, x1, y1), view in zip(found, found_views, strict=True):
         box = Box(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale),
                   frame, SCREEN)  # fmt: skip
-        boxes.append(box)
-    return boxes
+        out.append(Region(box, view))
+    return out

@@ -230,12 +230,15 @@ class Looker:
         # threads reading the frames of a cine
         self.workers = min(MAX_THREADS, settings.pixel_threads or FRAME_WORKERS)
         self.skip: list[ocr.Area] = []  # areas masked anyway: lines inside are not read
-        # (window, digest of its pixels) -> reads of it: the areas each read looked at
-        # (with their digests) and what OCR read
-        self._cache: dict[tuple[ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]] = {}
-        # (x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as text,
-        # and whether beyond doubt (``ocr.gate_regions``)
-        self._gates: dict[tuple[int, int, int, int, bytes], tuple[bool, bool]] = {}
+        # (view, window, digest of its pixels) -> reads of it: the areas each read looked
+        # at (with their digests) and what OCR read
+        # (view: None for the rendering, else the flat value of ``screen.flat_view``)
+        self._cache: dict[
+            tuple[int | None, ocr.Window, bytes], list[tuple[_Areas, list[ocr.TextHit]]]
+        ] = {}
+        # (view, x0, y0, x1, y1, digest of its pixels) of a region -> whether it reads as
+        # text, and whether beyond doubt (``ocr.gate_regions``)
+        self._gates: dict[tuple[int | None, int, int, int, int, bytes], tuple[bool, bool]] = {}
         # place of a view among ``Display.views`` -> the whole view last read there and
         # what was kept (by place, not by frame index: the max and the min projections
         # have none, and each was compared with the other's last read, which differs
@@ -293,7 +296,11 @@ class Looker:
         jobs = [partial(self._read_view, place, index, image)
                 for place, (index, image) in enumerate(views)]  # fmt: skip
         jobs += [partial(self._screen, frames, index) for index in screened]
-        done = _run(jobs, self.workers, _spread(len(views), len(screened)))
+        # a frame read whole is screened too, for the flat-stroke regions only: the whole
+        # read is of the rendering, on which dark text on speckle does not read (issue 22)
+        flat = sorted(read_whole)
+        jobs += [partial(self._screen, frames, index, True) for index in flat]
+        done = _run(jobs, self.workers, _spread(len(views), len(screened) + len(flat)))
         if frames.nbytes >= TRIM_BYTES:  # what the reads freed (held else through the next steps)
             ocr.release_memory()
         hits: Hits = []
@@ -305,27 +312,41 @@ class Looker:
     def _read_view(self, place: int, index: int | None, image: Picture) -> tuple[Hits, int]:
         return [(index, h) for h in self._whole_view(place, image)], 0
 
-    def _screen(self, frames: Frames, index: int) -> tuple[Hits, int]:
+    def _screen(self, frames: Frames, index: int, flat_only: bool = False) -> tuple[Hits, int]:
         """The screen on one frame, the gate on its regions, OCR of the windows that pass:
         what was read, and the number of regions. Runs in the frame pool's threads (each
         with its own engine object); the caches it shares hold only what any thread would compute
         the same from the same pixels, so the outcome does not depend on the order.
 
-        A region or a read line wholly inside a ``skip`` area (masked anyway) is left out."""
-        regions = screen.candidates(self.display.gray(frames[index]), index)
-        count = len(regions)
-        regions = [r for r in regions if not _within((r.x0, r.y0, r.x1, r.y1), self.skip)]
-        if not regions:
+        A region or a read line wholly inside a ``skip`` area (masked anyway) is left out;
+        ``flat_only``: only the regions of flat strokes (the frame is read whole)."""
+        gray = self.display.gray(frames[index])
+        found = screen.regions(gray, index)
+        if flat_only:
+            found = [r for r in found if r.flat is not None]
+        count = len(found)
+        found = [
+            r for r in found if not _within((r.box.x0, r.box.y0, r.box.x1, r.box.y1), self.skip)
+        ]
+        if not found:
             return [], count
-        rgb = self.display.render(frames[index : index + 1])[0]
-        passed = self._gate(rgb, regions)
         hits: Hits = []
-        rows, columns = rgb.shape[:2]
-        sure = [certain for _, certain in passed]
-        for window in ocr.windows([r for r, _ in passed], rows, columns, sure):
-            read = [h for h in self._read(rgb, window)
-                    if not _within((h.x0, h.y0, h.x1, h.y1), self.skip)]  # fmt: skip
-            hits += [(index, h) for h in self._kept(rgb, read)]
+        # the top-hat regions on the frame's rendering, the flat-stroke regions on the flat
+        # view of their value (``screen.flat_view``: the same geometry, so what is read
+        # there masks the frame); each view gated and read apart
+        for view in dict.fromkeys(r.flat for r in found):
+            if view is None:
+                rgb = self.display.render(frames[index : index + 1])[0]
+            else:
+                rgb = screen.flat_view(gray, view)
+            regions = [r.box for r in found if r.flat == view]
+            passed = self._gate(rgb, regions, view)
+            rows, columns = rgb.shape[:2]
+            sure = [certain for _, certain in passed]
+            for window in ocr.windows([r for r, _ in passed], rows, columns, sure):
+                read = [h for h in self._read(rgb, window, view)
+                        if not _within((h.x0, h.y0, h.x1, h.y1), self.skip)]  # fmt: skip
+                hits += [(index, h) for h in self._kept(rgb, read)]
         return hits, count
 
     def _whole_view(self, place: int, image: Picture) -> list[ocr.TextHit]:
@@ -358,15 +379,16 @@ class Looker:
         self._whole[place] = (image, kept)
         return kept
 
-    def _gate(self, rgb: Picture, regions: list[Box]) -> list[tuple[Box, bool]]:
+    def _gate(self, rgb: Picture, regions: list[Box], view: int | None) -> list[tuple[Box, bool]]:
         """The regions that read as text (``ocr.gate_regions``: one batched call for the
         frame's unread regions), each with whether it read beyond doubt; a region's verdict
-        is cached by its place and the pixels the gate reads (with the gate's margin)."""
+        is cached by the view ``rgb`` is (``screen.Region.flat``), its place and the pixels
+        the gate reads (with the gate's margin)."""
         pad = ocr.GATE_PAD
         keys = []
         for r in regions:
             crop = rgb[max(0, r.y0 - pad) : r.y1 + pad, max(0, r.x0 - pad) : r.x1 + pad]
-            keys.append((r.x0, r.y0, r.x1, r.y1, _digest(np.ascontiguousarray(crop))))
+            keys.append((view, r.x0, r.y0, r.x1, r.y1, _digest(np.ascontiguousarray(crop))))
         todo = [i for i, k in enumerate(keys) if k not in self._gates]
         sure: list[bool] = []
         verdicts = ocr.gate_regions(rgb, [regions[i] for i in todo], self.engine, self.device, sure)
@@ -375,13 +397,14 @@ class Looker:
         return [(r, self._gates[k][1]) for r, k in zip(regions, keys, strict=True)
                 if self._gates[k][0]]  # fmt: skip
 
-    def _read(self, rgb: Picture, window: ocr.Window) -> list[ocr.TextHit]:
-        """OCR of one window, cached. A cached read is reused only when every area it read
+    def _read(self, rgb: Picture, window: ocr.Window, view: int | None) -> list[ocr.TextHit]:
+        """OCR of one window of the view ``rgb`` is (``screen.Region.flat``), cached by the
+        view, the window and its pixels. A cached read is reused only when every area it read
         (the window, its widened band, the transposed window) is unchanged: a read keyed on
         the window alone returned, after masking, what the wider band showed BEFORE masking
         (a planted line held as "text remains" though it was masked)."""
         crop = np.ascontiguousarray(rgb[window.y0 : window.y1, window.x0 : window.x1])
-        key = (window, _digest(crop))
+        key = (view, window, _digest(crop))
         for areas, hits in self._cache.get(key, ()):
             if all(_digest(_area(rgb, a)) == d for a, d in areas):
                 return hits
