@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -53,6 +53,9 @@ ENGINE_PARAMS: dict[str, Any] = {
 }
 LINE_HEIGHT = 32  # pixels a candidate line is scaled to before it is read
 MAX_WINDOW_PIXELS = 768 * 768  # a window is scaled up no further than this area
+# a window of dark text is stretched from its darkest value to this percentile of its values
+# (``_stretched``): the text's background, text being a small part of a window
+DARK_SHARE = 50
 GATE_PAD = 2  # pixels around a candidate region the gate reads
 GATE_SCORE = 0.3
 # a gate read this sure (and this long) is text beyond doubt: a turned window of it that
@@ -458,25 +461,41 @@ class Window:
     line: int
     across: bool
     sure: bool = False  # one of its regions read as text beyond doubt (``gate_regions``)
+    # all its regions are strokes darker than their surroundings (``screen.Region.dark``):
+    # read stretched over its darker values (``_stretched``)
+    dark: bool = False
 
 
 def windows(
-    regions: list[Box], rows: int, columns: int, sure: list[bool] | None = None
+    regions: list[Box],
+    rows: int,
+    columns: int,
+    sure: list[bool] | None = None,
+    dark: list[bool] | None = None,
 ) -> list[Window]:
     """The windows to read for a frame's candidate regions (overlapping ones merged, so a
     line split into several regions is read once); ``sure``: which regions read as text
-    beyond doubt (``gate_regions``)."""
+    beyond doubt (``gate_regions``); ``dark``: which are of dark strokes
+    (``screen.Region.dark``). A window is dark when its dark regions cover more area than
+    its others: a dark line's letters come with regions of the bright gaps between them
+    (and a bright line's with dark ones), so neither "all" nor "any" tells the text's
+    polarity."""
     items: list[Window] = []
+    # per window: the area of its dark regions less the area of its other ones
+    votes: list[int] = []
     for index, box in enumerate(regions):
         across = (box.y1 - box.y0) > (box.x1 - box.x0)
         line = max(1, min(box.x1 - box.x0, box.y1 - box.y0))
         certain = bool(sure[index]) if sure is not None else False
+        area = (box.x1 - box.x0) * (box.y1 - box.y0)
+        votes.append(area if dark is not None and dark[index] else -area)
         items.append(Window(*region_window(box, rows, columns), line, across, certain))
     merged = True
     while merged:
         merged = False
         out: list[Window] = []
-        for item in items:
+        tally: list[int] = []
+        for item, vote in zip(items, votes, strict=True):
             for i, other in enumerate(out):
                 if (
                     other.across == item.across
@@ -494,12 +513,14 @@ def windows(
                         other.across,
                         other.sure or item.sure,
                     )
+                    tally[i] += vote
                     merged = True
                     break
             else:
                 out.append(item)
-        items = out
-    return items
+                tally.append(vote)
+        items, votes = out, tally
+    return [replace(w, dark=v > 0) for w, v in zip(items, votes, strict=True)]
 
 
 def transposed(window: Window, rows: int, columns: int) -> Window:
@@ -510,22 +531,32 @@ def transposed(window: Window, rows: int, columns: int) -> Window:
     if window.across:
         cx = (window.x0 + window.x1) // 2
         x0, x1 = max(0, cx - extent - 3 * window.line), min(columns, cx + extent + 3 * window.line)
-        return Window(x0, window.y0, x1, window.y1, window.line, False)
+        return Window(x0, window.y0, x1, window.y1, window.line, False, dark=window.dark)
     cy = (window.y0 + window.y1) // 2
     y0, y1 = max(0, cy - extent - 3 * window.line), min(rows, cy + extent + 3 * window.line)
-    return Window(window.x0, y0, window.x1, y1, window.line, True)
+    return Window(window.x0, y0, window.x1, y1, window.line, True, dark=window.dark)
 
 
 def _widened(window: Window, rows: int, columns: int) -> Window:
     if window.across:
-        return Window(window.x0, 0, window.x1, rows, window.line, True, window.sure)
-    return Window(0, window.y0, columns, window.y1, window.line, False)
+        return Window(window.x0, 0, window.x1, rows, window.line, True, window.sure, window.dark)
+    return Window(0, window.y0, columns, window.y1, window.line, False, dark=window.dark)
 
 
-def _stretched(crop: Picture) -> Picture:
+def _stretched(crop: Picture, dark: bool = False) -> Picture:
     """A window's crop over its own range of values: text a few grey levels from its
-    background (dark text on dark tissue) shows as clearly as it would on a black field."""
+    background (dark text on dark tissue) shows as clearly as it would on a black field.
+
+    ``dark`` (the window's text is darker than its surroundings, ``Window.dark``): over
+    the range from its darkest value to its median (DARK_SHARE), the brighter rest white.
+    Over the whole range, bright anatomy in the window (bone beside the lung, a skin line)
+    kept dark text over darker tissue within a few levels of it, and turned dark lines
+    there were read as nothing (issue 22)."""
     lo, hi = int(crop.min()), int(crop.max())
+    if dark:
+        middle = int(np.percentile(crop, DARK_SHARE))
+        if middle - lo >= 8:
+            hi = middle
     if hi - lo < 8 or (lo == 0 and hi == 255):
         return crop
     scaled = (crop.astype(np.float32) - lo) * (255.0 / (hi - lo))
@@ -576,7 +607,7 @@ def read_window(
         x0, y0, x1, y1 = attempt.x0, attempt.y0, attempt.x1, attempt.y1
         if read_areas is not None:
             read_areas.append((x0, y0, x1, y1))
-        crop = _stretched(rgb[y0:y1, x0:x1])
+        crop = _stretched(rgb[y0:y1, x0:x1], window.dark)
         area = max(1, crop.shape[0] * crop.shape[1])
         scale = float(min(4.0, LINE_HEIGHT / window.line, (MAX_WINDOW_PIXELS / area) ** 0.5))
         scale = max(1.0, scale)

@@ -86,20 +86,30 @@ FLAT_LEAST, FLAT_SIGMA, FLAT_VALUES = 30, 6.0, 3
 # a flat-stroke line with this share of its box inside a kept top-hat line is a repeat
 REPEAT = 0.7
 _NEAR = (-3, -2, -1, 1, 2, 3)
+# the pixels at a flat value are closed by this square (``flat_mask``): gaps of one pixel in
+# a stroke (where the text's edge blends with the picture) are filled
+_GAPS = np.ones((3, 3), np.uint8)
 
 
 def strokes(gray: Picture) -> list[Picture]:
     """1 where a thin structure is brighter or darker than its surroundings by each of
     CONTRASTS. Bright and dark apart, not combined: the gaps between bright letters are
     dark thin structures themselves, and together they would fill a word into one block."""
+    return [mask for mask, _ in _polar_strokes(gray)]
+
+
+def _polar_strokes(gray: Picture) -> list[tuple[Picture, bool]]:
+    """``strokes``, each mask with whether its strokes are darker than their surroundings
+    (the black top-hat): a line of them is dark text, read stretched over the dark part of
+    its window's values (``Region.dark``, ``ocr.read_window``)."""
     opened = cv2.morphologyEx(gray, cv2.MORPH_OPEN, _SQUARE)
     closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _SQUARE)
     out = []
-    for contrast in (cv2.subtract(gray, opened), cv2.subtract(closed, gray)):
+    for dark, contrast in enumerate((cv2.subtract(gray, opened), cv2.subtract(closed, gray))):
         peak = int(contrast.max())
         for level in CONTRASTS:
             if level < peak:
-                out.append((contrast > level).astype(np.uint8))
+                out.append(((contrast > level).astype(np.uint8), bool(dark)))
     return out
 
 
@@ -114,6 +124,19 @@ def flat_values(gray: Picture) -> list[int]:
     excess = counts - near
     spikes = np.flatnonzero((excess >= FLAT_LEAST) & (excess >= FLAT_SIGMA * np.sqrt(near + 1)))
     return [int(v) for v in spikes[np.argsort(-excess[spikes], kind="stable")][:FLAT_VALUES]]
+
+
+def flat_mask(gray: Picture, value: int) -> Picture:
+    """1 where the 8-bit grey frame is at ``value``, closed by a 3x3 square (``_GAPS``).
+
+    Why closed: only a fully inked pixel carries the text's value exactly; where a thin
+    stroke of small text (or a turned line, resampled) blends with the picture, the pixels
+    at the value are broken every pixel or two, and the strokes fell apart into dots the
+    screen did not chain and OCR did not read (dark text on speckle, turned: 0 % masked,
+    issue 22). Closing fills those one-pixel gaps; lone speckle pixels at the value stay
+    lone (the square only joins pixels at most one pixel apart)."""
+    at = (gray == value).astype(np.uint8)
+    return np.asarray(cv2.morphologyEx(at, cv2.MORPH_CLOSE, _GAPS), dtype=np.uint8)
 
 
 def flat_strokes(gray: Picture, seen: Picture | None = None) -> list[Picture]:
@@ -283,13 +306,18 @@ def lines(gray: Picture) -> list[tuple[Line, Labels, NDArray[np.int32], bool]]:
 
 def _lines_of(
     gray: Picture,
-) -> tuple[list[tuple[Line, Labels, NDArray[np.int32], bool]], int, list[int | None]]:
+) -> tuple[
+    list[tuple[Line, Labels, NDArray[np.int32], bool]], int, list[int | None], list[bool]
+]:
     """``lines``, how many of them (the first ones) come from the top-hat masks
-    (``strokes``; the rest come from ``flat_strokes``), and the view of each line: None
-    (top-hat) or the flat value its strokes are drawn at."""
+    (``strokes``; the rest come from ``flat_strokes``), the view of each line: None
+    (top-hat) or the flat value its strokes are drawn at, and whether each is of dark
+    top-hat strokes (``Region.dark``)."""
     found: list[tuple[Labels, NDArray[np.int32]]] = []
     limit = MAX_DENSITY * gray.size
-    masks = strokes(gray)
+    polar = _polar_strokes(gray)
+    masks = [mask for mask, _ in polar]
+    darks = [dark for _, dark in polar]
     tophat = len(masks)
     kept_tophat = 0
     # flat strokes only where a top-hat mask was texture (skipped): text on texture; on a
@@ -307,7 +335,9 @@ def _lines_of(
         thin = flat_strokes(gray, seen)
         masks += thin
         values += flat_values(gray)[: len(thin)]
+        darks += [False] * len(thin)  # (the flat view is black print on white already)
     kept_values: list[int | None] = []
+    kept_darks: list[bool] = []
     for k, mask in enumerate(masks):
         ink = cv2.countNonZero(mask)
         if ink > limit:
@@ -323,19 +353,22 @@ def _lines_of(
         stats = np.asarray(all_stats[1:count], dtype=np.int32)
         found.append((np.asarray(all_labels), stats))
         kept_values.append(values[k])
+        kept_darks.append(darks[k])
         kept_tophat += k < tophat
     stats_of = [stats for _, stats in found]
     along, turned = _lines(stats_of, False), _lines(stats_of, True)
     out = []
     views: list[int | None] = []
+    line_darks: list[bool] = []
     first_flat = 0
     for k, ((labels, stats), flat, upright) in enumerate(zip(found, along, turned, strict=True)):
         out += [(line, labels, stats, False) for line in flat]
         out += [(line, labels, stats, True) for line in upright]
         views += [kept_values[k]] * (len(flat) + len(upright))
+        line_darks += [kept_darks[k]] * (len(flat) + len(upright))
         if k < kept_tophat:
             first_flat = len(out)
-    return out, first_flat, views
+    return out, first_flat, views, line_darks
 
 
 def _repeats(box: tuple[int, int, int, int], kept: list[tuple[int, int, int, int]]) -> bool:
@@ -362,17 +395,20 @@ def screen_scale(gray: Picture) -> tuple[Picture, float]:
 class Region(NamedTuple):
     """A candidate region and the view it was found on: ``flat`` None for the top-hat
     strokes (the frame as rendered), else the grey value (of the 8-bit view) of the flat
-    strokes that made it: its text is read on the *flat view* (``flat_view``)."""
+    strokes that made it: its text is read on the *flat view* (``flat_view``). ``dark``:
+    found among the strokes darker than their surroundings (the black top-hat): its window
+    is read stretched over its darker values (``ocr.read_window``)."""
 
     box: Box
     flat: int | None
+    dark: bool = False
 
 
 def flat_view(gray: Picture, value: int) -> Picture:
     """The flat view of an 8-bit grey frame for ``value``, as RGB: black where the frame is
     at ``value``, white elsewhere (the same geometry as the frame). Dark text on speckle,
     drawn at one value, reads there as black print on white (issue 22)."""
-    flat = np.where(gray == value, 0, 255).astype(np.uint8)
+    flat = np.where(flat_mask(gray, value) > 0, 0, 255).astype(np.uint8)
     return np.repeat(flat[..., None], 3, axis=-1)
 
 
@@ -392,7 +428,8 @@ def regions(
     gray, scale = screen_scale(gray)
     found: list[tuple[int, int, int, int]] = []
     found_views: list[int | None] = []
-    every, first_flat, views = _lines_of(gray)
+    found_darks: list[bool] = []
+    every, first_flat, views, darks = _lines_of(gray)
     kept_tophat = 0
     for n, (line, labels, stats, across) in enumerate(every):
         # a flat-stroke line where a top-hat line was kept is the same text again: it would
@@ -409,11 +446,12 @@ def regions(
             continue
         found.append(line[0])
         found_views.append(views[n])
+        found_darks.append(darks[n])
         if n < first_flat:
             kept_tophat = len(found)
     out = []
-    for (x0, y0, x1, y1), view in zip(found, found_views, strict=True):
+    for (x0, y0, x1, y1), view, dark in zip(found, found_views, found_darks, strict=True):
         box = Box(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale),
                   frame, SCREEN)  # fmt: skip
-        out.append(Region(box, view))
+        out.append(Region(box, view, dark))
     return out

@@ -340,10 +340,14 @@ class Looker:
             else:
                 rgb = screen.flat_view(gray, view)
             regions = [r.box for r in found if r.flat == view]
+            dark: dict[Box, bool] = {}  # (a box found on both polarities is not dark)
+            for r in found:
+                dark[r.box] = dark.get(r.box, True) and r.dark
             passed = self._gate(rgb, regions, view)
             rows, columns = rgb.shape[:2]
             sure = [certain for _, certain in passed]
-            for window in ocr.windows([r for r, _ in passed], rows, columns, sure):
+            darks = [dark[r] for r, _ in passed]
+            for window in ocr.windows([r for r, _ in passed], rows, columns, sure, darks):
                 read = [h for h in self._read(rgb, window, view)
                         if not _within((h.x0, h.y0, h.x1, h.y1), self.skip)]  # fmt: skip
                 hits += [(index, h) for h in self._kept(rgb, read)]
