@@ -362,6 +362,41 @@ def test_dark_text_on_speckle_is_read_on_its_flat_view_and_masked():
 
 
 @pytest.mark.unit
+def test_the_flat_view_closes_one_pixel_gaps_in_strokes_and_leaves_lone_pixels():
+    """Only a fully inked pixel carries the text's value: a thin stroke broken every other
+    pixel is read on the flat view as one stroke; a lone speckle pixel at the value stays
+    one pixel (issue 22: dark turned text on speckle was read as nothing)."""
+    gray = np.full((40, 40), 30, np.uint8)
+    gray[10, 5:30:2] = 0  # a stroke broken every other pixel
+    gray[30, 20] = 0  # a lone pixel
+    black = screen_module.flat_view(gray, 0)[..., 0] == 0
+    assert black[10, 5:29].all()
+    assert black[28:33, 18:23].sum() == 1
+
+
+@pytest.mark.unit
+def test_a_window_of_dark_strokes_is_read_stretched_over_its_darker_values():
+    """A window is dark when its dark-stroke regions outweigh its others (the gaps
+    between dark letters make bright regions too), and a dark window's crop is stretched
+    from its darkest value to its median: dark text over dark tissue beside bright bone
+    comes out black on white (issue 22)."""
+    from sendit_ops.dicom.pixels import ocr
+    from sendit_ops.dicom.pixels.model import SCREEN, Box
+
+    regions = [Box(10, 10, 60, 22, 0, SCREEN), Box(20, 12, 40, 20, 0, SCREEN)]
+    (window,) = ocr.windows(regions, 200, 200, dark=[True, False])
+    assert window.dark
+    (window,) = ocr.windows(regions, 200, 200, dark=[False, True])
+    assert not window.dark
+    crop = np.full((20, 40, 3), 30, np.uint8)
+    crop[5:15, 5:20] = 0  # the text
+    crop[:, 30:] = 250  # bone
+    stretched = ocr._stretched(crop, dark=True)
+    assert stretched[0, 0, 0] == 255 and stretched[10, 10, 0] == 0
+    assert ocr._stretched(crop)[0, 0, 0] < 40  # over the whole range: still dark
+
+
+@pytest.mark.unit
 def test_screen_view_is_not_flattened_by_outlier_values():
     """Text at 4095 in a 16-bit image with one 65535 pixel: the linear view would show it at
     16 of 255; the screen's robust view shows it."""

@@ -306,9 +306,7 @@ def lines(gray: Picture) -> list[tuple[Line, Labels, NDArray[np.int32], bool]]:
 
 def _lines_of(
     gray: Picture,
-) -> tuple[
-    list[tuple[Line, Labels, NDArray[np.int32], bool]], int, list[int | None], list[bool]
-]:
+) -> tuple[list[tuple[Line, Labels, NDArray[np.int32], bool]], int, list[int | None], list[bool]]:
     """``lines``, how many of them (the first ones) come from the top-hat masks
     (``strokes``; the rest come from ``flat_strokes``), the view of each line: None
     (top-hat) or the flat value its strokes are drawn at, and whether each is of dark
