@@ -461,8 +461,8 @@ class Window:
     line: int
     across: bool
     sure: bool = False  # one of its regions read as text beyond doubt (``gate_regions``)
-    # all its regions are strokes darker than their surroundings (``screen.Region.dark``):
-    # read stretched over its darker values (``_stretched``)
+    # its regions are mostly strokes darker than their surroundings (``screen.Region.dark``):
+    # read as nothing, it is read again stretched over its darker values (``stage.Looker``)
     dark: bool = False
 
 
@@ -591,8 +591,10 @@ def read_window(
     name: str = "rapidocr",
     device: str = "cpu",
     read_areas: list[tuple[int, int, int, int]] | None = None,
+    dark: bool = False,
 ) -> list[TextHit]:
-    """Text lines in one window of a frame (frame coordinates).
+    """Text lines in one window of a frame (frame coordinates); ``dark``: the crop is
+    stretched over its darker values (``_stretched``), for a dark window read as nothing.
 
     The window is scaled so its smallest candidate line is about LINE_HEIGHT pixels high
     (1x-4x), then detected and recognised. A line touching the window's end along the text
@@ -607,7 +609,7 @@ def read_window(
         x0, y0, x1, y1 = attempt.x0, attempt.y0, attempt.x1, attempt.y1
         if read_areas is not None:
             read_areas.append((x0, y0, x1, y1))
-        crop = _stretched(rgb[y0:y1, x0:x1], window.dark)
+        crop = _stretched(rgb[y0:y1, x0:x1], dark)
         area = max(1, crop.shape[0] * crop.shape[1])
         scale = float(min(4.0, LINE_HEIGHT / window.line, (MAX_WINDOW_PIXELS / area) ** 0.5))
         scale = max(1.0, scale)

@@ -417,6 +417,12 @@ class Looker:
         if not hits:  # it read as text at the gate: perhaps a line running the other way
             other = ocr.transposed(window, *rgb.shape[:2])
             hits = ocr.read_window(rgb, other, self.engine, self.device, read)
+        if not hits and window.dark:
+            # dark text over dark tissue beside bright anatomy: within a few levels of its
+            # background over the window's whole range. Only as a last read: read so first,
+            # bright lines (whose letter gaps make dark regions too) lost 8 of 180 planted
+            # lines (issue 22, docs/performance.md)
+            hits = ocr.read_window(rgb, window, self.engine, self.device, read, dark=True)
         areas = tuple((a, _digest(_area(rgb, a))) for a in dict.fromkeys(read))
         self._cache.setdefault(key, []).append((areas, hits))
         return hits
