@@ -100,8 +100,8 @@ def strokes(gray: Picture) -> list[Picture]:
 
 def _polar_strokes(gray: Picture) -> list[tuple[Picture, bool]]:
     """``strokes``, each mask with whether its strokes are darker than their surroundings
-    (the black top-hat): a line of them is dark text, read stretched over the dark part of
-    its window's values (``Region.dark``, ``ocr.read_window``)."""
+    (the black top-hat): a line of them may be dark text, or the gaps between bright
+    letters (``Region.dark``)."""
     opened = cv2.morphologyEx(gray, cv2.MORPH_OPEN, _SQUARE)
     closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _SQUARE)
     out = []
@@ -394,8 +394,9 @@ class Region(NamedTuple):
     """A candidate region and the view it was found on: ``flat`` None for the top-hat
     strokes (the frame as rendered), else the grey value (of the 8-bit view) of the flat
     strokes that made it: its text is read on the *flat view* (``flat_view``). ``dark``:
-    found among the strokes darker than their surroundings (the black top-hat): its window
-    is read stretched over its darker values (``ocr.read_window``)."""
+    found among the strokes darker than their surroundings (the black top-hat): a window
+    mostly of such regions (``ocr.windows``) read as nothing is read once more stretched
+    over its darker values (``stage.Looker._read``)."""
 
     box: Box
     flat: int | None
