@@ -160,6 +160,7 @@ def continued(box: Box, gray: Picture, reach: int) -> Box:
 
 CARRY_CHARS = 8  # characters a read line's box is carried on past each end at most
 CARRY_GAP = 2.5  # characters between two strokes of a line (a space, glyphs hidden) at most
+CARRY_BUSY = 0.4  # share of positions beyond the line with a stroke: texture, not a line
 CARRY_TOLERANCE = 12  # grey levels a pixel may differ from the line's ink and be its ink
 
 
@@ -197,8 +198,9 @@ def _ink_level(box: Box, gray: Picture) -> tuple[int, int] | None:
         for sign in (-1, 1)
     }
     sign = -1 if inks[-1].size >= inks[1].size else 1
-    if not inks[sign].size:
-        return None
+    border = np.concatenate((crop[0], crop[-1], crop[:, 0], crop[:, -1]))
+    if not inks[sign].size or sign * (int(np.median(inks[sign])) - int(np.median(border))) < 0:
+        return None  # the box's background says the other polarity: unsure
     return int(np.percentile(inks[sign], 25 if sign < 0 else 75)), sign
 
 
@@ -243,18 +245,25 @@ def carried(box: Box, gray: Picture, reach: int) -> Box:
     least = max(2, (b1 - b0) // 8)  # stroke pixels a position needs (not a speck)
     stroke = np.count_nonzero(near & (changed > INK), axis=0) >= least
     hidden = np.abs(np.median(band, axis=0) - level) <= CARRY_TOLERANCE
+    beyond = np.r_[stroke[: a0 - lo], stroke[a1 - lo :]]
+    if beyond.size and beyond.mean() > CARRY_BUSY:
+        return box  # texture (speckle): strokes everywhere, no line's fragments in it
     ends = []
     for start, step, stop in ((a0 - 1 - lo, -1, -1), (a1 - lo, 1, hi - lo)):
-        last, plain, since = None, 0, 0
+        last, plain, since, hid = None, 0, 0, 0
         for i in range(start, stop, step):
             if stroke[i]:
                 last, since = i, 0
                 continue
             since += 1
             plain += not hidden[i]
+            hid += bool(hidden[i])
             if plain > reach or since > CARRY_GAP * reach:
                 break
-        ends.append(last)
+        # only a line that ran onto a field of its ink's level (for half a character at
+        # least) hid glyphs there; strokes next to the end on plain background are
+        # anatomy (``continued`` took in the glyph cut at the end)
+        ends.append(last if hid >= reach / 2 else None)
     pad = pad_for(b1 - b0)
     if ends[0] is not None:
         a0 = max(0, lo + ends[0] - pad)
