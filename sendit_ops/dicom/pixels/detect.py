@@ -214,14 +214,18 @@ def carried(box: Box, gray: Picture, reach: int) -> Box:
     on the tissue; beyond, its glyphs hide on a field of nearly their own value, and what
     shows of them is the strokes that cut a brighter vessel or edge (issue 22: six lines
     masked 73-95 %). Such a stroke is a pixel within CARRY_TOLERANCE of the line's ink
-    level (``_ink_level``) that a small closing (opening for bright ink) of its
-    neighbourhood changes by more than INK: thin, and of the ink's polarity (the edge of
-    a field does not count). Walking away from the end, positions whose band lies on a
-    field of the ink's level (the glyphs would hide there) are passed over; positions of
-    plain background end the walk after one character of them in all, and CARRY_GAP
-    characters without a stroke end it too; the box ends at the last stroke found (never
-    shrinks). On a plain annotation bar nothing beyond the end holds a stroke and the box
-    keeps its size.
+    level (``_ink_level``) that a small closing of its neighbourhood brightens by more
+    than INK: thin and dark (the edge of a field does not count); a position along the
+    line holds a stroke when an eighth of its band's width (2 pixels at least) does.
+    Walking away from the end, positions whose band lies on a field of the ink's level
+    (the glyphs would hide there) are passed over; positions of plain background end the
+    walk after one character of them in all, and CARRY_GAP characters without a stroke
+    end it too; the box ends at the last stroke found (never shrinks), and only when the
+    walk crossed half a character of such a field (strokes next to the end on plain
+    background are anatomy: a radiograph line carried 11 px was held at verification).
+    A band with strokes at more than CARRY_BUSY of its positions is texture (speckle:
+    ultrasound lines were carried across the picture) and the box keeps its size; so it
+    does on a plain annotation bar, where nothing beyond the end holds a stroke.
 
     Dark ink only: its hiding fields (air, lung) are smooth, and a vessel is cut by a
     glyph or not; at the level of bright ink lie bone and its cortex, thin themselves, all
@@ -260,9 +264,7 @@ def carried(box: Box, gray: Picture, reach: int) -> Box:
             hid += bool(hidden[i])
             if plain > reach or since > CARRY_GAP * reach:
                 break
-        # only a line that ran onto a field of its ink's level (for half a character at
-        # least) hid glyphs there; strokes next to the end on plain background are
-        # anatomy (``continued`` took in the glyph cut at the end)
+        # only a line that ran onto a field of its ink's level hid glyphs there
         ends.append(last if hid >= reach / 2 else None)
     pad = pad_for(b1 - b0)
     if ends[0] is not None:
