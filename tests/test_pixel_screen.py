@@ -474,6 +474,36 @@ def test_a_read_line_is_continued_over_ink_at_its_ends_by_one_character_at_most(
 
 
 @pytest.mark.unit
+def test_a_read_line_is_carried_on_over_the_strokes_it_leaves_on_a_dark_field():
+    """A dark line read on bright tissue runs on onto air of nearly its own value: its
+    glyphs hide there but cut a bright vessel; the box is carried on to the last cut (by
+    a few characters at most), not over a vessel without cuts, nor on a plain bar; bright
+    ink is not carried on (at its level lies bone, thin itself)."""
+    from sendit_ops.dicom.pixels.detect import carried, pad_for
+    from sendit_ops.dicom.pixels.model import Box
+
+    gray = np.full((100, 500), 20, np.uint8)  # air
+    gray[:, :200] = 200  # tissue
+    gray[49:52, 200:] = 200  # a vessel along the line, on the air
+    for x in range(50, 300, 12):  # the line's strokes: dark, 2 px wide
+        gray[40:60, x : x + 2] = 20
+    box = Box(46, 36, 204, 64)  # what OCR read (on the tissue), tightened
+    grown = carried(box, gray, 12)
+    assert grown == Box(46, 36, 290 + 2 + pad_for(28), 64)  # to the last cut, x 290-291
+    turned = np.ascontiguousarray(gray.T)
+    assert carried(Box(36, 46, 64, 204), turned, 12) == Box(36, 46, 64, grown.x1)
+    uncut = gray.copy()
+    uncut[40:60, 200:] = 20
+    uncut[49:52, 200:] = 200  # the vessel alone beyond the line: nothing to carry on over
+    assert carried(box, uncut, 12) == box
+    bar = np.full((100, 500), 255, np.uint8)  # dark text on a plain bar
+    for x in range(50, 200, 12):
+        bar[40:60, x : x + 2] = 0
+    assert carried(box, bar, 12) == box
+    assert carried(box, 255 - gray, 12) == box  # bright ink: never carried on (bone)
+
+
+@pytest.mark.unit
 def test_an_unsure_word_counts_only_when_a_second_read_finds_text_again(monkeypatch):
     """A read below CONFIRM_SCORE of 2+ letters naming no identifier is read again (other
     polarity, wider margin); it is kept when a read finds (mostly) the same letters or two
