@@ -91,17 +91,12 @@ _NEAR = (-3, -2, -1, 1, 2, 3)
 _GAPS = np.ones((3, 3), np.uint8)
 
 
-def strokes(gray: Picture) -> list[Picture]:
+def strokes(gray: Picture) -> list[tuple[Picture, bool]]:
     """1 where a thin structure is brighter or darker than its surroundings by each of
-    CONTRASTS. Bright and dark apart, not combined: the gaps between bright letters are
-    dark thin structures themselves, and together they would fill a word into one block."""
-    return [mask for mask, _ in _polar_strokes(gray)]
-
-
-def _polar_strokes(gray: Picture) -> list[tuple[Picture, bool]]:
-    """``strokes``, each mask with whether its strokes are darker than their surroundings
-    (the black top-hat): a line of them may be dark text, or the gaps between bright
-    letters (``Region.dark``)."""
+    CONTRASTS, each mask with whether its strokes are the darker ones (the black top-hat:
+    a line of them may be dark text, or the gaps between bright letters, ``Region.dark``).
+    Bright and dark apart, not combined: the gaps between bright letters are dark thin
+    structures themselves, and together they would fill a word into one block."""
     opened = cv2.morphologyEx(gray, cv2.MORPH_OPEN, _SQUARE)
     closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _SQUARE)
     out = []
@@ -313,7 +308,7 @@ def _lines_of(
     top-hat strokes (``Region.dark``)."""
     found: list[tuple[Labels, NDArray[np.int32]]] = []
     limit = MAX_DENSITY * gray.size
-    polar = _polar_strokes(gray)
+    polar = strokes(gray)
     masks = [mask for mask, _ in polar]
     darks = [dark for _, dark in polar]
     tophat = len(masks)
